@@ -1,0 +1,237 @@
+"""Typed schema of a paper table spec (``specs/<paper>/table<N>.yaml``).
+
+One YAML file per paper table, one row per printed row, in the paper's order, with the numbers
+the paper reports.  Reproduced numbers never live here: they come from ``results/`` written by
+runs.  The schema is strict (``extra="forbid"`` everywhere) so a typo fails at load time with
+the file, the row and the field (see :mod:`repro.spec.loader`).
+
+Layout of a spec::
+
+    paper: trajectorynet          # one of PAPERS
+    table: 3                      # the paper's table number
+    title: Sources of input to the trajectory convolution
+    caption: <the paper's caption, verbatim>
+    kind: numeric                 # or "features" for non-numeric comparison tables
+    recovery: <how lost check marks were recovered from the body text, if any>
+    text_columns:                 # descriptive columns, printed as in the paper
+      - {key: source, label: Source}
+    metrics:                      # numeric columns
+      - {key: params, label: "# param.", unit: M, measure: "profile:params_m"}
+      - {key: top1, label: Top-1 Acc., unit: "%", measure: "train:top1"}
+    defaults:                     # shallow, one level: merged under each row's full/mini
+      full: {dataset: sthv1, frames: 16, ...}
+      mini: {dataset: synth, preset: mini, ...}
+    rows:
+      - id: appearance
+        label: appearance
+        kind: baseline            # method | baseline | cited
+        cells: {source: appearance, usage: None}
+        reported: {params: 15.2, top1: 34.96, top5: 66.24}
+        model: {name: s3d_resnet18, args: {num_classes: 174}}
+        input_shape: [1, 3, 16, 112, 112]
+    claims:
+      - {id: traj-beats-temporal, metric: top1, a: traj_dim4, op: ">", b: appearance}
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PAPERS: dict[str, str] = {
+    "trajectorynet": "Trajectory Convolution for Action Recognition (Zhao, Xiong, Lin; NeurIPS 2018)",
+    "tvnet": "End-to-End Learning of Motion Representation for Video Understanding (Fan et al.; CVPR 2018)",
+    "dynamics": "Recognize Actions by Disentangling Components of Dynamics (Zhao, Xiong, Lin; CVPR 2018)",
+    "lgd": "Learning Spatio-Temporal Representation with Local and Global Diffusion (Qiu et al.; CVPR 2019)",
+}
+
+#: Jobs that can reproduce a metric.  ``measure: "<job>:<metric>"`` on a column says which job
+#: produces it and under which key the job reports it.
+JOBS = ("profile", "train", "flow")
+
+#: Scales a row can be run at.  ``mini`` is the embedded default (built-in benchmark, 2 CPU cores).
+SCALES = ("mini", "small", "full")
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextColumn(_Strict):
+    """A descriptive (non-numeric) column, e.g. TrajectoryNet Table 2's "Usage of Traj. Conv."."""
+
+    key: str
+    label: str
+
+
+class Metric(_Strict):
+    """A numeric column of the paper's table."""
+
+    key: str
+    label: str
+    unit: Literal["%", "M", "G", "GMACs", "GFLOPs", "s", "ms", "fps", "px", ""] = ""
+    higher_is_better: bool | None = None
+    #: ``"<job>:<key>"``: which job reproduces this column and the key it reports, e.g.
+    #: ``"profile:params_m"``, ``"train:top1"``, ``"flow:epe"``; ``None``: not reproducible
+    #: (a property of the setting, e.g. "effective coverage").
+    measure: str | None = None
+
+    @field_validator("measure")
+    @classmethod
+    def _measure_names_a_job(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        job, sep, key = v.partition(":")
+        if not sep or job not in JOBS or not key:
+            raise ValueError(f"expected '<job>:<metric>' with job one of {list(JOBS)}, got {v!r}")
+        return v
+
+    @property
+    def job(self) -> str | None:
+        return self.measure.partition(":")[0] if self.measure else None
+
+    @property
+    def job_key(self) -> str | None:
+        return self.measure.partition(":")[2] if self.measure else None
+
+
+class LRSchedule(_Strict):
+    type: Literal["constant", "step", "multistep", "cosine"] = "multistep"
+    milestones: list[int] = Field(default_factory=list)  # epochs, for multistep
+    step_size: int | None = None  # epochs, for step
+    gamma: float = 0.1
+
+
+class RunConfig(_Strict):
+    """How a row is trained and evaluated at one scale (dataset, sampling, optimisation).
+
+    ``full`` reproduces the paper's protocol on the real dataset (GPU scale); ``mini`` runs on
+    the built-in motion benchmark on a laptop CPU.  Fields not given take the engine's defaults.
+    """
+
+    dataset: str
+    split: str | None = None
+    preset: str | None = None  # built-in benchmark preset (mini | small)
+    frames: int | None = None
+    step: int = 1
+    size: int | None = None  # crop size (pixels, square)
+    segments: int | None = None  # TSN segments
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    lr_schedule: LRSchedule | None = None
+    warmup_epochs: float = 0.0
+    clip_grad: float | None = None
+    partial_bn: bool = False
+    branch_lr: dict[str, float] = Field(default_factory=dict)  # param-name prefix -> lr multiplier
+    loss_weights: dict[str, float] = Field(default_factory=dict)  # auxiliary loss name -> weight
+    test_clips: int | None = None
+    test_crops: int | None = None
+    flow: Literal["gt", "tvl1", "tvnet", "none"] | None = None  # flow given to models that take it
+    init: str | None = None  # local checkpoint path, or "row:<paper>:<table>:<row>" to chain runs
+    model_args: dict[str, Any] = Field(default_factory=dict)  # merged over the row's model args
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    notes: str | None = None
+
+
+class ModelRef(_Strict):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Row(_Strict):
+    id: str
+    label: str
+    kind: Literal["method", "baseline", "cited"]
+    cells: dict[str, str] = Field(default_factory=dict)
+    reported: dict[str, float | None] = Field(default_factory=dict)
+    #: Where a cited number comes from (the paper's reference, e.g. "[36] Tran et al. 2018").
+    cite: str | None = None
+    model: ModelRef | None = None
+    #: For optical-flow rows (TVNet Tables 1-2): a method name of ``repro.flow`` such as
+    #: ``"tvl1-5-5-50"``, ``"dis-fast"``, ``"tvnet-1-1-50"``; run by the ``flow`` job.
+    flow_method: str | None = None
+    #: How a trainable flow method is trained before it is measured ("none" | "u0" | "all").
+    flow_training: Literal["none", "u0", "all"] | None = None
+    #: What is missing before this row can be built (shown instead of reproduced numbers).
+    needs: str | None = None
+    input_shape: list[int] | None = None
+    full: RunConfig | None = None
+    mini: RunConfig | None = None
+    small: RunConfig | None = None
+    note: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError(f"row id must be lower-case letters, digits, '-' or '_' (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _cited_rows_cite(self) -> "Row":
+        if self.kind == "cited" and (self.model is not None or self.flow_method is not None):
+            raise ValueError("a cited row reports another paper's number; it names no model to run")
+        return self
+
+    def run_config(self, scale: str) -> RunConfig | None:
+        return getattr(self, scale)
+
+
+class Claim(_Strict):
+    """A claim the paper makes about its table, checked on reported and reproduced numbers.
+
+    ``a op b`` on ``metric``: ``b`` is a row id or a number; ``op`` one of ``>``, ``>=``, ``<``,
+    ``<=``; ``margin`` demands ``a`` beat ``b`` by at least that much.
+    """
+
+    id: str
+    text: str
+    metric: str
+    a: str
+    op: Literal[">", ">=", "<", "<="]
+    b: str | float
+    margin: float = 0.0
+
+
+class TableSpec(_Strict):
+    paper: str
+    table: int = Field(ge=1)
+    title: str
+    caption: str = ""
+    kind: Literal["numeric", "features"] = "numeric"
+    recovery: str | None = None
+    text_columns: list[TextColumn] = Field(default_factory=list)
+    metrics: list[Metric] = Field(default_factory=list)
+    defaults: dict[Literal["full", "mini", "small"], dict[str, Any]] = Field(default_factory=dict)
+    rows: list[Row]
+    claims: list[Claim] = Field(default_factory=list)
+
+    @field_validator("paper")
+    @classmethod
+    def _known_paper(cls, v: str) -> str:
+        if v not in PAPERS:
+            raise ValueError(f"unknown paper {v!r}; expected one of {sorted(PAPERS)}")
+        return v
+
+    @property
+    def key(self) -> str:
+        return f"{self.paper}:table{self.table}"
+
+    def row(self, row_id: str) -> Row:
+        for r in self.rows:
+            if r.id == row_id:
+                return r
+        raise KeyError(row_id)
+
+    def metric(self, key: str) -> Metric:
+        for m in self.metrics:
+            if m.key == key:
+                return m
+        raise KeyError(key)

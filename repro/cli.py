@@ -1,10 +1,331 @@
-"""Command line: ``python -m repro {list,table<N>,all,profile,...}``."""
+"""Command line: ``python -m repro <command>`` (also the ``repro`` console script).
+
+    python -m repro list                        # papers, tables, rows, what runs at which scale
+    python -m repro table3 --paper trajectorynet  # run what is runnable and not cached, render
+    python -m repro all --no-run                # re-render every table from stored results
+    python -m repro profile r2plus1d_18 --input 1x3x16x112x112 --latency
+    python -m repro profile trajectorynet:table3:appearance
+
+Every command takes ``--format json`` (machine-readable output on stdout; progress and logs on
+stderr).  User errors print one line naming what is wrong and exit with status 2.
+"""
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import re
 import sys
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("repro")
+
+_AREA_COMMANDS = ("repro.data.commands", "repro.engine.commands", "repro.flow.commands")
+
+
+class UserError(Exception):
+    """An error in what the user asked for; printed without a traceback."""
+
+
+def _project_root() -> Path:
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "specs").is_dir() else Path.cwd()
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    root = _project_root()
+    g = p.add_argument_group("common options")
+    g.add_argument("--format", choices=("text", "json"), default="text", help="json: machine-readable stdout")
+    g.add_argument("--specs", type=Path, default=Path(os.environ.get("REPRO_SPECS", root / "specs")),
+                   help="spec folder (<paper>/table<N>.yaml); default: %(default)s")
+    g.add_argument("--results", type=Path, default=Path(os.environ.get("REPRO_RESULTS", root / "results")),
+                   help="results folder; default: %(default)s")
+    g.add_argument("--tables", type=Path, default=Path(os.environ.get("REPRO_TABLES", root / "tables")),
+                   help="rendered tables folder; default: %(default)s")
+    g.add_argument("--data-dir", type=Path, default=Path(os.environ.get("REPRO_DATA", root / "data")),
+                   help="datasets (the built-in benchmark is generated here); default: %(default)s")
+    g.add_argument("--work-dir", type=Path, default=Path(os.environ.get("REPRO_WORK", root / "runs")),
+                   help="checkpoints and caches; default: %(default)s")
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _load_specs(args: argparse.Namespace, check_models: bool = True):
+    from repro.spec.loader import load_specs
+
+    specs = load_specs(args.specs, check_models=check_models)
+    paper = getattr(args, "paper", None)
+    if paper:
+        from repro.spec.schema import PAPERS
+
+        if paper not in PAPERS:
+            raise UserError(f"unknown paper '{paper}'; expected one of {sorted(PAPERS)}")
+        specs = {k: s for k, s in specs.items() if s.paper == paper}
+    return specs
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
+    if args.format == "json":
+        json.dump(payload, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text())
+
+
+# ----------------------------------------------------------------------------- list
+def cmd_list(args: argparse.Namespace) -> int:
+    from repro.registry import list_models
+    from repro.runner import plan_table
+
+    if args.models:
+        names = list_models(args.pattern or "*")
+        _emit(args, names, lambda: "\n".join(names) + "\n")
+        return 0
+    specs = _load_specs(args)
+    out = []
+    for spec in specs.values():
+        tasks = plan_table(spec, args.scale, args.results)
+        runnable: dict[str, dict[str, str]] = {}
+        for t in tasks:
+            runnable.setdefault(t.row.id, {})[f"{t.job}@{t.scale}"] = (
+                "cached" if t.state == "cached" else "runnable" if t.state == "pending" else f"missing: {t.reason}")
+        out.append({
+            "paper": spec.paper, "table": spec.table, "title": spec.title, "kind": spec.kind,
+            "metrics": [m.model_dump() for m in spec.metrics],
+            "rows": [{"id": r.id, "label": r.label, "kind": r.kind, "reported": dict(r.reported),
+                      "cells": dict(r.cells), "model": r.model.name if r.model else None,
+                      "runs": runnable.get(r.id, {})} for r in spec.rows],
+        })
+
+    def text() -> str:
+        lines = []
+        for t in out:
+            lines.append(f"{t['paper']}:table{t['table']}  {t['title']}  ({len(t['rows'])} rows)")
+            for r in t["rows"]:
+                runs = ", ".join(f"{k}: {v}" for k, v in r["runs"].items()) or r["kind"]
+                lines.append(f"    {r['id']:<34} {r['kind']:<8} {runs}")
+        return "\n".join(lines) + "\n"
+
+    _emit(args, out, text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- table / all
+def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
+    from repro.render import build_table, write_table
+    from repro.results import load_results
+    from repro.runner import plan_table, run_tasks
+
+    if not specs:
+        raise UserError("no table matches (see `python -m repro list`)")
+    all_tasks = []
+    for spec in specs.values():
+        tasks = plan_table(spec, args.scale, args.results, rows=args.rows, force=args.force)
+        if not args.no_run:
+            run_tasks(tasks, results_dir=args.results, work_dir=args.work_dir, data_dir=args.data_dir,
+                      progress=not args.quiet, threads=args.threads, command=" ".join(["python -m repro", *sys.argv[1:]]))
+        all_tasks += tasks
+    results = load_results(args.results)
+    rendered, written = [], []
+    for spec in specs.values():
+        status = {}
+        for t in all_tasks:
+            if t.spec is spec and t.state != "cached":
+                status[t.row.id] = f"failed: {t.error}" if t.error else (
+                    f"missing: {t.reason}" if t.state == "missing" else "not run (--no-run)")
+        table = build_table(spec, results, scale=args.scale, status=status)
+        written += write_table(table, args.tables)
+        rendered.append(table)
+    failed = [t for t in all_tasks if t.error]
+    payload = [{"paper": t.spec.paper, "table": t.spec.table, "title": t.spec.title, "scale": t.scale,
+                "rows": t.rows,
+                "claims": [{"id": c.id, "text": c.claim.text, "reported": c.status,
+                            "reproduced": r.status} for c, r in zip(t.reported_claims, t.reproduced_claims.get(t.scale, t.reported_claims))]}
+               for t in rendered]
+
+    def text() -> str:
+        from repro.render import to_markdown
+
+        parts = [to_markdown(t) for t in rendered]
+        parts.append(f"\nwrote {len(written)} files under {args.tables}\n")
+        parts += [f"FAILED {t.ref} [{t.job}]: {t.error}\n" for t in failed]
+        return "\n".join(parts)
+
+    _emit(args, payload, text)
+    return 1 if failed else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    specs = {k: s for k, s in _load_specs(args).items() if s.table == args.number}
+    if not specs:
+        raise UserError(f"no Table {args.number}" + (f" in paper '{args.paper}'" if args.paper else ""))
+    return _run_and_render(args, specs)
+
+
+def cmd_all(args: argparse.Namespace) -> int:
+    return _run_and_render(args, _load_specs(args))
+
+
+# ----------------------------------------------------------------------------- profile
+_ROW_REF = re.compile(r"^(?P<paper>[a-z0-9_]+):(?:table)?(?P<table>\d+):(?P<row>[A-Za-z0-9_\-]+)$")
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(p) for p in re.split(r"[x×,]", text.strip()))
+    except ValueError:
+        raise UserError(f"--input: expected a shape like 1x3x16x112x112, got '{text}'") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise UserError(f"--input: every dimension must be positive, got '{text}'")
+    return shape
+
+
+def _parse_kv(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--arg: expected key=value, got '{item}'")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from repro.profile import count_macs, count_params, measure_latency
+    from repro.profile_job import example_inputs
+    from repro.registry import create_model, model_entry
+
+    m = _ROW_REF.match(args.target)
+    model_args = _parse_kv(args.arg)
+    if m:
+        specs = _load_specs(args)
+        key = f"{m['paper']}:table{m['table']}"
+        if key not in specs:
+            raise UserError(f"no table '{key}' in {args.specs}")
+        try:
+            row = specs[key].row(m["row"])
+        except KeyError:
+            raise UserError(f"table {key} has no row '{m['row']}'; rows: {[r.id for r in specs[key].rows]}") from None
+        if row.model is None:
+            raise UserError(f"row {args.target} has no model to profile ({row.needs or row.kind})")
+        name, model_args = row.model.name, {**row.model.args, **model_args}
+        shape = _parse_shape(args.input) if args.input else tuple(row.input_shape or model_entry(name).default_input or ())
+    else:
+        name = args.target
+        entry = model_entry(name)
+        shape = _parse_shape(args.input) if args.input else tuple(entry.default_input or ())
+    if not shape:
+        raise UserError(f"no input shape known for '{args.target}': pass --input, e.g. 1x3x16x112x112")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = create_model(name, **model_args).eval()
+    inputs = example_inputs(model, shape)
+    macs = count_macs(model, inputs)
+    out: dict[str, Any] = {"target": args.target, "model": name, "model_args": model_args, "input_shape": list(shape),
+                           "params": count_params(model), "macs": int(macs.macs), "gmacs": macs.macs / 1e9,
+                           "gflops": 2 * macs.macs / 1e9, "uncounted_ops": dict(macs.uncounted),
+                           "mac_convention": "one fused multiply-add = 1 MAC (fvcore); FLOPs = 2 x MACs"}
+    if args.latency:
+        lat = measure_latency(model, inputs, warmup=args.warmup, repeats=args.repeats, threads=args.threads)
+        out.update(latency_ms=lat.median_ms, latency_iqr_ms=lat.iqr_ms, repeats=lat.repeats, threads=lat.threads,
+                   backend=lat.backend)
+
+    def text() -> str:
+        lines = [f"{args.target}  input {'x'.join(map(str, shape))}",
+                 f"  params   {out['params']:,} ({out['params'] / 1e6:.2f} M)",
+                 f"  MACs     {out['macs']:,} ({out['gmacs']:.2f} GMACs; FLOPs = 2 x MACs = {out['gflops']:.2f} G)"]
+        if out["uncounted_ops"]:
+            lines.append("  counted as zero (no handle): " + ", ".join(f"{k} x{v}" for k, v in out["uncounted_ops"].items()))
+        if args.latency:
+            lines.append(f"  latency  {out['latency_ms']:.1f} ms median (IQR {out['latency_iqr_ms']:.1f} ms, "
+                         f"{out['repeats']} runs, {out['threads']} threads, {out['backend']})")
+        return "\n".join(lines) + "\n"
+
+    _emit(args, out, text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="repro", description="Reproduce and compare motion-representation action "
+                                "recognition papers: TrajectoryNet, TVNet, Disentangling Dynamics, LGD.")
+    sub = p.add_subparsers(dest="command", metavar="<command>")
+    sub.required = True
+
+    s = sub.add_parser("list", help="papers, tables, rows and what is runnable at which scale")
+    _common(s)
+    s.add_argument("--paper", help="only this paper")
+    s.add_argument("--scale", default="mini", choices=("mini", "small", "full"))
+    s.add_argument("--models", action="store_true", help="list registered models instead")
+    s.add_argument("pattern", nargs="?", help="with --models: a shell pattern, e.g. 'r2plus1d*'")
+    s.set_defaults(func=cmd_list)
+
+    for name, fn, hlp in (("table", cmd_table, "run and render Table N (written `table3`)"),
+                          ("all", cmd_all, "run and render every table")):
+        s = sub.add_parser(name, help=hlp)
+        _common(s)
+        if name == "table":
+            s.add_argument("number", type=int, help=argparse.SUPPRESS)
+        s.add_argument("--paper", help="only this paper")
+        s.add_argument("--scale", default="mini", choices=("mini", "small", "full"),
+                       help="scale of train/flow runs (profile always measures the full-scale model)")
+        s.add_argument("--no-run", action="store_true", help="only render what results/ holds")
+        s.add_argument("--force", action="store_true", help="re-run even where a result is cached")
+        s.add_argument("--rows", nargs="+", help="only these row ids")
+        s.set_defaults(func=fn)
+
+    s = sub.add_parser("profile", help="params, MACs (and latency) of a model or a table row")
+    _common(s)
+    s.add_argument("target", help="a model name (see `list --models`) or a row: paper:table<N>:row")
+    s.add_argument("--input", help="input shape, e.g. 1x3x16x112x112 (default: the row's or model's)")
+    s.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="model constructor argument")
+    s.add_argument("--latency", action="store_true", help="also measure eager forward latency")
+    s.add_argument("--warmup", type=int, default=3)
+    s.add_argument("--repeats", type=int, default=10)
+    s.set_defaults(func=cmd_profile)
+
+    for module in _AREA_COMMANDS:
+        try:
+            mod = __import__(module, fromlist=["add_commands"])
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        mod.add_commands(sub, _common)
+    return p
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    # `table3` is the documented spelling; argparse sees `table 3`.
+    for i, a in enumerate(argv):
+        if not a.startswith("-"):
+            m = re.fullmatch(r"table(\d+)", a)
+            return argv[:i] + ["table", m[1]] + argv[i + 1:] if m else argv
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    print("repro: CLI under construction", file=sys.stderr)
-    return 0
+    from repro.registry import UnknownModelError
+    from repro.spec.loader import SpecError
+
+    argv = _normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, SpecError, UnknownModelError, FileNotFoundError) as e:
+        print(f"repro: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("repro: interrupted; results written so far are kept", file=sys.stderr)
+        return 130

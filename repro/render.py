@@ -1,0 +1,192 @@
+"""Render a table spec + measured results as ``tables/<paper>/table<N>.{md,csv,tex,png}``.
+
+Every table shows, per metric, the paper's number ("reported"), this code's number
+("reproduced") and their difference, plus *where* each reproduced number comes from (scale and
+data), because a number measured on the built-in mini benchmark is not the paper's number on
+Something-Something.  Cited rows are marked; claims are listed as held / failed / not run.
+Tables are regenerated from specs and results, never edited by hand.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repro.claims import ClaimResult, check_claims, reported_values
+from repro.results import Result, atomic_write_text
+from repro.spec.schema import TableSpec
+
+__all__ = ["RenderedTable", "build_table", "write_table", "scale_label"]
+
+#: How each scale is labelled wherever a reproduced number is shown.
+SCALE_LABELS = {
+    "mini": "mini scale",
+    "small": "small scale",
+    "full": "full scale",
+}
+
+
+def scale_label(result: Result) -> str:
+    data = result.data or "?"
+    return f"{SCALE_LABELS.get(result.scale, result.scale)}: {data}"
+
+
+@dataclass
+class RenderedTable:
+    spec: TableSpec
+    scale: str
+    frame: pd.DataFrame  # one row per spec row; machine-readable columns
+    rows: list[dict[str, Any]]  # JSON form: id, label, kind, reported, reproduced, sources, status
+    reported_claims: list[ClaimResult]
+    reproduced_claims: dict[str, list[ClaimResult]]  # scale -> claim results
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if abs(v) >= 1e5 and float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:.{digits}f}"
+
+
+def _reproduced_for(spec: TableSpec, row_id: str, results: dict, scale: str) -> tuple[dict[str, float], dict[str, Result]]:
+    """Reproduced value of each metric of a row: the job's result at the scale it runs at."""
+    values: dict[str, float] = {}
+    sources: dict[str, Result] = {}
+    for m in spec.metrics:
+        if not m.job:
+            continue
+        run_scale = "full" if m.job == "profile" else scale
+        res = results.get((run_scale, spec.paper, spec.table, row_id))
+        if res is not None and res.job == m.job and m.job_key in res.metrics:
+            values[m.key] = res.metrics[m.job_key]
+            sources[m.key] = res
+    return values, sources
+
+
+def build_table(spec: TableSpec, results: dict[tuple[str, str, int, str], Result], scale: str = "mini",
+                status: dict[str, str] | None = None) -> RenderedTable:
+    """``status[row_id]``: what to say for rows without reproduced numbers (e.g. what is missing)."""
+    status = status or {}
+    records, json_rows = [], []
+    reproduced_all: dict[str, dict[str, float]] = {}
+    for row in spec.rows:
+        values, sources = _reproduced_for(spec, row.id, results, scale)
+        reproduced_all[row.id] = values
+        label = row.label + (f" {row.cite}" if row.kind == "cited" and row.cite and row.cite not in row.label else "")
+        rec: dict[str, Any] = {"id": row.id, "Method": label, "kind": row.kind}
+        for c in spec.text_columns:
+            rec[c.label] = row.cells.get(c.key, "")
+        for m in spec.metrics:
+            rep = row.reported.get(m.key)
+            got = values.get(m.key)
+            rec[f"{m.label} (reported)"] = rep
+            if m.job:
+                rec[f"{m.label} (reproduced)"] = got
+                rec[f"{m.label} Δ"] = (got - rep) if (got is not None and rep is not None) else None
+        where = sorted({scale_label(r) for r in sources.values()})
+        note = "; ".join(where)
+        if not values:
+            note = "cited" if row.kind == "cited" else status.get(row.id, row.needs and f"needs: {row.needs}" or "not run")
+        rec["reproduced on"] = note
+        records.append(rec)
+        json_rows.append({
+            "id": row.id, "label": row.label, "kind": row.kind, "cells": dict(row.cells),
+            "reported": dict(row.reported), "reproduced": values,
+            "sources": {k: {"scale": r.scale, "data": r.data, "commit": r.provenance.get("commit"),
+                            "file": str(r.path)} for k, r in sources.items()},
+            "status": note,
+        })
+    reproduced_claims = {scale: check_claims(spec, reproduced_all)} if spec.claims else {}
+    return RenderedTable(spec, scale, pd.DataFrame.from_records(records), json_rows,
+                         check_claims(spec, reported_values(spec)), reproduced_claims)
+
+
+def _display_frame(t: RenderedTable) -> pd.DataFrame:
+    df = t.frame.drop(columns=["id", "kind"]).copy()
+    for col in df.columns:
+        if col.endswith("(reported)") or col.endswith("(reproduced)") or col.endswith("Δ"):
+            signed = col.endswith("Δ")
+            df[col] = [("+" if signed and v is not None and not math.isnan(v) and v > 0 else "") + _fmt(v)
+                       if v is not None else "" for v in df[col]]
+    return df.fillna("")
+
+
+def to_markdown(t: RenderedTable) -> str:
+    spec = t.spec
+    from repro.spec.schema import PAPERS
+
+    lines = [f"# {PAPERS[spec.paper]} — Table {spec.table}: {spec.title}", ""]
+    if spec.caption:
+        lines += [f"> {spec.caption}", ""]
+    lines += ["Generated by `python -m repro` from `specs/` and `results/`; do not edit by hand. "
+              "*Reported*: the paper's number. *Reproduced*: measured by this code, at the scale and on the data "
+              "named in the last column (mini-scale numbers come from the built-in synthetic benchmark on a CPU and "
+              "are not comparable in absolute value to the paper's; Δ is shown for completeness).", ""]
+    lines.append(_display_frame(t).to_markdown(index=False))
+    if spec.recovery:
+        lines += ["", f"**How rows were recovered from the text:** {spec.recovery.strip()}"]
+    if spec.claims:
+        lines += ["", "## Claims", "", "| claim | on reported numbers | reproduced (" + t.scale + ") |", "|---|---|---|"]
+        repro_claims = {c.id: c for c in t.reproduced_claims.get(t.scale, [])}
+        for c in t.reported_claims:
+            r = repro_claims.get(c.id)
+            got = f"{r.status} ({_fmt(r.a)} vs {_fmt(r.b)})" if r and r.status != "not run" else "not run"
+            lines.append(f"| {c.claim.text} | {c.status} ({_fmt(c.a)} vs {_fmt(c.b)}) | {got} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(t: RenderedTable) -> str:
+    return _display_frame(t).to_latex(index=False, escape=True, caption=f"{t.spec.title} (Table {t.spec.table})")
+
+
+def plot_png(t: RenderedTable, path: Path) -> bool:
+    """Reported vs reproduced bars per metric, where both exist. Returns False if nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = []
+    for m in t.spec.metrics:
+        rep_col, got_col = f"{m.label} (reported)", f"{m.label} (reproduced)"
+        if got_col not in t.frame:
+            continue
+        sub = t.frame[["Method", rep_col, got_col]].dropna()
+        if len(sub):
+            pairs.append((m, sub))
+    if not pairs:
+        return False
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 + 1.2 * max(len(s) for _, s in pairs), 4), squeeze=False)
+    for ax, (m, sub) in zip(axes[0], pairs):
+        x = range(len(sub))
+        ax.bar([i - 0.2 for i in x], sub[f"{m.label} (reported)"], width=0.4, label="reported (paper)")
+        ax.bar([i + 0.2 for i in x], sub[f"{m.label} (reproduced)"], width=0.4, label="reproduced (this code)")
+        ax.set_xticks(list(x), [s[:28] for s in sub["Method"]], rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(f"{m.label} [{m.unit}]" if m.unit else m.label)
+        ax.legend(fontsize=7)
+    scales = sorted({s for r in t.rows for s in (v["scale"] for v in r["sources"].values())})
+    fig.suptitle(f"{t.spec.paper} Table {t.spec.table}: reported vs reproduced ({', '.join(scales)} scale)", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def write_table(t: RenderedTable, tables_dir: Path) -> list[Path]:
+    """Write ``tables/<paper>/table<N>.{md,csv,tex[,png]}`` atomically; return the paths."""
+    out = Path(tables_dir) / t.spec.paper
+    stem = out / f"table{t.spec.table}"
+    atomic_write_text(stem.with_suffix(".md"), to_markdown(t))
+    atomic_write_text(stem.with_suffix(".csv"), t.frame.to_csv(index=False))
+    atomic_write_text(stem.with_suffix(".tex"), to_latex(t))
+    paths = [stem.with_suffix(s) for s in (".md", ".csv", ".tex")]
+    png = stem.with_suffix(".png")
+    if plot_png(t, png):
+        paths.append(png)
+    return paths

@@ -1,0 +1,196 @@
+"""Measured results with provenance: ``results/<scale>/<paper>/table<N>/<row>.json``.
+
+A result file holds the metrics one job measured for one table row at one scale, and the
+provenance needed to trust it (git commit, spec hash, seed(s), library versions, machine,
+threads, scale, data, date, command).  Files are written atomically (temp file in the same
+folder + ``os.replace``) under an advisory lock, so two concurrent runs never corrupt one.
+
+Reported numbers never come from here and reproduced numbers never come from anywhere else.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = [
+    "Result",
+    "default_results_dir",
+    "result_path",
+    "row_hash",
+    "provenance",
+    "write_result",
+    "read_result",
+    "load_results",
+    "atomic_write_text",
+]
+
+SCHEMA_VERSION = 1
+
+
+def default_results_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "results"
+
+
+def result_path(root: Path | str, scale: str, paper: str, table: int, row: str) -> Path:
+    return Path(root) / scale / paper / f"table{table}" / f"{row}.json"
+
+
+def row_hash(spec: Any, row_id: str) -> str:
+    """Hash of everything that defines how a row is run (its row entry and the table's metric
+    definitions), so a cached result is reused only while the spec is unchanged."""
+    row = spec.row(row_id)
+    payload = {
+        "row": row.model_dump(mode="json", exclude={"label", "note", "cells", "reported", "cite"}),
+        "metrics": [m.model_dump(mode="json") for m in spec.metrics],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def provenance(*, scale: str, seed: int | list[int] | None, spec_hash: str | None, command: str | None = None,
+               data: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Everything needed to trust (and redo) a measurement."""
+    import numpy
+    import torch
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    for name in ("timm", "torchvision", "cv2", "onnxruntime", "fvcore"):
+        with contextlib.suppress(Exception):
+            versions[name] = __import__(name).__version__
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    return {
+        "commit": commit,
+        "dirty": dirty,
+        "spec_hash": spec_hash,
+        "seed": seed,
+        "scale": scale,
+        "data": data,
+        "versions": versions,
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform()},
+        "threads": torch.get_num_threads(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class Result:
+    scale: str
+    paper: str
+    table: int
+    row: str
+    job: str
+    metrics: dict[str, float]
+    provenance: dict[str, Any]
+    path: Path
+
+    @property
+    def data(self) -> str | None:
+        return self.provenance.get("data")
+
+
+def write_result(root: Path | str, *, scale: str, paper: str, table: int, row: str, job: str,
+                 metrics: dict[str, float], provenance: dict[str, Any], details: dict[str, Any] | None = None) -> Path:
+    """Atomically write one row's measured metrics with their provenance."""
+    if "commit" not in provenance:
+        raise ValueError("provenance must carry 'commit' (build it with repro.results.provenance)")
+    path = result_path(root, scale, paper, table, row)
+    doc = {
+        "schema": SCHEMA_VERSION,
+        "paper": paper,
+        "table": table,
+        "row": row,
+        "scale": scale,
+        "job": job,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "provenance": provenance,
+        "details": details or {},
+    }
+    with _locked(path):
+        atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def _parse(path: Path) -> Result:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return Result(doc["scale"], doc["paper"], int(doc["table"]), doc["row"], doc["job"],
+                      dict(doc["metrics"]), dict(doc["provenance"]), path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a valid result file ({e})") from None
+
+
+def read_result(root: Path | str, scale: str, paper: str, table: int, row: str) -> Result | None:
+    path = result_path(root, scale, paper, table, row)
+    return _parse(path) if path.is_file() else None
+
+
+def load_results(root: Path | str | None = None) -> dict[tuple[str, str, int, str], Result]:
+    """Every result under ``root`` keyed ``(scale, paper, table, row)``."""
+    root = Path(root) if root is not None else default_results_dir()
+    out: dict[tuple[str, str, int, str], Result] = {}
+    if not root.is_dir():
+        return out
+    for path in sorted(root.glob("*/*/table*/*.json")):
+        r = _parse(path)
+        out[(r.scale, r.paper, r.table, r.row)] = r
+    return out

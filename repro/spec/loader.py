@@ -57,7 +57,7 @@ def _from_validation_error(path: Path, raw: dict[str, Any], err: ValidationError
         row = f"{loc[0]}[{loc[1]}]"
         loc = loc[2:]
     field = ".".join(str(p) for p in loc) or None
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         allowed = _allowed_keys(first["loc"])
         msg = f"unknown key '{loc[-1] if loc else '?'}'" + (_hint(str(loc[-1]), allowed) if loc and allowed else "")
@@ -65,7 +65,7 @@ def _from_validation_error(path: Path, raw: dict[str, Any], err: ValidationError
         msg = "required field is missing"
     else:
         got = first.get("input")
-        if not isinstance(got, (dict, list)):
+        if not isinstance(got, (dict, list)) and repr(got) not in msg:
             msg += f" (got {got!r})"
     more = len(err.errors()) - 1
     if more:

@@ -1,0 +1,60 @@
+"""Results store: provenance, atomic writes, concurrent writers never corrupt a file."""
+import json
+import multiprocessing as mp
+
+import pytest
+
+from repro.results import load_results, provenance, read_result, result_path, write_result
+
+
+def _prov(**kw):
+    return provenance(scale="mini", seed=0, spec_hash="abc", command="test", data="unit test", **kw)
+
+
+def test_provenance_fields():
+    p = _prov()
+    for key in ("commit", "spec_hash", "seed", "scale", "data", "versions", "machine", "threads", "date", "command"):
+        assert key in p
+    assert p["versions"]["torch"]
+    assert p["machine"]["cores"] >= 1
+
+
+def test_write_read_roundtrip(tmp_path):
+    path = write_result(tmp_path, scale="mini", paper="tvnet", table=1, row="tvnet-50", job="flow",
+                        metrics={"epe": 0.25}, provenance=_prov())
+    assert path == result_path(tmp_path, "mini", "tvnet", 1, "tvnet-50")
+    r = read_result(tmp_path, "mini", "tvnet", 1, "tvnet-50")
+    assert r.metrics == {"epe": 0.25} and r.job == "flow" and r.data == "unit test"
+    assert list(load_results(tmp_path)) == [("mini", "tvnet", 1, "tvnet-50")]
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_provenance_required(tmp_path):
+    with pytest.raises(ValueError, match="commit"):
+        write_result(tmp_path, scale="mini", paper="tvnet", table=1, row="x", job="flow", metrics={}, provenance={})
+
+
+def test_corrupt_result_names_file(tmp_path):
+    path = result_path(tmp_path, "mini", "tvnet", 1, "x")
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=str(path)):
+        load_results(tmp_path)
+
+
+def _writer(args):
+    root, i = args
+    prov = {"commit": "x", "writer": i}
+    for k in range(30):
+        write_result(root, scale="mini", paper="lgd", table=2, row="r", job="train",
+                     metrics={"top1": float(i * 1000 + k)}, provenance=prov, details={"pad": "y" * 20000})
+    return i
+
+
+def test_concurrent_writers_never_corrupt(tmp_path):
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        assert sorted(pool.map(_writer, [(str(tmp_path), 1), (str(tmp_path), 2)])) == [1, 2]
+    doc = json.loads(result_path(tmp_path, "mini", "lgd", 2, "r").read_text())
+    assert doc["metrics"]["top1"] in (1029.0, 2029.0)
+    assert doc["provenance"]["writer"] == int(doc["metrics"]["top1"]) // 1000

@@ -1,0 +1,76 @@
+"""Malformed spec fixtures each fail at load with the file, the row/field and what was expected."""
+from pathlib import Path
+
+import pytest
+
+from repro.spec.loader import SpecError, load_spec, load_specs
+
+BAD = Path(__file__).parent / "fixtures" / "bad_specs"
+
+CASES = {
+    "unknown_key": ("row 'a' (rows[0])", "field modle", "did you mean 'model'?"),
+    "wrong_type": ("row 'a' (rows[0])", "field reported.top1", "valid number", "'high'"),
+    "unknown_model": ("row 'a' (rows[0])", "field model.name", "unknown model 's3d_resnt18'"),
+    "duplicate_row": ("row 'a' (rows[1])", "field id", "duplicate row id (first at rows[0])"),
+    "claim_missing_row": ("claim 'b-beats-a' (claims[0])", "field a", "names row 'bb'", "did you mean 'b'?"),
+    "unknown_metric": ("field reported.top_1", "not a metric of this table", "did you mean 'top1'?"),
+    "bad_kind": ("field kind", "'method', 'baseline' or 'cited'", "'ours'"),
+    "bad_yaml": ("not valid YAML at line 11",),
+    "bad_measure": ("metrics[0]", "field measure", "'<job>:<metric>'", "'training:top1'"),
+    "unknown_paper": ("field paper", "unknown paper 'trajnet'"),
+    "missing_rows": ("field rows", "required field is missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_spec_gives_clear_error(case):
+    with pytest.raises(SpecError) as info:
+        load_specs(BAD / case)
+    msg = str(info.value)
+    assert msg.startswith(str(BAD / case / "trajectorynet" / "table3.yaml") + ": "), msg
+    for part in CASES[case]:
+        assert part in msg, f"{part!r} not in {msg!r}"
+    assert "Traceback" not in msg and "\n" not in msg
+
+
+def test_every_fixture_has_a_case():
+    assert sorted(p.name for p in BAD.iterdir()) == sorted(CASES)
+
+
+def test_unknown_model_suggests_registered_name(tmp_path):
+    spec = (BAD / "unknown_model" / "trajectorynet" / "table3.yaml").read_text()
+    path = tmp_path / "trajectorynet" / "table3.yaml"
+    path.parent.mkdir()
+    path.write_text(spec.replace("s3d_resnt18", "r2plus1d_81"))
+    with pytest.raises(SpecError, match=r"did you mean 'r2plus1d_18'\?"):
+        load_spec(path)
+
+
+def test_file_name_must_match_table(tmp_path):
+    text = (BAD / "duplicate_row" / "trajectorynet" / "table3.yaml").read_text().replace("id: a, label: A again", "id: b, label: B")
+    path = tmp_path / "trajectorynet" / "table4.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(SpecError, match="expected 'table3.yaml'"):
+        load_spec(path)
+
+
+def test_defaults_merge_one_level(tmp_path):
+    path = tmp_path / "trajectorynet" / "table3.yaml"
+    path.parent.mkdir()
+    path.write_text("""
+paper: trajectorynet
+table: 3
+title: Toy
+metrics: [{key: top1, label: Top-1, unit: '%', measure: 'train:top1'}]
+defaults:
+  mini: {dataset: synth, epochs: 2, lr: 0.1, model_args: {width: 8}}
+rows:
+  - {id: a, label: A, kind: baseline, model: {name: r3d_18}, mini: {lr: 0.01, model_args: {depth: 2}}}
+  - {id: b, label: B, kind: cited, cite: '[1]', reported: {top1: 3.0}}
+""")
+    spec = load_spec(path)
+    a = spec.row("a").mini
+    assert (a.dataset, a.epochs, a.lr) == ("synth", 2, 0.01)
+    assert a.model_args == {"width": 8, "depth": 2}
+    assert spec.row("b").mini is None  # cited rows are never run

@@ -17,13 +17,18 @@ kernel runs on CPU tensors in Triton's interpreter (that is how the tests run it
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-__all__ = ["trajectory_sample_triton", "trajectory_sample_kernel", "compile_trajectory_sample", "launch_grid"]
+__all__ = [
+    "trajectory_sample_triton",
+    "trajectory_sample_kernel",
+    "kernel_is_interpreted",
+    "compile_trajectory_sample",
+    "launch_grid",
+    "ptx_for_tensorrt",
+]
 
 DEFAULT_BLOCK_P = 64  # pixels per program
 DEFAULT_BLOCK_C = 16  # channels per inner iteration
@@ -151,6 +156,11 @@ def trajectory_sample_kernel(
             _gather_tap(x_ptr, out_ptr, n, t, dst, tap, px, py, pix, pmask, C, T, H, W, K, BLOCK_C)
 
 
+def kernel_is_interpreted() -> bool:
+    """True when this module was imported with ``TRITON_INTERPRET=1`` (kernels run on CPU)."""
+    return type(trajectory_sample_kernel).__name__ == "InterpretedFunction"
+
+
 def launch_grid(n: int, t: int, h: int, w: int, block_p: int = DEFAULT_BLOCK_P) -> tuple[int, int]:
     return (triton.cdiv(h * w, block_p), n * t)
 
@@ -178,7 +188,7 @@ def trajectory_sample_triton(
             raise ValueError(f"{name} is on {flow.device} but x is on {x.device}")
     if dt < 0:
         raise ValueError(f"dt: expected >= 0, got {dt}")
-    if x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+    if x.device.type == "cpu" and not kernel_is_interpreted():
         raise RuntimeError(
             "trajectory_sample_triton on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 "
             "before importing repro.ops.triton_trajectory (or move the tensors to a GPU)"
@@ -233,3 +243,37 @@ def compile_trajectory_sample(
         constexprs={"DT": dt, "BLOCK_P": block_p, "BLOCK_C": block_c},
     )
     return triton.compile(source, target=target) if target is not None else triton.compile(source)
+
+
+_KERNEL_ARGS = 8  # x, flow_fwd, flow_bwd, C, T, H, W, out (what a TensorRT AOT plugin passes)
+
+
+def ptx_for_tensorrt(compiled, num_args: int = _KERNEL_ARGS) -> str:
+    """PTX of ``compiled`` with Triton's hidden trailing parameters removed.
+
+    Triton >= 3.3 appends ``global_scratch`` / ``profile_scratch`` pointers to every kernel's
+    parameter list; a TensorRT AOT plugin launches with exactly (inputs, int32 extras, outputs).
+    When the kernel uses no scratch memory those parameters are never read, so their
+    declarations are dropped here; otherwise this raises instead of producing a broken engine.
+    """
+    meta = compiled.metadata
+    for field in ("global_scratch_size", "profile_scratch_size"):
+        if getattr(meta, field, 0):
+            raise RuntimeError(f"kernel needs {field}={getattr(meta, field)}; cannot launch it from TensorRT")
+    ptx: str = compiled.asm["ptx"]
+    name = meta.name
+    start = ptx.index(f".entry {name}(")
+    end = ptx.index(")", start)
+    header = f".entry {name}("
+    params_text = ptx[start + len(header) : end]
+    params = [line.strip().rstrip(",") for line in params_text.strip().splitlines() if line.strip()]
+    if len(params) < num_args:
+        raise RuntimeError(f"kernel {name} declares {len(params)} parameters, expected at least {num_args}")
+    dropped = params[num_args:]
+    body = ptx[end:]
+    for decl in dropped:
+        param_name = decl.split()[-1]
+        if param_name in body:
+            raise RuntimeError(f"hidden parameter {param_name} is used by the kernel; cannot drop it")
+    kept = ",\n".join("\t" + p for p in params[:num_args])
+    return ptx[:start] + header + "\n" + kept + "\n" + body

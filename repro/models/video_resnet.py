@@ -37,8 +37,9 @@ Inflation (``pretrained_file=`` a local timm 2D ResNet checkpoint, see :func:`in
 * BN layers and ``fc`` (when the class count matches) are copied;
 * temporal ``3 x 1 x 1`` convs (``*_t``) start as the identity (centre tap = identity matrix), as
   LGD Sec. 5.2 does for P3D ("the temporal convolutions ... are initialized as an identity
-  mapping"); we use the same for S3D, where TrajectoryNet does not say, so that the inflated
-  network starts as the 2D network applied frame by frame;
+  mapping"); we use the same for S3D, where TrajectoryNet does not say.  Inflated P3D then
+  computes the 2D network frame by frame (up to each fresh temporal BN's 1/sqrt(1 + eps));
+  inflated S3D differs from it only by the ReLU S3D inserts after ``bn2`` of a basic block;
 * R(2+1)D's factorised convs have ``mid_planes`` channels that no 2D net has: they keep their
   random init and a warning lists them (Tran et al. train R(2+1)D from scratch).
 

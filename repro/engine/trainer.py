@@ -82,6 +82,7 @@ class TrainSettings:
     amp: bool = True  # autocast on GPU (bf16, or fp16 + GradScaler); always off on CPU
     checkpoint_interval_s: float = 600.0  # also checkpoint mid-epoch this often
     eval_every: int = 0  # evaluate every N epochs into the history (0: only at the end)
+    identity: dict[str, Any] = field(default_factory=dict)  # what else defines the run (model, data)
 
     @property
     def schedule(self) -> LRSchedule:
@@ -90,7 +91,7 @@ class TrainSettings:
     def fingerprint(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed."""
         keep = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "lr_schedule",
-                "warmup_epochs", "clip_grad", "partial_bn", "branch_lr", "loss_weights", "seed")
+                "warmup_epochs", "clip_grad", "partial_bn", "branch_lr", "loss_weights", "seed", "identity")
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -242,7 +243,13 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size
         if isinstance(pred_flow, torch.Tensor) and "flow_fwd" in batch:
             gt = batch["flow_fwd"].to(pred_flow.device)
             steps = min(pred_flow.shape[2], gt.shape[2])  # a model may predict T-1 flows for T frames
-            epe.update(pred_flow[:, :, :steps].float(), gt[:, :, :steps].float())
+            pred_flow, gt = pred_flow[:, :, :steps].float(), gt[:, :, :steps].float()
+            valid = batch.get("flow_fwd_valid")  # (B, T) or (B, V, T): False where frame t+1 does not exist
+            if isinstance(valid, torch.Tensor):
+                valid = valid.reshape(-1, valid.shape[-1])[:, :steps].to(pred_flow.device)
+                pred_flow, gt = pred_flow.permute(0, 2, 1, 3, 4)[valid], gt.permute(0, 2, 1, 3, 4)[valid]
+            if gt.numel():
+                epe.update(pred_flow, gt)
     meter.all_reduce()
     epe.all_reduce()
     bare.train(was_training)
@@ -377,6 +384,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
         train_model.train()
         if settings.partial_bn:
             apply_partial_bn(model)
+        set_epoch = getattr(train_set, "set_epoch", None)
+        if callable(set_epoch):  # datasets that seed their own augmentation by (seed, epoch, index)
+            set_epoch(epoch)
         sampler = TrainBatchSampler(len(train_set), settings.batch_size, seed=settings.seed,  # type: ignore[arg-type]
                                     epoch=epoch, rank=info.rank, world_size=info.world_size,
                                     start_batch=first_batch)

@@ -1,0 +1,177 @@
+"""``python -m repro train|eval <paper>:<table>:<row>`` (also under ``torchrun``).
+
+    python -m repro train trajectorynet:table3:appearance              # mini scale, every seed
+    python -m repro train trajectorynet:3:appearance --seed 1 --epochs 1
+    python -m repro eval trajectorynet:table3:appearance --format json
+    torchrun --nproc_per_node 2 -m repro train trajectorynet:table3:appearance
+
+``train`` resumes an interrupted run by default (``--no-resume`` starts over) and writes the
+result (metrics + provenance) to the results folder like the table runner does
+(``--no-save`` only prints it).  Under torchrun only rank 0 prints and writes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["add_commands", "cmd_train", "cmd_eval"]
+
+log = logging.getLogger("repro.engine")
+
+
+def _fallback_common(p: argparse.ArgumentParser) -> None:
+    """The CLI's common options, for use without :mod:`repro.cli` (tests, other front ends)."""
+    root = Path(__file__).resolve().parents[2]
+    g = p.add_argument_group("common options")
+    g.add_argument("--format", choices=("text", "json"), default="text", help="json: machine-readable stdout")
+    g.add_argument("--specs", type=Path, default=Path(os.environ.get("REPRO_SPECS", root / "specs")))
+    g.add_argument("--results", type=Path, default=Path(os.environ.get("REPRO_RESULTS", root / "results")))
+    g.add_argument("--data-dir", type=Path, default=Path(os.environ.get("REPRO_DATA", root / "data")))
+    g.add_argument("--work-dir", type=Path, default=Path(os.environ.get("REPRO_WORK", root / "runs")))
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_commands(subparsers: Any, common: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """Add ``train`` and ``eval`` to the CLI's subparsers (``common`` adds the shared options)."""
+    common = common or _fallback_common
+    for name, fn, hlp in (("train", cmd_train, "train and evaluate a table row as its spec says"),
+                          ("eval", cmd_eval, "evaluate a trained table row on its validation set")):
+        s = subparsers.add_parser(name, help=hlp, description=hlp)
+        common(s)
+        s.add_argument("row", help="paper:table<N>:row or paper:<N>:row, e.g. trajectorynet:table3:appearance")
+        s.add_argument("--scale", default="mini", choices=("mini", "small", "full"))
+        s.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
+                       help="only this seed (repeatable; default: the spec's seeds)")
+        s.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+        s.add_argument("--batch-size", type=int, default=None, help="override the spec's batch size")
+        if name == "train":
+            s.add_argument("--epochs", type=int, default=None, help="override the spec's epochs (smoke runs)")
+            s.add_argument("--no-resume", dest="resume", action="store_false",
+                           help="start over even if a checkpoint exists (default: resume)")
+            s.add_argument("--resume", dest="resume", action="store_true", help=argparse.SUPPRESS)
+            s.add_argument("--no-save", action="store_true", help="print the result, do not write it to --results")
+            s.add_argument("--no-amp", dest="amp", action="store_false", help="no autocast on GPU")
+            s.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                           help="also checkpoint mid-epoch this often (default: %(default)s)")
+            s.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs into the history")
+            s.set_defaults(resume=True, amp=True)
+        else:
+            s.add_argument("--checkpoint", type=Path, default=None,
+                           help="weights to evaluate (default: the row's final.pt, else last.pt)")
+        s.set_defaults(func=fn)
+
+
+def _fail(message: str) -> int:
+    print(f"repro: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _load_row(args: argparse.Namespace):
+    from repro.engine.job import find_row
+    from repro.spec.loader import load_specs
+
+    specs = load_specs(args.specs)
+    return find_row(specs, args.row)
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    if args.format == "json":
+        json.dump(payload, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _fmt_metrics(metrics: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from repro.engine.distributed import dist_info, init_distributed, shutdown_distributed
+    from repro.engine.job import TRAIN_KEYS, train_row
+    from repro.jobs import NotRunnable
+    from repro.results import provenance, row_hash, write_result
+
+    info = init_distributed()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif info.enabled and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    try:
+        try:
+            spec, row = _load_row(args)
+        except ValueError as e:
+            return _fail(str(e))
+        overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "num_workers": args.workers,
+                     "amp": args.amp, "checkpoint_interval_s": 60.0 * args.checkpoint_minutes,
+                     "eval_every": args.eval_every}
+        try:
+            run = train_row(spec, row, args.scale, work_root=args.work_dir, data_dir=args.data_dir,
+                            seeds=args.seeds, resume=args.resume, progress=not args.quiet and info.is_main,
+                            overrides=overrides)
+        except NotRunnable as e:
+            return _fail(f"{args.row} cannot be run at scale '{args.scale}': {e}")
+        if not info.is_main:
+            return 0
+        ref = f"{spec.paper}:table{spec.table}:{row.id}"
+        wanted = [m.job_key for m in spec.metrics if m.job == "train"]
+        reported = {k: v for k, v in run.metrics.items() if k in TRAIN_KEYS}
+        seed: int | list[int] = run.seeds[0] if len(run.seeds) == 1 else run.seeds
+        path = None
+        complete = all(k in reported for k in wanted)
+        if not args.no_save and complete and args.epochs is None and args.batch_size is None:
+            prov = provenance(scale=args.scale, seed=seed, spec_hash=row_hash(spec, row.id), data=run.data,
+                              job="train", world_size=info.world_size)
+            path = write_result(args.results, scale=args.scale, paper=spec.paper, table=spec.table, row=row.id,
+                                job="train", metrics=reported, provenance=prov, details=run.details)
+        payload = {"row": ref, "scale": args.scale, "metrics": reported, "data": run.data, "seed": seed,
+                   "details": run.details, "result_file": str(path) if path else None}
+        note = f"\nwritten to {path}\n" if path else (
+            "\nnot written: smoke-run overrides (--epochs/--batch-size) or --no-save\n" if complete else
+            f"\nnot written: the table wants {wanted}\n")
+        _emit(args, payload, f"{ref} [{args.scale}] {_fmt_metrics(reported)}\n  data: {run.data}\n"
+                             f"  train time {run.details['train_time_s']} s, {run.details['epochs']} epochs{note}")
+        return 0
+    finally:
+        shutdown_distributed()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from repro.engine.distributed import dist_info, init_distributed, shutdown_distributed
+    from repro.engine.job import evaluate_row
+    from repro.jobs import NotRunnable
+
+    info = init_distributed()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        try:
+            spec, row = _load_row(args)
+        except ValueError as e:
+            return _fail(str(e))
+        seed = args.seeds[0] if args.seeds else None
+        try:
+            metrics, data = evaluate_row(spec, row, args.scale, work_root=args.work_dir, data_dir=args.data_dir,
+                                         seed=seed, checkpoint=args.checkpoint, progress=not args.quiet,
+                                         batch_size=args.batch_size, num_workers=args.workers or 0)
+        except NotRunnable as e:
+            return _fail(f"{args.row} cannot be evaluated at scale '{args.scale}': {e}")
+        if not dist_info().is_main:
+            return 0
+        ref = f"{spec.paper}:table{spec.table}:{row.id}"
+        _emit(args, {"row": ref, "scale": args.scale, "metrics": metrics, "data": data.description},
+              f"{ref} [{args.scale}] {_fmt_metrics(metrics)}\n  data: {data.description}\n")
+        return 0
+    finally:
+        shutdown_distributed()

@@ -1,0 +1,297 @@
+"""From a row's ``RunConfig`` to the train and validation datasets the engine trains on.
+
+The datasets themselves live in :mod:`repro.data`; this module only decides *which* ones a run
+needs: it generates the built-in benchmark when a ``mini``/``small`` run asks for it
+(``dataset: synth``), builds the two splits with the row's sampling (frames x step, crop size,
+test views), asks for ground-truth flow when ``flow: gt``, and describes the data for the
+results table.
+
+So that decoding never bounds training speed at mini scale, the built-in benchmark is decoded
+once into a uint8 array per split (``<root>/decoded/<split>-frames.npy``, memory-mapped, shared
+by DataLoader workers) and its GT flow into float32 arrays (only when a run asks for flow);
+:class:`CachedClipDataset` then only crops, resizes and normalises.  The cache is keyed by the
+benchmark's ``meta.json`` configuration and rebuilt when that changes.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from repro.data.datasets import VideoClipDataset, build_dataset
+from repro.jobs import NotRunnable
+from repro.spec.schema import RunConfig
+
+__all__ = ["RunData", "dataset_root", "build_run_data", "num_classes_of", "DecodedSplit", "decoded_split",
+           "CachedClipDataset", "CachedFlowSource"]
+
+log = logging.getLogger("repro.engine")
+
+#: Sampling defaults when a RunConfig leaves them empty (the mini protocol).
+DEFAULT_FRAMES = 8
+DEFAULT_SIZE = 56
+SYNTH = "synth"
+
+
+@dataclass
+class RunData:
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    root: Path
+    description: str  # shown beside the numbers, e.g. "mini, built-in benchmark (synth mini, ...)"
+
+    @property
+    def skipped(self) -> int:
+        return _num_skipped(self.train) + _num_skipped(self.val)
+
+
+def _num_skipped(ds: Dataset) -> int:
+    n = getattr(ds, "num_skipped", None)
+    if isinstance(n, int):
+        return n
+    skipped = getattr(ds, "skipped", 0)
+    return len(skipped) if isinstance(skipped, (list, tuple, set)) else int(skipped)
+
+
+def dataset_root(cfg: RunConfig, data_dir: Path | str, *, progress: bool = True) -> Path:
+    """Where ``cfg.dataset`` lives under ``data_dir``; the built-in benchmark is generated there
+    on first use (``<data_dir>/synth/<preset>``, deterministic, seed 0)."""
+    data_dir = Path(data_dir)
+    if cfg.dataset == SYNTH:
+        from repro.data import synth
+
+        preset = cfg.preset or "mini"
+        root = data_dir / SYNTH / preset
+        if preset not in synth.PRESETS:
+            # a custom preset someone generated there (e.g. a test's tiny one) is used as it is
+            if (root / "meta.json").is_file() and synth.read_meta(root).get("preset") == preset:
+                return root
+            raise NotRunnable(f"synth preset '{preset}' is not built in (known: {sorted(synth.PRESETS)}) "
+                              f"and {root} holds no benchmark generated with it")
+        return Path(synth.generate(root, preset, seed=0, progress=progress))
+    root = data_dir / cfg.dataset
+    if not root.is_dir():
+        raise NotRunnable(f"dataset '{cfg.dataset}' not found at {root} (put it there or pass --data-dir)")
+    return root
+
+
+def num_classes_of(dataset: Dataset) -> int:
+    for attr in ("num_classes",):
+        value = getattr(dataset, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    classes = getattr(dataset, "classes", None)
+    if classes:
+        return len(classes)
+    raise ValueError(f"{type(dataset).__name__} tells neither num_classes nor classes")
+
+
+def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, with_flow: bool, seed: int = 0,
+                   progress: bool = True, cache: bool | None = None) -> RunData:
+    """Train and validation datasets of a run (validation with the row's test views).
+
+    ``seed`` seeds the datasets' random augmentation (item ``i`` of epoch ``e`` draws from a
+    generator seeded by ``(seed, e, i)``).  ``cache`` (default: for the built-in benchmark)
+    serves decoded frames from :func:`decoded_split`.
+    """
+    root = dataset_root(cfg, data_dir, progress=progress)
+    views = (cfg.test_clips or 1, cfg.test_crops or 1)
+    common: dict[str, Any] = dict(frames=cfg.frames or DEFAULT_FRAMES, step=cfg.step, size=cfg.size or DEFAULT_SIZE,
+                                  with_flow=with_flow, seed=seed)
+    if cfg.segments:
+        common["segments"] = cfg.segments
+    if cfg.split and cfg.split.startswith("split") and cfg.split[5:].isdigit():
+        common["fold"] = int(cfg.split[5:])  # UCF101 / HMDB51 "split1".."split3"
+    train = build_dataset(cfg.dataset, root, "train", train=True, **common)
+    val = build_dataset(cfg.dataset, root, "val", train=False, views=views, **common)
+    if cache if cache is not None else cfg.dataset == SYNTH:
+        train = CachedClipDataset.wrap(train, decoded_split(root, "train", train, with_flow=with_flow, progress=progress))
+        val = CachedClipDataset.wrap(val, decoded_split(root, "val", val, with_flow=with_flow, progress=progress))
+    n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
+    if cfg.dataset == SYNTH:
+        desc = f"{scale}, built-in benchmark (synth {cfg.preset or 'mini'}, {n_train} train / {n_val} val clips)"
+    else:
+        split = f" {cfg.split}" if cfg.split else ""
+        desc = f"{scale}, {cfg.dataset}{split} ({n_train} train / {n_val} val videos)"
+    return RunData(train, val, num_classes_of(train), root, desc)
+
+
+# ------------------------------------------------------------------------------ decoded cache
+@dataclass
+class DecodedSplit:
+    """A split's decoded videos: ``frames (N, F, H, W, 3)`` uint8, ``lengths (N,)``, and with flow
+    ``flow_fwd``/``flow_bwd`` ``(N, F-1, H, W, 2)`` float32 (pair ``t`` = frames t -> t+1 /
+    t+1 -> t); ``bad`` lists the indices that failed to decode."""
+
+    frames: np.ndarray
+    lengths: np.ndarray
+    video_ids: list[str]
+    bad: list[int]
+    flow_fwd: np.ndarray | None = None
+    flow_bwd: np.ndarray | None = None
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _cache_key(root: Path) -> str:
+    meta = root / "meta.json"
+    text = meta.read_text() if meta.is_file() else str(sorted((p.name, p.stat().st_size) for p in root.glob("*.csv")))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def decoded_split(root: Path | str, split: str, dataset: Any, *, with_flow: bool = False,
+                  progress: bool = True) -> DecodedSplit:
+    """Decode every video of ``dataset`` (a :class:`repro.data.datasets.VideoClipDataset`) once
+    into ``<root>/decoded/`` and memory-map it; later calls (and other processes) only map it."""
+    from tqdm.auto import tqdm
+
+    from repro.data.video_io import VideoDecodeError, read_video
+
+    root = Path(root)
+    folder = root / "decoded"
+    key = _cache_key(root)
+    index_path = folder / f"{split}-index.json"
+    paths = {"frames": folder / f"{split}-frames.npy", "flow_fwd": folder / f"{split}-flow_fwd.npy",
+             "flow_bwd": folder / f"{split}-flow_bwd.npy"}
+    records = dataset.records
+    ids = [r.video_id for r in records]
+
+    def usable() -> dict[str, Any] | None:
+        if not index_path.is_file():
+            return None
+        index = json.loads(index_path.read_text())
+        if index.get("key") != key or index.get("video_ids") != ids or not paths["frames"].is_file():
+            return None
+        if with_flow and not index.get("flow"):
+            return None
+        return index
+
+    with _file_lock(folder / f".{split}.lock"):
+        index = usable()
+        if index is None:
+            frames_list, lengths, bad = [], [], []
+            fwd_list: list[np.ndarray] = []
+            bwd_list: list[np.ndarray] = []
+            for i, rec in enumerate(tqdm(records, desc=f"decoding {split} once", unit="video", leave=False,
+                                         disable=not progress, file=sys.stderr)):
+                try:
+                    frames = read_video(rec.path)
+                except VideoDecodeError as err:
+                    log.warning("%s: cannot decode %s (%s); skipped", split, rec.path, err)
+                    frames = None
+                    bad.append(i)
+                frames_list.append(frames)
+                lengths.append(0 if frames is None else len(frames))
+                if with_flow:
+                    n = max(lengths[-1], 1)
+                    fwd, bwd, _, _ = dataset.flow_source(rec, list(range(n - 1)), n) if frames is not None and n > 1 \
+                        else (None, None, None, None)
+                    fwd_list.append(fwd)
+                    bwd_list.append(bwd)
+            good = [f for f in frames_list if f is not None]
+            if not good:
+                raise RuntimeError(f"{root}: no video of split '{split}' could be decoded")
+            F, H, W = max(len(f) for f in good), good[0].shape[1], good[0].shape[2]
+            out = np.zeros((len(records), F, H, W, 3), np.uint8)
+            for i, f in enumerate(frames_list):
+                if f is not None:
+                    out[i, :len(f)] = f
+            folder.mkdir(parents=True, exist_ok=True)
+            _atomic_save_npy(paths["frames"], out)
+            if with_flow:
+                for name, lst in (("flow_fwd", fwd_list), ("flow_bwd", bwd_list)):
+                    arr = np.zeros((len(records), max(F - 1, 1), H, W, 2), np.float32)
+                    for i, f in enumerate(lst):
+                        if f is not None:
+                            arr[i, :len(f)] = f
+                    _atomic_save_npy(paths[name], arr)
+            index = {"key": key, "video_ids": ids, "lengths": lengths, "bad": bad, "flow": with_flow}
+            from repro.results import atomic_write_text
+
+            atomic_write_text(index_path, json.dumps(index))
+    mapped = {k: np.load(p, mmap_mode="r") for k, p in paths.items() if p.is_file() and (k == "frames" or with_flow)}
+    return DecodedSplit(frames=mapped["frames"], lengths=np.asarray(index["lengths"]), video_ids=ids,
+                        bad=list(index["bad"]), flow_fwd=mapped.get("flow_fwd"), flow_bwd=mapped.get("flow_bwd"))
+
+
+class CachedFlowSource:
+    """The ``flow_source`` callable of :class:`repro.data.datasets.VideoClipDataset`, served from
+    a :class:`DecodedSplit` (same semantics: fwd of the last frame and bwd of the first are 0
+    and invalid)."""
+
+    def __init__(self, decoded: DecodedSplit):
+        if decoded.flow_fwd is None or decoded.flow_bwd is None:
+            raise ValueError("the decoded split holds no flow (decode it with with_flow=True)")
+        self.decoded = decoded
+        self._row = {vid: i for i, vid in enumerate(decoded.video_ids)}
+
+    def __call__(self, record: Any, indices: Sequence[int], num_frames: int):
+        i = self._row[record.video_id]
+        fwd_all, bwd_all = self.decoded.flow_fwd[i], self.decoded.flow_bwd[i]
+        idx = np.asarray(indices)
+        fwd_ok, bwd_ok = idx < num_frames - 1, idx >= 1
+        fwd = np.where(fwd_ok[:, None, None, None], fwd_all[np.clip(idx, 0, num_frames - 2)], 0).astype(np.float32)
+        bwd = np.where(bwd_ok[:, None, None, None], bwd_all[np.clip(idx - 1, 0, num_frames - 2)], 0).astype(np.float32)
+        return fwd, bwd, fwd_ok, bwd_ok
+
+
+class CachedClipDataset(VideoClipDataset):
+    """A :class:`~repro.data.datasets.VideoClipDataset` whose frames (and GT flow) come from a
+    :class:`DecodedSplit` instead of the video files; sampling, augmentation, views and the item
+    format are the wrapped dataset's own."""
+
+    in_memory = True
+
+    @classmethod
+    def wrap(cls, dataset: VideoClipDataset, decoded: DecodedSplit) -> "CachedClipDataset":
+        if [r.video_id for r in dataset.records] != decoded.video_ids:
+            raise ValueError("the decoded split does not list the dataset's videos")
+        obj = cls.__new__(cls)
+        obj.__dict__.update(dataset.__dict__)
+        obj.decoded = decoded
+        obj._num_frames = {i: int(n) for i, n in enumerate(decoded.lengths) if n > 0}
+        for i in decoded.bad:
+            if i not in obj._bad:
+                obj._skip(i, RuntimeError("could not be decoded"))
+        if dataset.flow_source is not None:
+            obj.flow_source = CachedFlowSource(decoded)
+        return obj
+
+    # Overrides VideoClipDataset's one decoding hook: frames come from the decoded array.
+    def _load_frames(self, rec, index: int, wanted: Sequence[int]) -> np.ndarray:
+        return np.asarray(self.decoded.frames[index][np.asarray(wanted, dtype=np.int64)])

@@ -1,0 +1,273 @@
+"""The ``train`` job: train a table row's model as its spec says and report its accuracy.
+
+A row names a model (``row.model``) and, per scale, a ``RunConfig`` (dataset, sampling,
+optimisation, seeds).  :func:`train_row` trains one model per seed in the row's work folder
+(``<work>/<scale>/<paper>/table<N>/<row>/seed<k>``), resuming an interrupted run from its
+``last.pt`` and re-using a finished one (``final.pt``) when its settings are unchanged, and
+returns the seeds' mean metrics (percent) and every seed's own.
+
+Initialisation (``RunConfig.init``): a local checkpoint path, or ``row:<paper>:<table>:<row>``
+for the trained weights of another row at the same scale (the papers' Kinetics ->
+Something-Something / UCF101 chains; the classifier is dropped when its shape differs).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.engine import checkpoint as ckpt_io
+from repro.engine.data import RunData, build_run_data
+from repro.engine.distributed import barrier, dist_info
+from repro.engine.trainer import TrainSettings, evaluate, fit, model_takes_flow, resolve_settings
+from repro.jobs import JobContext, JobOutput, NotRunnable, register_job
+from repro.registry import create_model
+from repro.spec.schema import Row, RunConfig, TableSpec
+
+__all__ = ["TRAIN_KEYS", "RowRun", "parse_row_ref", "train_row", "evaluate_row", "train_job", "build_row_model"]
+
+log = logging.getLogger("repro.engine")
+
+#: Metrics the train job reports (``measure: "train:<key>"``).
+TRAIN_KEYS = ("top1", "top5", "avg_top1_top5", "mean_class_acc", "epe")
+#: RunConfig fields that do not change what a run computes (left out of its identity).
+_NOT_IDENTITY = {"seeds", "notes", "test_clips", "test_crops"}
+
+
+@dataclass
+class RowRun:
+    metrics: dict[str, float]
+    per_seed: dict[int, dict[str, float]]
+    data: str
+    seeds: list[int]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_row_ref(ref: str) -> tuple[str, int, str]:
+    """``paper:table3:row`` or ``paper:3:row`` -> ``("paper", 3, "row")``."""
+    parts = ref.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"row reference: expected '<paper>:<table>:<row>' (e.g. trajectorynet:table3:appearance), got {ref!r}")
+    paper, table, row = parts
+    digits = table[5:] if table.startswith("table") else table
+    if not digits.isdigit():
+        raise ValueError(f"row reference {ref!r}: table must be 'table<N>' or '<N>', got {table!r}")
+    return paper, int(digits), row
+
+
+def find_row(specs: dict[str, TableSpec], ref: str) -> tuple[TableSpec, Row]:
+    paper, table, row_id = parse_row_ref(ref)
+    key = f"{paper}:table{table}"
+    if key not in specs:
+        raise ValueError(f"row reference {ref!r}: no spec {key} (known: {', '.join(specs) or 'none'})")
+    spec = specs[key]
+    try:
+        return spec, spec.row(row_id)
+    except KeyError:
+        raise ValueError(f"row reference {ref!r}: {key} has no row '{row_id}' "
+                         f"(rows: {', '.join(r.id for r in spec.rows)})") from None
+
+
+def _config(row: Row, scale: str, where: str) -> RunConfig:
+    if row.model is None:
+        raise NotRunnable(row.needs or f"{where}: the row names no model")
+    cfg = row.run_config(scale)
+    if cfg is None:
+        raise NotRunnable(f"{where}: no '{scale}' configuration in the spec")
+    return cfg
+
+
+def _pass_flow(cfg: RunConfig, model: torch.nn.Module, where: str) -> bool:
+    if cfg.flow in ("gt", "tvl1"):
+        if not model_takes_flow(model):
+            raise ValueError(f"{where}: flow '{cfg.flow}' is given but model {type(model).__name__}.forward "
+                             "takes no flow_fwd argument")
+        return True
+    return False
+
+
+def _check_flow_available(cfg: RunConfig, where: str) -> None:
+    if cfg.flow == "tvl1":
+        # Pre-computed TV-L1 flow needs repro.flow's OpenCV TV-L1 method and a per-video disk
+        # cache served as the dataset's flow_source; not wired yet (see the engine's report).
+        raise NotRunnable(f"{where}: 'flow: tvl1' needs pre-computed TV-L1 flow, which the engine cannot "
+                          "produce yet (repro.flow has no TV-L1 method API to call); use 'flow: gt' at mini scale")
+
+
+def build_row_model(row: Row, cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+    """The row's model with the run's ``model_args`` merged in; ``num_classes`` from the data
+    unless the run's ``model_args`` give it (the row's own args carry the full-scale count)."""
+    args = {**row.model.args, **cfg.model_args}
+    if "num_classes" not in cfg.model_args:
+        args["num_classes"] = num_classes
+    return create_model(row.model.name, **args)
+
+
+def _init_path(cfg: RunConfig, work_root: Path, scale: str, seed: int, where: str) -> Path | None:
+    if not cfg.init:
+        return None
+    if cfg.init.startswith("row:"):
+        paper, table, row_id = parse_row_ref(cfg.init[4:])
+        src_dir = ckpt_io.row_work_dir(work_root, scale, paper, table, row_id)
+        candidates = [ckpt_io.seed_dir(src_dir, seed) / "final.pt"] + sorted(src_dir.glob("seed*/final.pt"))
+        for path in candidates:
+            if path.is_file():
+                return path
+        raise NotRunnable(f"{where}: init {cfg.init!r} needs that row trained first at scale '{scale}' "
+                          f"(no final.pt under {src_dir}); run `python -m repro train {cfg.init[4:]} --scale {scale}`")
+    path = Path(cfg.init).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: init checkpoint {path} not found")
+    return path
+
+
+def _identity(row: Row, cfg: RunConfig, num_classes: int, init: Path | None) -> dict[str, Any]:
+    return {"model": row.model.name, "model_args": {**row.model.args, **cfg.model_args},
+            "num_classes": num_classes, "init": str(init) if init else None,
+            "config": {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_IDENTITY}}
+
+
+def _set_aside_if_stale(run_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """Checkpoints written under other settings (the spec changed) are moved to ``stale-<time>``."""
+    stale = [p for p in (run_dir / "last.pt", run_dir / "final.pt") if p.is_file()
+             and ckpt_io.load_checkpoint(p).get("settings") != fingerprint]
+    if stale and dist_info().is_main:
+        aside = run_dir / f"stale-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir(parents=True, exist_ok=True)
+        for p in stale:
+            shutil.move(str(p), aside / p.name)
+        log.warning("%s: settings changed; old checkpoints moved to %s", run_dir, aside)
+    barrier()  # no process may look for last.pt while rank 0 moves it
+
+
+def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, data_dir: Path | str,
+              seeds: list[int] | None = None, resume: bool = True, progress: bool = True,
+              overrides: dict[str, Any] | None = None) -> RowRun:
+    """Train (or resume, or re-use) the row's model for each seed; mean and per-seed metrics.
+
+    ``overrides`` are :class:`~repro.engine.trainer.TrainSettings` fields (``epochs``,
+    ``num_workers``, ``checkpoint_interval_s``, ``amp``, ...); ``epochs`` and ``batch_size``
+    override the spec, for smoke runs.
+    """
+    where = f"{spec.paper}:table{spec.table}:{row.id} ({scale})"
+    cfg = _config(row, scale, where)
+    work_root = Path(work_root)
+    row_dir = ckpt_io.row_work_dir(work_root, scale, spec.paper, spec.table, row.id)
+    seeds = list(seeds if seeds is not None else cfg.seeds)
+    overrides = dict(overrides or {})
+    _check_flow_available(cfg, where)
+
+    per_seed: dict[int, dict[str, float]] = {}
+    histories: dict[int, list] = {}
+    times: dict[int, float] = {}
+    init_reports: dict[int, Any] = {}
+    for seed in seeds:
+        run_dir = ckpt_io.seed_dir(row_dir, seed)
+        init = _init_path(cfg, work_root, scale, seed, where)
+        # the datasets' own augmentation streams are seeded by the run's seed too
+        data = build_run_data(cfg, data_dir, scale, with_flow=cfg.flow == "gt", seed=seed, progress=progress)
+        if overrides.get("num_workers") is None:
+            overrides["num_workers"] = 0 if getattr(data.train, "in_memory", False) else min(4, os.cpu_count() or 1)
+        settings = resolve_settings(cfg, seed=seed, **overrides)
+        settings.identity = _identity(row, cfg, data.num_classes, init)
+        fingerprint = settings.fingerprint()
+        _set_aside_if_stale(run_dir, fingerprint)
+        final = run_dir / "final.pt"
+        if resume and final.is_file():
+            done = ckpt_io.load_checkpoint(final)
+            if done.get("metrics"):
+                log.info("%s seed %d: already trained (%s)", where, seed, final)
+                per_seed[seed], histories[seed] = dict(done["metrics"]), list(done["history"])
+                times[seed] = float(done["train_time_s"])
+                continue
+        ckpt_io.seed_everything(seed)  # model initialisation: identical on every process
+        model = build_row_model(row, cfg, data.num_classes)
+        if init is not None:
+            report = ckpt_io.load_init_weights(model, init)
+            init_reports[seed] = {"from": str(init), "dropped": report["dropped"], "missing": report["missing"]}
+        pass_flow = _pass_flow(cfg, model, where)
+        result = fit(model, data.train, data.val, settings, run_dir, num_classes=data.num_classes,
+                     resume=resume, progress=progress, pass_flow=pass_flow)
+        per_seed[seed], histories[seed], times[seed] = result.metrics, result.history, result.train_time_s
+
+    keys = sorted(set.intersection(*(set(m) for m in per_seed.values())) - {"count"})
+    mean = {k: sum(per_seed[s][k] for s in seeds) / len(seeds) for k in keys}
+    details: dict[str, Any] = {
+        "skipped_videos": data.skipped,
+        "epochs": resolve_settings(cfg, seed=seeds[0], **overrides).epochs,
+        "train_time_s": round(sum(times.values()) / len(times), 2),
+        "history": histories[seeds[0]] if len(seeds) == 1 else {str(s): histories[s] for s in seeds},
+        "model": row.model.name,
+        "num_classes": data.num_classes,
+        "val_videos": int(per_seed[seeds[0]].get("count", 0)),
+    }
+    if len(seeds) > 1:
+        details["per_seed"] = {str(s): {k: per_seed[s][k] for k in keys} for s in seeds}
+        details["train_time_s_per_seed"] = {str(s): round(times[s], 2) for s in seeds}
+    if init_reports:
+        details["init"] = {str(s): r for s, r in init_reports.items()}
+    return RowRun(metrics=mean, per_seed=per_seed, data=data.description, seeds=seeds, details=details)
+
+
+def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, data_dir: Path | str,
+                 seed: int | None = None, checkpoint: Path | str | None = None, progress: bool = True,
+                 batch_size: int | None = None, num_workers: int = 0) -> tuple[dict[str, float], RunData]:
+    """Evaluate a trained row (its ``final.pt``, else ``last.pt``, or ``checkpoint``) on the
+    validation set with the row's test views."""
+    where = f"{spec.paper}:table{spec.table}:{row.id} ({scale})"
+    cfg = _config(row, scale, where)
+    seed = cfg.seeds[0] if seed is None else seed
+    if checkpoint is None:
+        run_dir = ckpt_io.seed_dir(ckpt_io.row_work_dir(work_root, scale, spec.paper, spec.table, row.id), seed)
+        checkpoint = next((p for p in (run_dir / "final.pt", run_dir / "last.pt") if p.is_file()), None)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{where}: no checkpoint in {run_dir}; train it first "
+                                    f"(python -m repro train {spec.paper}:table{spec.table}:{row.id} --scale {scale})")
+    _check_flow_available(cfg, where)
+    data = build_run_data(cfg, data_dir, scale, with_flow=cfg.flow == "gt", seed=seed, progress=progress)
+    model = build_row_model(row, cfg, data.num_classes)
+    state = ckpt_io.load_checkpoint(checkpoint)
+    model.load_state_dict(state.get("model", state))
+    device = torch.device("cuda", dist_info().local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    model.to(device)
+    metrics = evaluate(model, data.val, num_classes=data.num_classes,
+                       batch_size=batch_size or cfg.batch_size or 16, num_workers=num_workers, device=device,
+                       pass_flow=_pass_flow(cfg, model, where), progress=progress)
+    metrics["checkpoint"] = str(checkpoint)  # type: ignore[assignment]
+    return metrics, data
+
+
+def _work_root(ctx: JobContext) -> Path:
+    """The runner hands a row's own folder (``<work>/<scale>/<paper>/table<N>/<row>``); the
+    root is what chains between rows resolve against."""
+    wd = Path(ctx.work_dir)
+    expected = (ctx.scale, ctx.spec.paper, f"table{ctx.spec.table}", ctx.row.id)
+    if len(wd.parts) >= 4 and tuple(wd.parts[-4:]) == expected:
+        return wd.parents[3]
+    return wd
+
+
+@register_job("train")
+def train_job(ctx: JobContext) -> JobOutput:
+    """Train and evaluate the row at ``ctx.scale``; metrics in percent (mean over seeds)."""
+    unknown = set(ctx.wanted) - set(TRAIN_KEYS)
+    if unknown:
+        raise NotRunnable(f"the train job does not measure {sorted(unknown)} (it reports {list(TRAIN_KEYS)})")
+    if ctx.threads:
+        torch.set_num_threads(ctx.threads)
+    opts = dict(ctx.options)
+    seeds = opts.pop("seeds", None)
+    run = train_row(ctx.spec, ctx.row, ctx.scale, work_root=_work_root(ctx), data_dir=ctx.data_dir, seeds=seeds,
+                    resume=ctx.resume, progress=ctx.progress, overrides=opts)
+    missing = [k for k in ctx.wanted if k not in run.metrics]
+    if missing:
+        raise NotRunnable(f"the run measured no {missing} (e.g. 'epe' needs a model that predicts flow "
+                          "and a dataset with ground-truth flow)")
+    seed: int | list[int] = run.seeds[0] if len(run.seeds) == 1 else run.seeds
+    return JobOutput(metrics=run.metrics, data=run.data, seed=seed, details=run.details)

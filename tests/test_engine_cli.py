@@ -1,0 +1,134 @@
+"""`repro train|eval <paper>:<table>:<row>` on a tiny spec, a tiny model and a tiny benchmark."""
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from repro.engine.commands import add_commands
+from repro.engine.testing import TinyVideoNet
+from repro.registry import is_model, register_model
+
+MODEL = "engine_test_tiny_net"
+if not is_model(MODEL):
+    @register_model(name=MODEL)
+    def engine_test_tiny_net(num_classes: int = 400, pretrained_file: str | None = None, **kwargs) -> TinyVideoNet:
+        return TinyVideoNet(num_classes=num_classes, **kwargs)
+
+SPEC = textwrap.dedent(
+    f"""
+    paper: trajectorynet
+    table: 3
+    title: engine test
+    metrics:
+      - {{key: top1, label: Top-1, unit: "%", measure: "train:top1"}}
+      - {{key: top5, label: Top-5, unit: "%", measure: "train:top5"}}
+    defaults:
+      mini: {{dataset: synth, preset: tiny, frames: 4, size: 24, epochs: 2, batch_size: 4, lr: 0.05,
+              weight_decay: 1.0e-4, lr_schedule: {{type: cosine}}, seeds: [0]}}
+    rows:
+      - id: appearance
+        label: appearance
+        kind: baseline
+        model: {{name: {MODEL}, args: {{num_classes: 174, width: 4}}}}
+      - id: with-flow
+        label: with flow
+        kind: method
+        model: {{name: {MODEL}, args: {{num_classes: 174, width: 4, takes_flow: true, predicts_flow: true}}}}
+        mini: {{flow: gt, seeds: [0, 1], partial_bn: true, branch_lr: {{fc: 2.0}}, warmup_epochs: 0.5,
+                clip_grad: 10.0}}
+      - id: finetuned
+        label: fine-tuned from appearance
+        kind: method
+        model: {{name: {MODEL}, args: {{num_classes: 174, width: 4}}}}
+        mini: {{init: "row:trajectorynet:table3:appearance", epochs: 1}}
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory) -> dict[str, Path]:
+    from repro.data import synth
+
+    root = tmp_path_factory.mktemp("engine_cli")
+    preset = synth.Preset("tiny", 32, 32, 8, ("moving_something_left", "moving_something_right",
+                                               "something_getting_brighter", "holding_something_still"),
+                          train_per_class=4, val_per_class=2)
+    synth.generate(root / "data" / "synth" / "tiny", preset, seed=0, progress=False)
+    (root / "specs" / "trajectorynet").mkdir(parents=True)
+    (root / "specs" / "trajectorynet" / "table3.yaml").write_text(SPEC)
+    return {"specs": root / "specs", "data": root / "data", "work": root / "runs", "results": root / "results"}
+
+
+def _run(argv: list[str], dirs: dict[str, Path], capsys) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="repro")
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv + ["--specs", str(dirs["specs"]), "--data-dir", str(dirs["data"]),
+                                     "--work-dir", str(dirs["work"]), "--results", str(dirs["results"]),
+                                     "--format", "json", "--quiet"])
+    torch.manual_seed(0)
+    code = args.func(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_train_then_eval_then_chain(dirs, capsys):
+    code, out, _ = _run(["train", "trajectorynet:table3:appearance"], dirs, capsys)
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["data"] == "mini, built-in benchmark (synth tiny, 16 train / 8 val clips)"
+    assert set(payload["metrics"]) == {"top1", "top5", "avg_top1_top5", "mean_class_acc"}
+    assert 0.0 <= payload["metrics"]["top1"] <= 100.0
+    assert payload["metrics"]["top5"] == 100.0  # 4 classes: the label is always in the top 5
+    details = payload["details"]
+    assert details["epochs"] == 2 and len(details["history"]) == 2 and details["num_classes"] == 4
+    assert details["skipped_videos"] == 0
+    result = json.loads(Path(payload["result_file"]).read_text())
+    assert result["metrics"]["top1"] == pytest.approx(payload["metrics"]["top1"])
+    assert result["provenance"]["seed"] == 0 and result["provenance"]["spec_hash"]
+    final = dirs["work"] / "mini" / "trajectorynet" / "table3" / "appearance" / "seed0" / "final.pt"
+    assert final.is_file()
+
+    # eval of the trained weights gives the training run's final numbers
+    code, out, _ = _run(["eval", "trajectorynet:3:appearance"], dirs, capsys)
+    assert code == 0
+    evaluated = json.loads(out)["metrics"]
+    for key in ("top1", "top5", "mean_class_acc"):
+        assert evaluated[key] == pytest.approx(payload["metrics"][key])
+
+    # a second train call re-uses the finished run instead of training again
+    code, out, _ = _run(["train", "trajectorynet:table3:appearance", "--no-save"], dirs, capsys)
+    assert json.loads(out)["metrics"] == payload["metrics"]
+
+    # init: row:... loads the appearance row's weights (same classifier shape: nothing dropped)
+    code, out, _ = _run(["train", "trajectorynet:table3:finetuned"], dirs, capsys)
+    assert code == 0
+    init = json.loads(out)["details"]["init"]["0"]
+    assert init["from"] == str(final) and init["dropped"] == []
+
+
+def test_flow_row_with_two_seeds(dirs, capsys):
+    code, out, _ = _run(["train", "trajectorynet:table3:with-flow"], dirs, capsys)
+    assert code == 0
+    payload = json.loads(out)
+    per_seed = payload["details"]["per_seed"]
+    assert set(per_seed) == {"0", "1"}
+    mean_top1 = (per_seed["0"]["top1"] + per_seed["1"]["top1"]) / 2
+    assert payload["metrics"]["top1"] == pytest.approx(mean_top1)
+    assert payload["seed"] == [0, 1]
+    # the model predicts flow and the benchmark has GT flow: EPE is measured too
+    final = torch.load(dirs["work"] / "mini" / "trajectorynet" / "table3" / "with-flow" / "seed1" / "final.pt",
+                       weights_only=True)
+    assert final["metrics"]["epe"] > 0
+    assert payload["metrics"]["epe"] == pytest.approx((per_seed["0"]["epe"] + per_seed["1"]["epe"]) / 2)
+
+
+def test_errors_name_the_problem(dirs, capsys):
+    code, _, err = _run(["train", "trajectorynet:table3:nope"], dirs, capsys)
+    assert code == 2 and "has no row 'nope'" in err
+    code, _, err = _run(["train", "trajectorynet:three:appearance"], dirs, capsys)
+    assert code == 2 and "table must be" in err

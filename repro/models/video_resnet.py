@@ -372,11 +372,11 @@ class C2DResNet(_VideoHead):
         if x.dim() == 4:
             x = x.unsqueeze(2)
         _check_video_input(x, self.in_chans, type(self).__name__)
-        n, c, t, h, w = x.shape
-        x = x.transpose(1, 2).reshape(n * t, c, h, w)  # fold time into the batch
+        n, t = x.shape[0], x.shape[2]
+        x = x.transpose(1, 2).flatten(0, 1)  # fold time into the batch: (N*T, C, H, W)
         x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return x.reshape(n, t, *x.shape[1:]).transpose(1, 2)
+        return x.unflatten(0, (n, t)).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))

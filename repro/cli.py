@@ -12,6 +12,7 @@ stderr).  User errors print one line naming what is wrong and exit with status 2
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -300,7 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name != module:
                 raise
             continue
-        mod.add_commands(sub, _common)
+        # Area modules written against the older one-argument hook add their own options.
+        if len(inspect.signature(mod.add_commands).parameters) >= 2:
+            mod.add_commands(sub, _common)
+        else:
+            mod.add_commands(sub)
     return p
 
 

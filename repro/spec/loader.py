@@ -100,7 +100,7 @@ def _merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     rows = []
     for row in raw["rows"]:
-        if isinstance(row, dict) and row.get("kind") != "cited" and (row.get("model") or row.get("needs")):
+        if isinstance(row, dict) and row.get("kind") != "cited" and (row.get("model") or row.get("flow_method") or row.get("needs")):
             row = dict(row)
             for scale, base in defaults.items():
                 if not isinstance(base, dict) or row.get(scale) is False:

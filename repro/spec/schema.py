@@ -133,7 +133,9 @@ class RunConfig(_Strict):
     loss_weights: dict[str, float] = Field(default_factory=dict)  # auxiliary loss name -> weight
     test_clips: int | None = None
     test_crops: int | None = None
-    flow: Literal["gt", "tvl1", "tvnet", "none"] | None = None  # flow given to models that take it
+    #: Flow given to models that take it: "gt" (the benchmark's exact flow), "none", or a
+    #: ``repro.flow`` method name ("tvl1", "tvl1-5-5-50", "dis-fast", "tvnet-1-1-50", ...).
+    flow: str | None = None
     init: str | None = None  # local checkpoint path, or "row:<paper>:<table>:<row>" to chain runs
     model_args: dict[str, Any] = Field(default_factory=dict)  # merged over the row's model args
     seeds: list[int] = Field(default_factory=lambda: [0])

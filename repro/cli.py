@@ -107,7 +107,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for t in out:
             lines.append(f"{t['paper']}:table{t['table']}  {t['title']}  ({len(t['rows'])} rows)")
             for r in t["rows"]:
-                runs = ", ".join(f"{k}: {v}" for k, v in r["runs"].items()) or r["kind"]
+                runs = ", ".join(f"{k}: {v if len(v) < 72 else v[:69] + '...'}" for k, v in r["runs"].items()) or r["kind"]
                 lines.append(f"    {r['id']:<34} {r['kind']:<8} {runs}")
         return "\n".join(lines) + "\n"
 

@@ -84,20 +84,22 @@ def _config(row: Row, scale: str, where: str) -> RunConfig:
 
 
 def _pass_flow(cfg: RunConfig, model: torch.nn.Module, where: str) -> bool:
-    if cfg.flow in ("gt", "tvl1"):
-        if not model_takes_flow(model):
-            raise ValueError(f"{where}: flow '{cfg.flow}' is given but model {type(model).__name__}.forward "
-                             "takes no flow_fwd argument")
-        return True
-    return False
+    """Whether the model is given flow: ``flow: gt`` or a flow method; ``none``/unset: not."""
+    if cfg.flow in (None, "none"):
+        return False
+    if not model_takes_flow(model):
+        raise ValueError(f"{where}: flow '{cfg.flow}' is given but model {type(model).__name__}.forward "
+                         "takes no flow_fwd argument")
+    return True
 
 
 def _check_flow_available(cfg: RunConfig, where: str) -> None:
-    if cfg.flow == "tvl1":
-        # Pre-computed TV-L1 flow needs repro.flow's OpenCV TV-L1 method and a per-video disk
-        # cache served as the dataset's flow_source; not wired yet (see the engine's report).
-        raise NotRunnable(f"{where}: 'flow: tvl1' needs pre-computed TV-L1 flow, which the engine cannot "
-                          "produce yet (repro.flow has no TV-L1 method API to call); use 'flow: gt' at mini scale")
+    if cfg.flow not in (None, "none", "gt"):
+        # Pre-computed flow (OpenCV TV-L1, DIS, TVNet, ...) needs repro.flow's method API, run
+        # once per video and cached on disk, served as the dataset's flow_source; not wired yet.
+        raise NotRunnable(f"{where}: 'flow: {cfg.flow}' needs pre-computed flow from a repro.flow method, "
+                          "which the engine cannot call yet (no flow-method API in repro.flow); "
+                          "use 'flow: gt' at mini scale")
 
 
 def build_row_model(row: Row, cfg: RunConfig, num_classes: int) -> torch.nn.Module:
@@ -173,7 +175,10 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         # the datasets' own augmentation streams are seeded by the run's seed too
         data = build_run_data(cfg, data_dir, scale, with_flow=cfg.flow == "gt", seed=seed, progress=progress)
         if overrides.get("num_workers") is None:
-            overrides["num_workers"] = 0 if getattr(data.train, "in_memory", False) else min(4, os.cpu_count() or 1)
+            # One worker even for the decoded cache: a worker runs torch with one thread, while
+            # the main process's multi-threaded small ops (resize, normalise) are ~10x slower
+            # on a busy 2-core machine (measured: 239 vs 23 clips/s).
+            overrides["num_workers"] = 1 if getattr(data.train, "in_memory", False) else min(4, os.cpu_count() or 1)
         settings = resolve_settings(cfg, seed=seed, **overrides)
         settings.identity = _identity(row, cfg, data.num_classes, init)
         fingerprint = settings.fingerprint()

@@ -12,6 +12,7 @@ from repro.models.trajectorynet import (
     chain_flows,
     downsample_flow,
 )
+from repro.ops.trajectory_conv import trajectory_positions
 from repro.registry import create_model
 
 SMALL = (1, 3, 8, 64, 64)  # res3 features: 2 x 8 x 8
@@ -60,6 +61,18 @@ def test_chain_flows_follows_the_trajectory_over_the_temporal_stride():
     assert fwd.shape == (1, 2, 2, 10, 10)
     torch.testing.assert_close(fwd[0, 0, 0, 5, 2], torch.tensor(2.0))  # 4 steps of 0.5 px
     torch.testing.assert_close(bwd[0, 0, 1, 5, 5], torch.tensor(-2.0))
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_chain_flows_equals_trajectory_positions_at_plus_minus_stride(stride):
+    g = torch.Generator().manual_seed(0)
+    fwd_in = torch.randn(2, 2, 8, 7, 9, generator=g) * 1.5
+    bwd_in = torch.randn(2, 2, 8, 7, 9, generator=g) * 1.5
+    fwd, bwd = chain_flows(fwd_in, bwd_in, stride)
+    positions = trajectory_positions(fwd_in, bwd_in, stride)[:, ::stride]  # (N, T/s, 2s+1, h, w, 2)
+    base = torch.stack(torch.meshgrid(torch.arange(7.0), torch.arange(9.0), indexing="ij")[::-1], dim=-1)
+    torch.testing.assert_close(fwd, (positions[:, :, -1] - base).permute(0, 4, 1, 2, 3))
+    torch.testing.assert_close(bwd, (positions[:, :, 0] - base).permute(0, 4, 1, 2, 3))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,8 +55,8 @@ from repro.models.video_resnet import (
     replace_temporal_conv,
     s3d_resnet18,
 )
-from repro.ops.trajectory_conv import TrajectoryConv3d, trajectory_offsets, trajectory_positions
-from repro.ops.warp import pixel_grid
+from repro.ops.trajectory_conv import TrajectoryConv3d, trajectory_offsets
+from repro.ops.warp import pixel_grid, sample_at
 from repro.registry import register_model
 
 __all__ = [
@@ -94,7 +94,11 @@ def downsample_flow(flow: torch.Tensor, size: tuple[int, int], method: str = "av
     if (h, w) == (height, width):
         pooled = planes
     elif method == "avg":
-        pooled = F.adaptive_avg_pool2d(planes, (h, w))
+        if height % h == 0 and width % w == 0:
+            kernel = (height // h, width // w)
+            pooled = F.avg_pool2d(planes, kernel, stride=kernel)
+        else:
+            pooled = F.adaptive_avg_pool2d(planes, (h, w))
     elif method == "max":
         magnitude = (planes * planes).sum(dim=1, keepdim=True)
         if height % h == 0 and width % w == 0:
@@ -113,16 +117,33 @@ def chain_flows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, stride: int) -> 
     """Flows between frames ``stride`` apart, kept at frames ``0, stride, 2·stride, ...``.
 
     The displacement from frame ``t`` to ``t ± stride`` is the trajectory through ``stride``
-    single-frame flows (Eq. 2 iterated, flow read bilinearly).  ``stride = 1`` is the identity.
+    single-frame flows (Eq. 2 iterated, flow read bilinearly, zeros outside the frame and the
+    clip) -- the same positions as :func:`repro.ops.trajectory_conv.trajectory_positions` at
+    ``τ = ±stride``, computed only for the kept frames.  ``stride = 1`` is the identity.
     """
     if stride == 1:
         return flow_fwd, flow_bwd
-    positions = trajectory_positions(flow_fwd, flow_bwd, stride)  # (N, T, 2s+1, h, w, 2)
-    h, w = positions.shape[3:5]
-    base = pixel_grid(h, w, device=positions.device, dtype=positions.dtype)
-    fwd = (positions[:, ::stride, -1] - base).permute(0, 4, 1, 2, 3)
-    bwd = (positions[:, ::stride, 0] - base).permute(0, 4, 1, 2, 3)
-    return fwd.contiguous(), bwd.contiguous()
+    n, _, length, height, width = flow_fwd.shape
+    if length % stride != 0:
+        raise ValueError(f"chain_flows: {length} frames is not a multiple of the temporal stride {stride}")
+    kept = length // stride
+    base = pixel_grid(height, width, device=flow_fwd.device, dtype=flow_fwd.dtype)
+
+    def frames_at(flow: torch.Tensor, offset: int) -> torch.Tensor:
+        """``flow[:, :, j·stride + offset]`` for j < kept (zeros outside the clip) as (N·kept, 2, h, w)."""
+        if offset >= 0:
+            picked = flow[:, :, offset::stride][:, :, :kept]
+        else:  # only j >= 1 are inside the clip
+            picked = F.pad(flow[:, :, stride + offset :: stride][:, :, : kept - 1], (0, 0, 0, 0, 1, 0))
+        return picked.transpose(1, 2).reshape(n * kept, 2, height, width)
+
+    def follow(flow: torch.Tensor, sign: int) -> torch.Tensor:
+        pos = base + frames_at(flow, 0).permute(0, 2, 3, 1)  # first step from the integer grid
+        for step in range(1, stride):
+            pos = pos + sample_at(frames_at(flow, sign * step), pos).permute(0, 2, 3, 1)
+        return (pos - base).reshape(n, kept, height, width, 2).permute(0, 4, 1, 2, 3).contiguous()
+
+    return follow(flow_fwd, 1), follow(flow_bwd, -1)
 
 
 class TrajectoryContext:
@@ -155,9 +176,9 @@ class TrajectoryContext:
                     if flow.shape[-2:] == (height, width):  # MotionNet's own scale (§3.5)
                         fwd, bwd = flow, self.motionnet_bwd.flows[stride]
                         break
-            if fwd is None:
-                fwd = downsample_flow(self.flow_fwd, (height, width), self.downsample)
-                bwd = downsample_flow(self.flow_bwd, (height, width), self.downsample)
+            if fwd is None:  # both directions in one pooling call
+                both = downsample_flow(torch.cat((self.flow_fwd, self.flow_bwd)), (height, width), self.downsample)
+                fwd, bwd = both.chunk(2)
             t_in = fwd.shape[2]
             if t_in % length != 0:
                 raise ValueError(f"features have {length} frames, not a divisor of the {t_in} input frames")

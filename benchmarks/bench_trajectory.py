@@ -1,0 +1,257 @@
+"""Speed of the trajectory convolution and of TrajectoryNet's overhead over S3D (CPU).
+
+    python benchmarks/bench_trajectory.py [--repeats 7] [--threads 2] [--skip-onnx] [--format json]
+
+1. op: :func:`trajectory_conv` (grid_sample fast path) vs :func:`trajectory_conv_reference`
+   (loops over n, t, τ) and vs the plain temporal ``Conv3d`` it replaces;
+2. model: TrajectoryNet-ResNet-18 with pre-computed flow (res3b1.conv1, avg pooling; the flow
+   pooling and temporal chaining are inside the timed forward) vs S3D-ResNet-18, 1×3×16×112×112,
+   eager PyTorch and ONNX Runtime.  Target: at most +5 %.
+
+Timings are medians of interleaved runs (A, B, A, B, ...) so that load from other processes
+hits both sides alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from typing import Callable
+
+import torch
+
+from repro.ops.trajectory_conv import trajectory_conv, trajectory_conv_reference
+from repro.registry import create_model
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function over ``repeats`` interleaved rounds."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    return {name: statistics.median(v) for name, v in interleaved_times(fns, repeats, warmup).items()}
+
+
+def _summary(prefix: str, times: dict[str, list[float]]) -> dict[str, float]:
+    """Median and minimum (the least disturbed run on a shared machine) and the overheads."""
+    out = {}
+    for stat, fn in (("median", statistics.median), ("min", min)):
+        s3d, traj = fn(times["s3d"]), fn(times["trajectorynet"])
+        out[f"{prefix}_s3d_{stat}_ms"] = s3d * 1e3
+        out[f"{prefix}_trajectorynet_{stat}_ms"] = traj * 1e3
+        out[f"{prefix}_overhead_{stat}_pct"] = 100 * (traj / s3d - 1)
+    return out
+
+
+def bench_op(repeats: int) -> list[dict]:
+    rows = []
+    cases = [
+        ("res3 S3D-R18 (1,128,16,14,14) K=3", (1, 128, 16, 14, 14), 3),
+        ("res2 S3D-R18 (1,64,8,28,28) K=3", (1, 64, 8, 28, 28), 3),
+        ("(1,64,8,28,28) K=5", (1, 64, 8, 28, 28), 5),
+    ]
+    for name, (n, c, t, h, w), k in cases:
+        _log(f"op: {name}")
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(n, c, t, h, w, generator=g)
+        ff = torch.randn(n, 2, t, h, w, generator=g) * 2
+        fb = torch.randn(n, 2, t, h, w, generator=g) * 2
+        conv = torch.nn.Conv3d(c, c, (k, 1, 1), padding=(k // 2, 0, 0))
+        weight, bias = conv.weight.detach(), conv.bias.detach()
+        with torch.no_grad():
+            med = interleaved_medians(
+                {
+                    "reference": lambda: trajectory_conv_reference(x, ff, fb, weight, bias),
+                    "fast": lambda: trajectory_conv(x, ff, fb, weight, bias),
+                    "conv3d": lambda: conv(x),
+                },
+                repeats,
+            )
+        rows.append(
+            {
+                "case": name,
+                "reference_ms": med["reference"] * 1e3,
+                "fast_ms": med["fast"] * 1e3,
+                "conv3d_ms": med["conv3d"] * 1e3,
+                "speedup_vs_reference": med["reference"] / med["fast"],
+            }
+        )
+    return rows
+
+
+class _TrajectoryPart(torch.nn.Module):
+    """What TrajectoryNet adds at res3b1.conv1: flow pooling + chaining + the trajectory conv."""
+
+    def __init__(self, wrapper: torch.nn.Module, downsample: str = "avg") -> None:
+        super().__init__()
+        self.wrapper, self.downsample = wrapper, downsample
+
+    def forward(self, x, flow_fwd, flow_bwd):
+        from repro.models.trajectorynet import TrajectoryContext
+
+        return self.wrapper(x, TrajectoryContext(flow_fwd, flow_bwd, self.downsample))
+
+
+def bench_components(s3d, traj, video, flow_fwd, flow_bwd, repeats: int, skip_onnx: bool) -> dict:
+    """Low-variance overhead estimate: time only the replaced part (eager and ORT), many runs."""
+    path = traj.trajectory_paths[0]
+    conv = s3d.get_submodule(path)
+    part = _TrajectoryPart(traj.backbone.get_submodule(path)).eval()
+    feats = {}
+    hook = conv.register_forward_hook(lambda m, i, o: feats.setdefault("x", i[0].detach().clone()))
+    with torch.no_grad():
+        s3d(video)
+    hook.remove()
+    x = feats["x"]
+    _log(f"components: {path} input {tuple(x.shape)}")
+    with torch.no_grad():
+        times = interleaved_times(
+            {"s3d": lambda: conv(x), "trajectorynet": lambda: part(x, flow_fwd, flow_bwd)}, repeats * 10
+        )
+    out = {"component_input": "x".join(map(str, x.shape))}
+    out["eager_component_conv3d_ms"] = statistics.median(times["s3d"]) * 1e3
+    out["eager_component_trajectory_ms"] = statistics.median(times["trajectorynet"]) * 1e3
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        skip_onnx = True
+    if skip_onnx:
+        return out
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conv_path, part_path = os.path.join(tmp, "conv.onnx"), os.path.join(tmp, "part.onnx")
+        torch.onnx.export(conv, (x,), conv_path, opset_version=17, dynamo=False, input_names=["x"])
+        torch.onnx.export(part, (x, flow_fwd, flow_bwd), part_path, opset_version=17, dynamo=False,
+                          input_names=["x", "flow_fwd", "flow_bwd"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        s_conv = ort.InferenceSession(conv_path, options, providers=["CPUExecutionProvider"])
+        s_part = ort.InferenceSession(part_path, options, providers=["CPUExecutionProvider"])
+        feeds = {"x": x.numpy(), "flow_fwd": flow_fwd.numpy(), "flow_bwd": flow_bwd.numpy()}
+        times = interleaved_times(
+            {"s3d": lambda: s_conv.run(None, {"x": feeds["x"]}), "trajectorynet": lambda: s_part.run(None, feeds)},
+            repeats * 10,
+        )
+    out["ort_component_conv3d_ms"] = statistics.median(times["s3d"]) * 1e3
+    out["ort_component_trajectory_ms"] = statistics.median(times["trajectorynet"]) * 1e3
+    return out
+
+
+def bench_model(repeats: int, skip_onnx: bool) -> dict:
+    torch.manual_seed(0)
+    s3d = create_model("s3d_resnet18", num_classes=174).eval()
+    traj = create_model("trajectorynet_resnet18", num_classes=174).eval()
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(1, 3, 16, 112, 112, generator=g)
+    flow_fwd = torch.randn(1, 2, 16, 112, 112, generator=g) * 2
+    flow_bwd = -flow_fwd
+    _log("model: eager")
+    with torch.no_grad():
+        eager = interleaved_times(
+            {"s3d": lambda: s3d(video), "trajectorynet": lambda: traj(video, flow_fwd, flow_bwd)}, repeats
+        )
+    result = {"input": "1x3x16x112x112", **_summary("eager", eager)}
+    result.update(bench_components(s3d, traj, video, flow_fwd, flow_bwd, repeats, skip_onnx))
+    added = result["eager_component_trajectory_ms"] - result["eager_component_conv3d_ms"]
+    result["eager_component_overhead_pct"] = 100 * added / result["eager_s3d_median_ms"]
+    if skip_onnx:
+        return result
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        _log("onnxruntime missing: ONNX timing skipped")
+        return result
+    _log("model: ONNX export + ONNX Runtime")
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s3d_path, traj_path = os.path.join(tmp, "s3d.onnx"), os.path.join(tmp, "traj.onnx")
+        torch.onnx.export(s3d, (video,), s3d_path, opset_version=17, dynamo=False, input_names=["video"])
+        torch.onnx.export(
+            traj, (video, flow_fwd, flow_bwd), traj_path, opset_version=17, dynamo=False,
+            input_names=["video", "flow_fwd", "flow_bwd"],
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        s_s3d = ort.InferenceSession(s3d_path, options, providers=["CPUExecutionProvider"])
+        s_traj = ort.InferenceSession(traj_path, options, providers=["CPUExecutionProvider"])
+        feeds_s3d = {"video": video.numpy()}
+        feeds_traj = {"video": video.numpy(), "flow_fwd": flow_fwd.numpy(), "flow_bwd": flow_bwd.numpy()}
+        ort_times = interleaved_times(
+            {"s3d": lambda: s_s3d.run(None, feeds_s3d), "trajectorynet": lambda: s_traj.run(None, feeds_traj)},
+            repeats,
+        )
+        with torch.no_grad():
+            expected = traj(video, flow_fwd, flow_bwd)
+        got = torch.from_numpy(s_traj.run(None, feeds_traj)[0])
+    result.update(_summary("ort", ort_times))
+    added = result["ort_component_trajectory_ms"] - result["ort_component_conv3d_ms"]
+    result["ort_component_overhead_pct"] = 100 * added / result["ort_s3d_median_ms"]
+    result["ort_max_abs_error"] = float((got - expected).abs().max())
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-onnx", action="store_true")
+    parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    report = {"threads": args.threads, "torch": torch.__version__, "op": bench_op(args.repeats)}
+    if not args.skip_model:
+        report["model"] = bench_model(args.repeats, args.skip_onnx)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"threads={report['threads']} torch={report['torch']}")
+    for row in report["op"]:
+        print(
+            f"op {row['case']}: reference {row['reference_ms']:.1f} ms, fast {row['fast_ms']:.1f} ms "
+            f"({row['speedup_vs_reference']:.1f}x), Conv3d {row['conv3d_ms']:.1f} ms"
+        )
+    if "model" in report:
+        m = report["model"]
+        for prefix, label in (("eager", "eager PyTorch"), ("ort", "ONNX Runtime")):
+            if f"{prefix}_s3d_min_ms" not in m:
+                continue
+            parts = [
+                f"{stat}: S3D {m[f'{prefix}_s3d_{stat}_ms']:.0f} ms, TrajectoryNet "
+                f"{m[f'{prefix}_trajectorynet_{stat}_ms']:.0f} ms ({m[f'{prefix}_overhead_{stat}_pct']:+.1f} %)"
+                for stat in ("median", "min")
+            ]
+            print(f"model {m['input']} {label}: " + "; ".join(parts))
+        for prefix, label in (("eager", "eager PyTorch"), ("ort", "ONNX Runtime")):
+            if f"{prefix}_component_overhead_pct" in m:
+                print(
+                    f"component {m['component_input']} {label}: Conv3d {m[f'{prefix}_component_conv3d_ms']:.2f} ms, "
+                    f"flow pooling + chaining + trajectory conv {m[f'{prefix}_component_trajectory_ms']:.2f} ms "
+                    f"-> {m[f'{prefix}_component_overhead_pct']:+.1f} % of the S3D forward (median)"
+                )
+        if "ort_max_abs_error" in m:
+            print(f"max |ORT - PyTorch| = {m['ort_max_abs_error']:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -515,12 +515,16 @@ def measure_latency(
     try:
         with torch.inference_mode():
             run = LATENCY_BACKENDS[backend](model, inputs, threads)
+            on_cuda = any(isinstance(x, Tensor) and x.is_cuda for x in inputs)
+            sync = torch.cuda.synchronize if on_cuda else (lambda: None)  # kernels are asynchronous
             for _ in range(warmup):
                 run()
+            sync()
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 run()
+                sync()
                 times.append((time.perf_counter() - start) * 1e3)
     finally:
         torch.set_num_threads(previous_threads)
@@ -544,6 +548,7 @@ def profile(
     warmup: int = 3,
     repeats: int = 10,
     threads: int | None = None,
+    device: str | torch.device = "cpu",
     seed: int = 0,
     **model_kwargs: Any,
 ) -> dict[str, Any]:
@@ -554,7 +559,8 @@ def profile(
     ``dense_macs``, ``gmacs_dense`` (conv + linear only), ``macs_by_operator``,
     ``uncounted_ops``, ``handled_ops``; with ``latency=True`` also ``latency_ms`` (median),
     ``latency_iqr_ms``, ``latency_p10_ms``, ``latency_p90_ms``, ``repeats``, ``threads``,
-    ``backend``.
+    ``backend``, ``device``.  MACs are counted on the CPU; latency runs on ``device`` (a copy
+    of the model is moved there, the caller's module stays put).
     """
     if isinstance(model_name_or_module, str):
         from repro.registry import create_model, model_entry
@@ -591,9 +597,12 @@ def profile(
         "handled_ops": macs.handled,
     }
     if latency:
-        timing = measure_latency(model, x, warmup=warmup, repeats=repeats, threads=threads, backend=backend)
+        device = torch.device(device)
+        timed_model = model if device.type == "cpu" else copy.deepcopy(model).to(device)
+        timing = measure_latency(timed_model, x.to(device), warmup=warmup, repeats=repeats, threads=threads, backend=backend)
         result.update(
             latency_ms=timing.median_ms, latency_iqr_ms=timing.iqr_ms, latency_p10_ms=timing.p10,
             latency_p90_ms=timing.p90, repeats=timing.repeats, threads=timing.threads, backend=timing.backend,
+            device=str(device),
         )
     return result

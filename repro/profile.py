@@ -77,6 +77,9 @@ __all__ = [
     "count_macs",
     "measure_latency",
     "profile",
+    "example_inputs",
+    "is_model_op",
+    "MAC_CONVENTION",
 ]
 
 class UncountedOpsWarning(UserWarning):
@@ -298,8 +301,19 @@ ZERO_COST_OPS: frozenset[str] = frozenset(
 )
 """Ops declared free (data movement/constructors); their calls go to ``MacReport.zero_cost``."""
 
+MAC_CONVENTION = ("one fused multiply-add = 1 MAC (fvcore); FLOPs = 2 x MACs; 'macs' counts conv, linear/matmul "
+                  "and the papers' sampling/softmax/FFT ops; 'macs_all' adds BN, activations, pooling, elementwise")
+
 DENSE_OPERATORS: frozenset[str] = frozenset({"conv", "linear", "addmm", "matmul", "mm", "bmm", "baddbmm", "einsum"})
 """``by_operator`` keys summed in ``MacReport.dense_macs`` (torchvision's documented GMACs)."""
+
+
+def is_model_op(op: str) -> bool:
+    """Ops counted in the headline ``MacReport.model_macs``: dense layers plus the motion ops the
+    papers define (grid sampling for warps and trajectories, softmax of cost volumes, FFTs of
+    Tensor Sketch, resampling).  Normalisation, activations, pooling and elementwise arithmetic
+    are left out, as torchvision and the papers leave them out of their GMACs."""
+    return op in DENSE_OPERATORS or op.startswith(("grid_sampler", "fft_", "_fft_", "upsample")) or "softmax" in op
 
 
 @dataclass(frozen=True)
@@ -320,12 +334,17 @@ class MacReport:
     by_module: dict[str, int] = field(default_factory=dict)
 
     @property
+    def model_macs(self) -> int:
+        """The headline MAC count (see :func:`is_model_op`); ``macs`` is everything counted."""
+        return sum(v for k, v in self.by_operator.items() if is_model_op(k))
+
+    @property
     def dense_macs(self) -> int:
         """Conv + linear/matmul MACs only: the convention of torchvision's GMACs column."""
         return sum(v for k, v in self.by_operator.items() if k in DENSE_OPERATORS)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "dense_macs": self.dense_macs}
+        return {**asdict(self), "dense_macs": self.dense_macs, "model_macs": self.model_macs}
 
     def summary(self) -> str:
         lines = [f"MACs {self.macs:,} ({self.macs / 1e9:.3f} G; dense conv+linear {self.dense_macs / 1e9:.3f} G)"]
@@ -555,8 +574,9 @@ def profile(
     """Params, MACs (and latency) of a registered model name or a module, as a JSON-able dict.
 
     ``input_shape`` defaults to the registry's ``default_input`` for a name.  Keys: ``model``,
-    ``input_shape``, ``params``, ``macs``, ``gmacs``, ``gflops`` (= 2 * MACs / 1e9),
-    ``dense_macs``, ``gmacs_dense`` (conv + linear only), ``macs_by_operator``,
+    ``input_shape``, ``params``, ``macs`` (the headline count, :attr:`MacReport.model_macs`),
+    ``gmacs``, ``gflops`` (= 2 * MACs / 1e9), ``macs_all`` (every op counted, BN, activations,
+    pooling and elementwise included), ``dense_macs``, ``gmacs_dense`` (conv + linear only), ``macs_by_operator``,
     ``uncounted_ops``, ``handled_ops``; with ``latency=True`` also ``latency_ms`` (median),
     ``latency_iqr_ms``, ``latency_p10_ms``, ``latency_p90_ms``, ``repeats``, ``threads``,
     ``backend``, ``device``.  MACs are counted on the CPU; latency runs on ``device`` (a copy
@@ -581,28 +601,44 @@ def profile(
     else:
         raise TypeError(f"model_name_or_module must be a str or nn.Module; got {type(model_name_or_module).__name__}")
     input_shape = tuple(int(s) for s in input_shape)
-    x = torch.randn(input_shape, generator=torch.Generator().manual_seed(seed))
-    macs = count_macs(model, x)
+    torch.manual_seed(seed)
+    inputs = example_inputs(model, input_shape)
+    macs = count_macs(model, inputs)
     result: dict[str, Any] = {
         "model": name,
         "input_shape": list(input_shape),
         "params": count_params(model),
-        "macs": macs.macs,
-        "gmacs": macs.macs / 1e9,
-        "gflops": 2 * macs.macs / 1e9,
+        "macs": macs.model_macs,
+        "gmacs": macs.model_macs / 1e9,
+        "gflops": 2 * macs.model_macs / 1e9,
+        "macs_all": macs.macs,
         "dense_macs": macs.dense_macs,
         "gmacs_dense": macs.dense_macs / 1e9,
         "macs_by_operator": macs.by_operator,
         "uncounted_ops": macs.uncounted,
         "handled_ops": macs.handled,
+        "mac_convention": MAC_CONVENTION,
     }
     if latency:
         device = torch.device(device)
         timed_model = model if device.type == "cpu" else copy.deepcopy(model).to(device)
-        timing = measure_latency(timed_model, x.to(device), warmup=warmup, repeats=repeats, threads=threads, backend=backend)
+        timed_inputs = tuple(x.to(device) for x in inputs)
+        timing = measure_latency(timed_model, timed_inputs, warmup=warmup, repeats=repeats, threads=threads, backend=backend)
         result.update(
             latency_ms=timing.median_ms, latency_iqr_ms=timing.iqr_ms, latency_p10_ms=timing.p10,
             latency_p90_ms=timing.p90, repeats=timing.repeats, threads=timing.threads, backend=timing.backend,
             device=str(device),
         )
     return result
+
+
+def example_inputs(model: nn.Module, input_shape: Sequence[int]) -> tuple[Tensor, ...]:
+    """Inputs a model's forward takes for one clip of ``input_shape``.
+
+    Models that take more than a video (e.g. TrajectoryNet fed pre-computed flow) define
+    ``example_inputs(input_shape)``; the rest take one tensor.
+    """
+    make = getattr(model, "example_inputs", None)
+    if callable(make):
+        return tuple(make(tuple(input_shape)))
+    return (torch.randn(*input_shape),)

@@ -7,30 +7,16 @@ machine is in the provenance).
 """
 from __future__ import annotations
 
-import torch
-
 from repro.jobs import JobContext, JobOutput, NotRunnable, register_job
-from repro.registry import create_model, model_entry
+from repro.registry import model_entry
 
 LATENCY_KEYS = {"latency_s", "latency_ms", "fps"}
 PROFILE_KEYS = {"params", "params_m", "macs", "gmacs", "gflops"} | LATENCY_KEYS
 
 
-def example_inputs(model: torch.nn.Module, input_shape: list[int] | tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-    """Inputs a model's forward takes for one clip of ``input_shape``.
-
-    Models that take more than a video (e.g. TrajectoryNet with pre-computed flow) define
-    ``example_inputs(input_shape)``; the rest take one tensor.
-    """
-    make = getattr(model, "example_inputs", None)
-    if callable(make):
-        return tuple(make(tuple(input_shape)))
-    return (torch.randn(*input_shape),)
-
-
 @register_job("profile")
 def profile_job(ctx: JobContext) -> JobOutput:
-    from repro.profile import count_macs, count_params, measure_latency
+    from repro.profile import profile
 
     row = ctx.row
     if row.model is None:
@@ -42,24 +28,13 @@ def profile_job(ctx: JobContext) -> JobOutput:
     shape = row.input_shape or entry.default_input
     if shape is None:
         raise NotRunnable(f"row gives no input_shape and model '{entry.name}' has no default_input")
-    torch.manual_seed(0)
-    model = create_model(row.model.name, **row.model.args).eval()
-    inputs = example_inputs(model, shape)
-    params = count_params(model)
-    macs = count_macs(model, inputs)
-    metrics: dict[str, float] = {
-        "params": params,
-        "params_m": params / 1e6,
-        "macs": macs.macs,
-        "gmacs": macs.macs / 1e9,
-        "gflops": 2 * macs.macs / 1e9,
-    }
-    details = {"input_shape": list(shape), "model": row.model.name, "model_args": row.model.args,
-               "uncounted_ops": dict(macs.uncounted), "mac_convention": "fvcore: one multiply-add = 1 MAC"}
-    if LATENCY_KEYS & set(ctx.wanted):
-        lat = measure_latency(model, inputs, threads=ctx.threads)
-        metrics.update(latency_ms=lat.median_ms, latency_s=lat.median_ms / 1e3, fps=1e3 / lat.median_ms * shape[0])
-        details["latency"] = {"median_ms": lat.median_ms, "iqr_ms": lat.iqr_ms, "repeats": lat.repeats,
-                              "threads": lat.threads, "backend": lat.backend}
-    data = "full-scale architecture at the paper's input" + (" (latency: this machine's CPU)" if "latency" in details else "")
+    timed = bool(LATENCY_KEYS & set(ctx.wanted))
+    prof = profile(row.model.name, shape, latency=timed, threads=ctx.threads, **row.model.args)
+    metrics: dict[str, float] = {key: prof[key] for key in ("params", "macs", "gmacs", "gflops")}
+    metrics["params_m"] = prof["params"] / 1e6
+    if timed:
+        metrics.update(latency_ms=prof["latency_ms"], latency_s=prof["latency_ms"] / 1e3,
+                       fps=1e3 / prof["latency_ms"] * shape[0])
+    details = {k: v for k, v in prof.items() if k not in metrics}
+    data = "full-scale architecture at the paper's input" + (", latency on this machine's CPU" if timed else "")
     return JobOutput(metrics=metrics, data=data, seed=0, details=details)

@@ -355,7 +355,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
     train_model: nn.Module = model
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # find_unused_parameters: models may leave parameters out of the training graph (heads
+        # used only in eval, e.g. a predicted-flow head; frozen MotionNet branches)
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
     seeded = SeededDataset(train_set)
     start_time = time.perf_counter()

@@ -632,7 +632,7 @@ def _clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def _config(preset: Preset, seed: int, flow_splits: Sequence[str], frames_format: str, codec: str) -> dict[str, Any]:
-    return {
+    config = {
         "generator_version": GENERATOR_VERSION,
         "preset": preset.to_dict(),
         "seed": int(seed),
@@ -640,6 +640,7 @@ def _config(preset: Preset, seed: int, flow_splits: Sequence[str], frames_format
         "frames_format": frames_format,
         "codec": codec,
     }
+    return json.loads(json.dumps(config))  # tuples -> lists, as read back from meta.json
 
 
 def read_meta(root: str | os.PathLike) -> dict[str, Any]:

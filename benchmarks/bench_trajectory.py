@@ -8,8 +8,13 @@
    pooling and temporal chaining are inside the timed forward) vs S3D-ResNet-18, 1×3×16×112×112,
    eager PyTorch and ONNX Runtime.  Target: at most +5 %.
 
-Timings are medians of interleaved runs (A, B, A, B, ...) so that load from other processes
-hits both sides alike.
+Timings are medians (and minima) of interleaved runs (A, B, A, B, ...) so that load from other
+processes hits both sides alike.  The "component" lines time only what TrajectoryNet adds (the
+trajectory path at res3b1.conv1 vs the Conv3d it replaces, 10x more runs) and express the
+difference as a share of the S3D forward: the least noisy estimate of the overhead.  On a
+loaded shared machine prefer ``--threads 1``: with more threads than free cores, OpenMP
+synchronisation in the many small ops of the trajectory path dominates and the figures swing
+by tens of percent between runs.
 """
 from __future__ import annotations
 

@@ -84,33 +84,35 @@ def downsample_flow(flow: torch.Tensor, size: tuple[int, int], method: str = "av
     """Pool ``flow (N, 2, T, H, W)`` (input pixels) to ``size = (h, w)`` in feature pixels.
 
     ``"avg"``: window average.  ``"max"``: the vector of largest magnitude in each window.
-    Windows are those of adaptive pooling (equal ``H/h`` blocks when divisible).
+    Windows are ``H/h x W/w`` blocks (adaptive pooling windows when not divisible).
     """
     if flow.dim() != 5 or flow.shape[1] != 2:
         raise ValueError(f"flow: expected (N, 2, T, H, W), got {tuple(flow.shape)}")
+    if method not in ("avg", "max"):
+        raise ValueError(f"downsample: expected 'avg' or 'max', got {method!r}")
     n, _, length, height, width = flow.shape
     h, w = size
-    planes = flow.transpose(1, 2).reshape(n * length, 2, height, width)
     if (h, w) == (height, width):
-        pooled = planes
-    elif method == "avg":
-        if height % h == 0 and width % w == 0:
-            kernel = (height // h, width // w)
-            pooled = F.avg_pool2d(planes, kernel, stride=kernel)
+        pooled = flow
+    elif height % h == 0 and width % w == 0:
+        # 3-D pooling with a (1, kh, kw) window works on (N, 2, T, H, W) as is (no transposes).
+        kernel = (1, height // h, width // w)
+        if method == "avg":
+            pooled = F.avg_pool3d(flow, kernel, stride=kernel)
         else:
-            pooled = F.adaptive_avg_pool2d(planes, (h, w))
-    elif method == "max":
-        magnitude = (planes * planes).sum(dim=1, keepdim=True)
-        if height % h == 0 and width % w == 0:
-            kernel = (height // h, width // w)
-            _, index = F.max_pool2d(magnitude, kernel, stride=kernel, return_indices=True)
-        else:
-            _, index = F.adaptive_max_pool2d(magnitude, (h, w), return_indices=True)
-        pooled = planes.flatten(2).gather(2, index.flatten(2).expand(-1, 2, -1)).reshape(n * length, 2, h, w)
+            magnitude = (flow * flow).sum(dim=1, keepdim=True)
+            _, index = F.max_pool3d(magnitude, kernel, stride=kernel, return_indices=True)
+            pooled = flow.flatten(2).gather(2, index.flatten(2).expand(-1, 2, -1)).view(n, 2, length, h, w)
     else:
-        raise ValueError(f"downsample: expected 'avg' or 'max', got {method!r}")
-    scale = pooled.new_tensor([w / width, h / height]).view(1, 2, 1, 1)
-    return (pooled * scale).reshape(n, length, 2, h, w).transpose(1, 2)
+        planes = flow.transpose(1, 2).reshape(n * length, 2, height, width)
+        if method == "avg":
+            planes = F.adaptive_avg_pool2d(planes, (h, w))
+        else:
+            _, index = F.adaptive_max_pool2d((planes * planes).sum(dim=1, keepdim=True), (h, w), return_indices=True)
+            planes = planes.flatten(2).gather(2, index.flatten(2).expand(-1, 2, -1))
+        pooled = planes.reshape(n, length, 2, h, w).transpose(1, 2)
+    scale = pooled.new_tensor([w / width, h / height]).view(1, 2, 1, 1, 1)
+    return pooled * scale
 
 
 def chain_flows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,13 +139,13 @@ def chain_flows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, stride: int) -> 
             picked = F.pad(flow[:, :, stride + offset :: stride][:, :, : kept - 1], (0, 0, 0, 0, 1, 0))
         return picked.transpose(1, 2).reshape(n * kept, 2, height, width)
 
-    def follow(flow: torch.Tensor, sign: int) -> torch.Tensor:
-        pos = base + frames_at(flow, 0).permute(0, 2, 3, 1)  # first step from the integer grid
-        for step in range(1, stride):
-            pos = pos + sample_at(frames_at(flow, sign * step), pos).permute(0, 2, 3, 1)
-        return (pos - base).reshape(n, kept, height, width, 2).permute(0, 4, 1, 2, 3).contiguous()
-
-    return follow(flow_fwd, 1), follow(flow_bwd, -1)
+    # Both directions ride in one batch: one grid_sample per step.
+    pos = base + torch.cat((frames_at(flow_fwd, 0), frames_at(flow_bwd, 0))).permute(0, 2, 3, 1)
+    for step in range(1, stride):  # Eq. 2 iterated from the integer grid
+        flow_step = torch.cat((frames_at(flow_fwd, step), frames_at(flow_bwd, -step)))
+        pos = pos + sample_at(flow_step, pos).permute(0, 2, 3, 1)
+    chained = (pos - base).reshape(2, n, kept, height, width, 2).permute(0, 1, 5, 2, 3, 4)
+    return chained[0].contiguous(), chained[1].contiguous()
 
 
 class TrajectoryContext:
@@ -176,9 +178,9 @@ class TrajectoryContext:
                     if flow.shape[-2:] == (height, width):  # MotionNet's own scale (§3.5)
                         fwd, bwd = flow, self.motionnet_bwd.flows[stride]
                         break
-            if fwd is None:  # both directions in one pooling call
-                both = downsample_flow(torch.cat((self.flow_fwd, self.flow_bwd)), (height, width), self.downsample)
-                fwd, bwd = both.chunk(2)
+            if fwd is None:
+                fwd = downsample_flow(self.flow_fwd, (height, width), self.downsample)
+                bwd = downsample_flow(self.flow_bwd, (height, width), self.downsample)
             t_in = fwd.shape[2]
             if t_in % length != 0:
                 raise ValueError(f"features have {length} frames, not a divisor of the {t_in} input frames")

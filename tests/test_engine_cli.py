@@ -132,3 +132,38 @@ def test_errors_name_the_problem(dirs, capsys):
     assert code == 2 and "has no row 'nope'" in err
     code, _, err = _run(["train", "trajectorynet:three:appearance"], dirs, capsys)
     assert code == 2 and "table must be" in err
+
+
+def test_train_job_through_the_runner_layout(dirs, capsys):
+    """The job the runner calls: row folder <work>/<scale>/<paper>/table<N>/<row>, JobOutput fields."""
+    from repro.engine.job import train_job
+    from repro.jobs import JobContext, NotRunnable
+    from repro.spec.loader import load_specs
+
+    spec = load_specs(dirs["specs"])["trajectorynet:table3"]
+    _run(["train", "trajectorynet:table3:appearance", "--no-save"], dirs, capsys)  # trained (or cached)
+    row_dir = dirs["work"] / "mini" / "trajectorynet" / "table3" / "finetuned"
+    ctx = JobContext(spec=spec, row=spec.row("finetuned"), scale="mini", wanted=["top1", "top5"],
+                     results_dir=dirs["results"], work_dir=row_dir, data_dir=dirs["data"], progress=False)
+    out = train_job(ctx)
+    assert set(out.metrics) >= {"top1", "top5", "avg_top1_top5", "mean_class_acc"}
+    assert out.seed == 0
+    assert out.data.startswith("mini, built-in benchmark (synth tiny")
+    assert out.details["epochs"] == 1 and out.details["skipped_videos"] == 0
+    ctx.wanted = ["epe"]  # a table column this row cannot measure (no flow prediction)
+    with pytest.raises(NotRunnable, match="epe"):
+        train_job(ctx)
+
+
+def test_changed_settings_set_old_checkpoints_aside(dirs):
+    from repro.engine.job import train_row
+    from repro.spec.loader import load_specs
+
+    spec = load_specs(dirs["specs"])["trajectorynet:table3"]
+    row = spec.row("appearance")
+    kwargs = dict(work_root=dirs["work"], data_dir=dirs["data"], progress=False)
+    before = train_row(spec, row, "mini", **kwargs)
+    changed = train_row(spec, row, "mini", overrides={"epochs": 1}, **kwargs)  # a different run
+    assert len(changed.details["history"]) == 1 and len(before.details["history"]) == 2
+    seed_dir = dirs["work"] / "mini" / "trajectorynet" / "table3" / "appearance" / "seed0"
+    assert list(seed_dir.glob("stale-*/final.pt"))

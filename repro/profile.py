@@ -134,7 +134,9 @@ def _pool_handle(inputs: list[Any], outputs: list[Any]) -> float:
     # aten::{max,avg}_pool{1,2,3}d(input, kernel_size, ...): kernel volume per output element.
     kernel = _constant(inputs[1])
     if kernel is None:
-        raise ValueError("pool kernel_size is not a constant in the trace")
+        # Kernel computed from shapes at trace time (e.g. flow pooled to the feature resolution):
+        # such windows tile the input, so each input element is read once.
+        return _numel(inputs[0])
     out_shape = get_shape(outputs[0])
     kernel = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
     spatial_dims = len(out_shape) - 2 if out_shape is not None and len(out_shape) > 2 else len(kernel)

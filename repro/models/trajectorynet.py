@@ -299,6 +299,15 @@ def _require_flows(flow_fwd, flow_bwd, video) -> tuple[torch.Tensor, torch.Tenso
     return flow_fwd, flow_bwd
 
 
+def _example_video_and_flows(input_shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """A clip of ``input_shape`` (N, 3, T, H, W) with forward/backward flows of a few pixels
+    (what ``repro.profile`` feeds models that take pre-computed flow)."""
+    n, _, length, height, width = input_shape
+    video = torch.randn(input_shape)
+    flow_fwd, flow_bwd = (2.0 * torch.randn(n, 2, length, height, width) for _ in range(2))
+    return video, flow_fwd, flow_bwd
+
+
 class TrajectoryNet(nn.Module):
     """S3D-ResNet-18 with trajectory convolutions; see the module docstring for the options."""
 
@@ -375,6 +384,11 @@ class TrajectoryNet(nn.Module):
                 return bidirectional_flows(self.motionnet, frames, with_loss=False)
         return bidirectional_flows(self.motionnet, frames, with_loss=want_loss)
 
+    def example_inputs(self, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        if self.motionnet is not None:
+            return (torch.randn(input_shape),)
+        return _example_video_and_flows(input_shape)
+
     def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None, flow_bwd: torch.Tensor | None = None):
         if video.dim() != 5 or video.shape[1] != 3:
             raise ValueError(f"video: expected (N, 3, T, H, W), got {tuple(video.shape)}")
@@ -412,6 +426,9 @@ class TwoStreamS3D(nn.Module):
         super().__init__()
         self.appearance = s3d_resnet18(num_classes, pretrained_file=pretrained_file, dropout=dropout)
         self.motion = s3d_resnet18(num_classes, pretrained_file=flow_pretrained_file, dropout=dropout, in_chans=2)
+
+    def example_inputs(self, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        return _example_video_and_flows(input_shape)
 
     def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None, flow_bwd: torch.Tensor | None = None) -> torch.Tensor:
         flow_fwd, _ = _require_flows(flow_fwd, flow_bwd, video)

@@ -110,3 +110,30 @@ def test_train_batches_split_global_batches_across_ranks():
 def test_eval_shards_cover_each_video_once():
     shards = [eval_shard(7, r, 3) for r in range(3)]
     assert sorted(i for s in shards for i in s) == list(range(7))
+
+
+class _ViewLogits(nn.Module):
+    """Logits = the clip's first pixel values on the class axis (so a test sets them directly)."""
+
+    def forward(self, video):  # (B, C=3, T, H, W) -> (B, 3)
+        return video[:, :, 0, 0, 0]
+
+
+def test_evaluate_averages_views_per_video():
+    from repro.engine.trainer import evaluate
+
+    def clip(scores):
+        v = torch.zeros(3, 1, 1, 1)
+        v[:, 0, 0, 0] = torch.tensor(scores)
+        return v
+
+    samples = [  # (V=2, C, T, H, W) per video
+        {"video": torch.stack([clip([9.0, 0.0, 0.0]), clip([0.0, 1.0, 0.0])]), "label": 0, "index": 0},  # view avg -> 0
+        {"video": torch.stack([clip([0.0, 0.0, 2.0]), clip([0.0, 0.0, 2.0])]), "label": 1, "index": 1},  # -> 2, wrong
+        {"video": torch.stack([clip([0.0, 3.0, 0.0]), clip([2.9, 0.0, 0.0])]), "label": 1, "index": 2},  # -> 1
+    ]
+    metrics = evaluate(_ViewLogits(), samples, num_classes=3, batch_size=2)
+    assert metrics["count"] == 3  # videos, not views
+    assert metrics["top1"] == pytest.approx(200.0 / 3)
+    # per class: class 0 1/1, class 1 1/2 (class 2 absent)
+    assert metrics["mean_class_acc"] == pytest.approx(75.0)

@@ -242,7 +242,8 @@ def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str
     device = torch.device("cuda", dist_info().local_rank) if torch.cuda.is_available() else torch.device("cpu")
     model.to(device)
     metrics = evaluate(model, data.val, num_classes=data.num_classes,
-                       batch_size=batch_size or cfg.batch_size or 16, num_workers=num_workers, device=device,
+                       batch_size=batch_size or max(1, (cfg.batch_size or 16) // int(getattr(data.val, "num_views", 1))),
+                       num_workers=num_workers, device=device,
                        pass_flow=_pass_flow(cfg, model, where), progress=progress)
     metrics["checkpoint"] = str(checkpoint)  # type: ignore[assignment]
     return metrics, data

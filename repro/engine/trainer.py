@@ -270,6 +270,14 @@ class FitResult:
     resumed_from: dict[str, int] | None = None
 
 
+def _eval_batch_size(settings: TrainSettings, val_set: Dataset) -> int:
+    """Videos per evaluation batch: as many clips as a training batch holds, over all views."""
+    if settings.eval_batch_size:
+        return settings.eval_batch_size
+    views = int(getattr(val_set, "num_views", 1) or 1)
+    return max(1, settings.batch_size // views)
+
+
 def _all_reduce_sums(values: dict[str, float]) -> dict[str, float]:
     info = dist_info()
     if not info.enabled:
@@ -409,6 +417,11 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
                 aux = _aux_losses(extras)
                 loss = cls_loss + sum((settings.loss_weights.get(k, 1.0) * v.float() for k, v in aux.items()),
                                       torch.zeros((), device=device))
+            if epoch == start_epoch and b == first_batch:
+                unused = sorted(set(settings.loss_weights) - set(aux))
+                if unused and info.is_main:
+                    log.warning("loss_weights name %s, which the model does not return (it returns %s)",
+                                unused, sorted(aux) or "no auxiliary loss")
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
                                          "lower the learning rate or enable clip_grad")
@@ -444,8 +457,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
         entry.update({k: v / totals["n"] for k, v in totals.items() if k.startswith("aux_")})
         if val_set is not None and settings.eval_every and (epoch + 1) % settings.eval_every == 0 \
                 and epoch + 1 < settings.epochs:
-            val = evaluate(model, val_set, num_classes=num_classes, batch_size=settings.eval_batch_size or
-                           settings.batch_size, num_workers=settings.num_workers, device=device,
+            val = evaluate(model, val_set, num_classes=num_classes, batch_size=_eval_batch_size(settings, val_set),
+                           num_workers=settings.num_workers, device=device,
                            amp_dtype=amp_dtype, pass_flow=pass_flow)
             entry.update({f"val_{k}": v for k, v in val.items() if k != "count"})
         history.append(entry)
@@ -458,8 +471,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
     train_time = elapsed_before + time.perf_counter() - start_time
     metrics: dict[str, float] = {}
     if val_set is not None:
-        metrics = evaluate(model, val_set, num_classes=num_classes,
-                           batch_size=settings.eval_batch_size or settings.batch_size,
+        metrics = evaluate(model, val_set, num_classes=num_classes, batch_size=_eval_batch_size(settings, val_set),
                            num_workers=settings.num_workers, device=device, amp_dtype=amp_dtype,
                            pass_flow=pass_flow, progress=progress)
     if run_dir is not None and info.is_main:

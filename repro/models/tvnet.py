@@ -1,1 +1,557 @@
-"""Placeholder: filled in by its issue."""
+"""TVNet: TV-L1 optical flow unrolled into a trainable network (Fan et al., CVPR 2018).
+
+``TVNet-Ns-Nw-Ni`` runs ``Ns`` pyramid scales (coarse to fine), ``Nw`` warps per scale and ``Ni``
+iterations of Algorithm 1 per warp, every iteration a layer with its own difference filters
+(Sec. 4.1, Fig. 2a); ``TVNet-N`` is ``TVNet-1-1-N`` (Sec. 5), so TVNet-50 is 1-1-50.
+
+Defaults and preprocessing follow the authors' TensorFlow release ``LijieFan/tvnet``
+(``tvnet.py``: ``TVNet.tvnet_flow`` / ``dual_tvl1_optic_flow``; ``tvnet_supervised_training.py``):
+
+* tau 0.25, lambda 0.15, theta 0.3, zoom factor 0.5, epsilon ``GRAD_IS_ZERO = 1e-12``;
+* number of scales ``min(Ns, 1 + log(sqrt(H^2+W^2)/4) / log(1/zoom))`` (``Ns`` is a maximum);
+* preprocessing: greyscale (luma weights 0.299 R, 0.587 G, 0.114 B -- the release's
+  ``[0.114, 0.587, 0.299]`` applied to OpenCV's BGR order), both frames min-max normalised
+  *together* to [0, 255], then the fixed 5x5 Gaussian (sigma about 0.85);
+* every pyramid level is resampled from the smoothed full-resolution images; the flow is
+  upsampled bilinearly and rescaled between levels;
+* centred image gradient fixed; forward-difference and divergence filters trainable, separate
+  for ``u1``/``u2`` and for every iteration, warp and scale; ``u0`` a trainable field at the
+  coarsest scale (zeros at init);
+* supervised training: Adam, lr 0.005, EPE loss (``repro.flow.train``).
+
+Where the paper and the release differ (each also commented at the line that implements it):
+
+1. Eq. (3) sets the image gradient to 0 on the border; the release (like OpenCV) uses one-sided
+   half differences there.  We follow the release.
+2. Sec. 4.2 relaxes "the convolutional filters in Eq. (7)-(9)"; the release keeps Eq. (7)'s
+   centred-gradient filter fixed (``trainable=False``).  Default: fixed; ``train_image_gradient``
+   makes it trainable.
+3. Alg. 1 writes the thresholding step as ``u = ...`` without ``+ u``; Sec. 4.1 drops the minus
+   sign of ``-rho grad I / (|grad I|^2 + eps)``.  The release (and Zach et al.) use
+   ``v = u + d``, ``d = -rho grad I / (|grad I|^2 + eps)`` in the third case; so do we.
+4. The release adds ``GRAD_IS_ZERO`` to ``rho`` as well and masks the third case with
+   ``|grad I|^2 + eps > eps``; both are no-ops up to 1e-12 and are left out.
+5. The release's warp (a spatial transformer) moves pixels by ``u (W-1)/W`` instead of ``u`` and
+   is zero / linearly extrapolated outside the image; we warp by exactly ``u`` with border
+   replication.
+6. The release resamples each pyramid level straight from the full-resolution image with an
+   unfiltered corner-aligned bilinear zoom and divides the upsampled flow by the nominal zoom
+   factor.  Without a low-pass filter the coarse levels alias: TVNet-5-5-50 reached EPE 1.17 on
+   the built-in benchmark's pairs (zero flow: 0.67, OpenCV TV-L1-5-5-50: 0.10).  Default here:
+   anti-aliased resampling on a half-pixel grid, flow scaled by the exact size ratio
+   (``antialias=False`` restores the release's zoom, with the exact corner-aligned factor).
+7. The release's scale count is a float (``xrange`` fails unless ``Ns`` caps it); we floor it.
+8. The release floors the greyscale image (uint8 emulation); we skip this non-differentiable
+   step (min-max normalisation follows, so the input range does not matter).  Its Gaussian is
+   zero padded ('same' convolution), which darkens the border; we pad by replication.
+9. Paper Sec. 5.1 trains with "batch gradient descent, lr 0.05, 3000 iterations"; the release's
+   supervised script uses Adam, lr 0.005, 2000 iterations, batch 32 of 240x240 Middlebury pairs.
+10. ``L_f`` (Eq. 1, 13) has the isotropic TV ``|grad u_d|``; the release's ``get_loss`` uses the
+   anisotropic ``|u_x| + |u_y|``, averages over pixels and warps the raw RGB frames.  Our
+   :func:`tvnet_flow_loss` uses the isotropic form on the normalised greyscale frames.
+11. The paper's TV-L1 uses bicubic warping (OpenCV), TVNet bilinear (Sec. 4.1) -- by design;
+   ``warp_mode="bicubic"`` gives the TV-L1 variant for comparisons.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from repro.ops.tvl1 import (
+    CENTRED_KERNEL,
+    DIFFERENCE_KERNEL,
+    GAUSSIAN_5X5,
+    GRAD_IS_ZERO,
+    DifferenceKernels,
+    centred_gradient,
+    linearised_data_term,
+    tvl1_energy,
+    tvl1_iteration,
+)
+from repro.registry import register_model
+
+__all__ = [
+    "TVNet",
+    "TVNetActionNet",
+    "Trainable",
+    "num_pyramid_scales",
+    "pyramid_size",
+    "rgb_to_grey",
+    "normalise_pair",
+    "gaussian_smooth",
+    "resize_image",
+    "resize_flow",
+    "parse_tvnet_name",
+    "tvnet_from_name",
+    "save_tvnet",
+    "load_tvnet",
+    "epe",
+    "epe_loss",
+    "tvnet_flow_loss",
+    "tvnet_multitask_loss",
+]
+
+Trainable = Literal["none", "u0", "all"]
+#: Luma weights for RGB input (the release's [0.114, 0.587, 0.299] is for BGR).
+GREY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
+
+
+# ----------------------------------------------------------------------------------------------
+# Preprocessing and pyramid geometry (release: grey_scale_image, normalize_images,
+# gaussian_smooth, zoom_size, tvnet_flow)
+# ----------------------------------------------------------------------------------------------
+
+
+def rgb_to_grey(frames: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` RGB or ``(N, 1, H, W)`` grey -> ``(N, 1, H, W)``."""
+    if frames.dim() != 4 or frames.shape[1] not in (1, 3):
+        raise ValueError(f"frames: expected (N, 3, H, W) RGB or (N, 1, H, W) grey, got {tuple(frames.shape)}")
+    if frames.shape[1] == 1:
+        return frames
+    weights = frames.new_tensor(GREY_WEIGHTS_RGB).view(1, 3, 1, 1)
+    # Release floors the result (uint8 emulation); skipped: not differentiable, and the min-max
+    # normalisation below makes the input scale irrelevant.
+    return (frames * weights).sum(1, keepdim=True)
+
+
+def normalise_pair(image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min-max normalise both frames of each sample *together* to [0, 255] (release
+    ``normalize_images``); a constant pair is left unchanged."""
+    lo = torch.minimum(image0.flatten(1).amin(1), image1.flatten(1).amin(1)).view(-1, 1, 1, 1)
+    hi = torch.maximum(image0.flatten(1).amax(1), image1.flatten(1).amax(1)).view(-1, 1, 1, 1)
+    span = hi - lo
+    ok = span > 0
+    scale = torch.where(ok, 255.0 / torch.where(ok, span, torch.ones_like(span)), torch.ones_like(span))
+    shift = torch.where(ok, lo, torch.zeros_like(lo))
+    return (image0 - shift) * scale, (image1 - shift) * scale
+
+
+def gaussian_smooth(image: torch.Tensor) -> torch.Tensor:
+    """The release's fixed 5x5 Gaussian pre-smoothing of ``(N, C, H, W)``."""
+    channels = image.shape[1]
+    kernel = image.new_tensor(GAUSSIAN_5X5).view(1, 1, 5, 5).repeat(channels, 1, 1, 1)
+    # Release: zero padding ('same' conv) darkens a 2-pixel frame; replicate padding avoids that.
+    return F.conv2d(F.pad(image, (2, 2, 2, 2), mode="replicate"), kernel, groups=channels)
+
+
+def num_pyramid_scales(height: int, width: int, max_scales: int, zoom_factor: float = 0.5) -> int:
+    """``min(max_scales, 1 + floor(log(sqrt(H^2 + W^2) / 4) / log(1 / zoom)))``, at least 1."""
+    if max_scales < 1:
+        raise ValueError(f"max_scales: expected >= 1, got {max_scales}")
+    if not 0.0 < zoom_factor < 1.0:
+        raise ValueError(f"zoom_factor: expected in (0, 1), got {zoom_factor}")
+    diagonal = math.hypot(height, width)
+    # Release: the float 1 + log(...)/log(1/zoom) is passed to xrange; we take its floor.
+    levels = 1 + int(math.floor(math.log(diagonal / 4.0) / math.log(1.0 / zoom_factor))) if diagonal > 4 else 1
+    return max(1, min(max_scales, levels))
+
+
+def pyramid_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """Release ``zoom_size``: ``int(H * factor + 0.5)``, ``int(W * factor + 0.5)``."""
+    return max(2, int(height * factor + 0.5)), max(2, int(width * factor + 0.5))
+
+
+def resize_image(image: torch.Tensor, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
+    """Bilinear resampling of ``(N, C, H, W)`` to ``size`` for the image pyramid.
+
+    ``antialias=True`` (default): half-pixel grid with an anti-aliasing (area-weighted) filter when
+    shrinking.  ``antialias=False``: the release's ``zoom_image`` -- bilinear on a corner-aligned
+    grid, no filter.
+    """
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    if not antialias:
+        return F.interpolate(image, size=size, mode="bilinear", align_corners=True)
+    # Departure from the release: it samples every level straight from the full-resolution image
+    # (1/16 of it at the 5th scale) without a low-pass filter; on textured frames the coarse levels
+    # alias and TVNet-5-5-50 diverged (EPE 1.17 vs 0.07 on the built-in benchmark's pairs).
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
+    """Resample a flow ``(N, 2, h, w)`` to ``size`` and rescale its values to the new pixel units."""
+    height, width = flow.shape[-2:]
+    if (height, width) == tuple(size):
+        return flow
+    if antialias:
+        # Half-pixel grid: x_new = (x + 0.5) * W_new / W - 0.5, so displacements scale by W_new / W.
+        sx, sy = size[1] / width, size[0] / height
+        resized = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+    else:
+        # Corner-aligned grid (release): the exact factor is (W_new - 1) / (W - 1); the release
+        # divides by the nominal zoom factor instead.
+        sx, sy = (size[1] - 1) / max(width - 1, 1), (size[0] - 1) / max(height - 1, 1)
+        resized = F.interpolate(flow, size=size, mode="bilinear", align_corners=True)
+    return resized * flow.new_tensor([sx, sy]).view(1, 2, 1, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The network
+# ----------------------------------------------------------------------------------------------
+
+
+class TVNet(nn.Module):
+    """TV-L1 unrolled (Algorithm 1 + multi-scale, Sec. 4.1), optionally trainable (Sec. 4.2).
+
+    ``forward(frame0, frame1)`` with ``(N, C, H, W)`` frames (C = 3 RGB or 1 grey, any value
+    range) returns the forward flow ``(N, 2, H, W)`` from ``frame0`` to ``frame1`` in pixels
+    (channel 0 = x).  ``forward(clip)`` with one ``(N, C, T, H, W)`` clip returns the flow of every
+    consecutive pair, ``(N, 2, T-1, H, W)``.
+
+    Args:
+        num_scales, num_warps, num_iters: ``Ns``, ``Nw``, ``Ni`` (``Ns`` is a maximum, capped by
+            the image size as in the release).
+        tau, lam, theta: Algorithm 1's hyper-parameters (release defaults).
+        zoom_factor: pyramid down-sampling factor per scale.
+        eps: the stabilising epsilon of Sec. 4.1 / Eq. (11).
+        trainable: ``"none"`` (plain TV-L1), ``"u0"`` (Table 1 "Training u0") or ``"all"`` (u0
+            and every difference filter, "All Training").
+        image_size: ``(H, W)`` the trainable ``u0`` is laid out for (needed unless
+            ``trainable == "none"``); other input sizes get ``u0`` resampled.
+        train_image_gradient: also train Eq. (7)'s centred-gradient filter (paper; the release
+            keeps it fixed).  Only with ``trainable="all"``.
+        antialias: anti-aliased image pyramid on a half-pixel grid (default); ``False`` gives the
+            release's unfiltered corner-aligned resampling (see :func:`resize_image`).
+        warp_mode: ``"bilinear"`` (TVNet, Sec. 4.1) or ``"bicubic"`` (as TV-L1/OpenCV).
+    """
+
+    def __init__(
+        self,
+        num_scales: int = 1,
+        num_warps: int = 1,
+        num_iters: int = 50,
+        *,
+        tau: float = 0.25,
+        lam: float = 0.15,
+        theta: float = 0.3,
+        zoom_factor: float = 0.5,
+        eps: float = GRAD_IS_ZERO,
+        trainable: Trainable = "none",
+        image_size: tuple[int, int] | None = None,
+        train_image_gradient: bool = False,
+        antialias: bool = True,
+        warp_mode: Literal["bilinear", "bicubic"] = "bilinear",
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_scales", num_scales), ("num_warps", num_warps), ("num_iters", num_iters)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if trainable not in ("none", "u0", "all"):
+            raise ValueError(f"trainable: expected 'none', 'u0' or 'all', got {trainable!r}")
+        if trainable != "none" and image_size is None:
+            raise ValueError(f"image_size: required with trainable={trainable!r} (u0 is an (H, W) field)")
+        if train_image_gradient and trainable != "all":
+            raise ValueError("train_image_gradient=True needs trainable='all'")
+        self.num_scales, self.num_warps, self.num_iters = int(num_scales), int(num_warps), int(num_iters)
+        self.tau, self.lam, self.theta = float(tau), float(lam), float(theta)
+        self.zoom_factor, self.eps = float(zoom_factor), float(eps)
+        self.trainable: Trainable = trainable
+        self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+        self.train_image_gradient = bool(train_image_gradient)
+        self.antialias = bool(antialias)
+        if warp_mode not in ("bilinear", "bicubic"):
+            raise ValueError(f"warp_mode: expected 'bilinear' or 'bicubic', got {warp_mode!r}")
+        self.warp_mode = warp_mode
+
+        layers = (self.num_scales, self.num_warps, self.num_iters, 2)
+        train_filters = trainable == "all"
+        diff = torch.tensor(DIFFERENCE_KERNEL)
+        # One filter per (scale, warp, iteration, flow component): the release's per-layer
+        # variables ("scale%d/warping%d/iter%d/..._diff_x").
+        self.forward_x = nn.Parameter(diff.view(1, 1, 1, 1, 1, 1, 2).repeat(*layers, 1, 1, 1), train_filters)
+        self.forward_y = nn.Parameter(diff.view(1, 1, 1, 1, 1, 2, 1).repeat(*layers, 1, 1, 1), train_filters)
+        self.divergence_x = nn.Parameter(diff.view(1, 1, 1, 1, 1, 1, 2).repeat(*layers, 1, 1, 1), train_filters)
+        self.divergence_y = nn.Parameter(diff.view(1, 1, 1, 1, 1, 2, 1).repeat(*layers, 1, 1, 1), train_filters)
+        centred = torch.tensor(CENTRED_KERNEL)
+        train_centred = train_filters and self.train_image_gradient
+        self.centred_x = nn.Parameter(centred.view(1, 1, 1, 1, 3).repeat(self.num_scales, 1, 1, 1, 1), train_centred)
+        self.centred_y = nn.Parameter(centred.view(1, 1, 1, 3, 1).repeat(self.num_scales, 1, 1, 1, 1), train_centred)
+
+        if self.image_size is not None:
+            height, width = self.image_size
+            coarsest = num_pyramid_scales(height, width, self.num_scales, self.zoom_factor) - 1
+            u0_size = pyramid_size(height, width, self.zoom_factor**coarsest)
+            self.u0 = nn.Parameter(torch.zeros(1, 2, *u0_size), requires_grad=trainable != "none")
+        else:
+            self.u0 = None
+
+    # -- naming / config ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"TVNet-{self.num_scales}-{self.num_warps}-{self.num_iters}"
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (stored with saved weights)."""
+        return dict(
+            num_scales=self.num_scales, num_warps=self.num_warps, num_iters=self.num_iters, tau=self.tau,
+            lam=self.lam, theta=self.theta, zoom_factor=self.zoom_factor, eps=self.eps, trainable=self.trainable,
+            image_size=self.image_size, train_image_gradient=self.train_image_gradient, antialias=self.antialias,
+            warp_mode=self.warp_mode,
+        )
+
+    def extra_repr(self) -> str:
+        return (f"{self.name}, tau={self.tau}, lam={self.lam}, theta={self.theta}, zoom={self.zoom_factor}, "
+                f"trainable={self.trainable!r}, image_size={self.image_size}, warp={self.warp_mode}")
+
+    # -- building blocks -----------------------------------------------------------------------
+    def preprocess(self, frame0: torch.Tensor, frame1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greyscale, joint [0, 255] normalisation (release); no smoothing -- see :meth:`forward`."""
+        return normalise_pair(rgb_to_grey(frame0), rgb_to_grey(frame1))
+
+    def _kernels(self, scale: int, warp: int, iteration: int) -> DifferenceKernels:
+        index = (scale, warp, iteration)
+        return DifferenceKernels(
+            self.forward_x[index], self.forward_y[index], self.divergence_x[index], self.divergence_y[index]
+        )
+
+    def _initial_flow(self, reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        batch = reference.shape[0]
+        if self.u0 is None:
+            return reference.new_zeros(batch, 2, *size)
+        # Input of another size than image_size: resample the learnt u0 (and its pixel units).
+        return resize_flow(self.u0.to(reference.dtype), size, self.antialias).expand(batch, -1, -1, -1)
+
+    def solve_scale(self, scale: int, image0: torch.Tensor, image1: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """Algorithm 1 at one pyramid level: ``Nw`` warps x ``Ni`` iterations from ``flow``."""
+        image1_grad = centred_gradient(image1, self.centred_x[scale], self.centred_y[scale])
+        px = torch.zeros_like(flow)  # dual variables, reset per scale (release and OpenCV)
+        py = torch.zeros_like(flow)
+        for warp in range(self.num_warps):
+            warped_grad, grad_sq, rho_c = linearised_data_term(image0, image1, image1_grad, flow, self.warp_mode)
+            for iteration in range(self.num_iters):
+                flow, px, py = tvl1_iteration(
+                    flow, px, py, warped_grad, grad_sq, rho_c, lam=self.lam, theta=self.theta, tau=self.tau,
+                    eps=self.eps, kernels=self._kernels(scale, warp, iteration),
+                )
+        return flow
+
+    def forward(self, frame0: torch.Tensor, frame1: torch.Tensor | None = None) -> torch.Tensor:
+        if frame1 is None:
+            return self.forward_clip(frame0)
+        if frame0.dim() != 4 or frame0.shape != frame1.shape:
+            raise ValueError(
+                f"frame0/frame1: expected two (N, C, H, W) tensors of equal shape, got "
+                f"{tuple(frame0.shape)} and {tuple(frame1.shape)}"
+            )
+        image0, image1 = self.preprocess(frame0, frame1)
+        image0, image1 = gaussian_smooth(image0), gaussian_smooth(image1)
+        height, width = image0.shape[-2:]
+        scales = num_pyramid_scales(height, width, self.num_scales, self.zoom_factor)
+        flow = None
+        for scale in range(scales - 1, -1, -1):  # coarse to fine; scale 0 = full resolution
+            size = pyramid_size(height, width, self.zoom_factor**scale)
+            flow = self._initial_flow(image0, size) if flow is None else resize_flow(flow, size, self.antialias)
+            image0_s = resize_image(image0, size, self.antialias)
+            image1_s = resize_image(image1, size, self.antialias)
+            flow = self.solve_scale(scale, image0_s, image1_s, flow)
+        return flow
+
+    def forward_clip(self, clip: torch.Tensor) -> torch.Tensor:
+        """``(N, C, T, H, W)`` -> flows of consecutive frames ``(N, 2, T-1, H, W)`` (one batch)."""
+        if clip.dim() != 5 or clip.shape[2] < 2:
+            raise ValueError(f"clip: expected (N, C, T>=2, H, W), got {tuple(clip.shape)}")
+        n, c, t, h, w = clip.shape
+        first = clip[:, :, :-1].transpose(1, 2).reshape(n * (t - 1), c, h, w)
+        second = clip[:, :, 1:].transpose(1, 2).reshape(n * (t - 1), c, h, w)
+        flow = self.forward(first, second)
+        return flow.view(n, t - 1, 2, h, w).transpose(1, 2)
+
+
+class TVNetActionNet(nn.Module):
+    """End-to-end action recognition (Fig. 2b): TVNet flows of a clip stacked as ``2(T-1)``
+    channels into a 2-D CNN (the paper uses BN-Inception; here any timm model, ResNet-18 by
+    default, randomly initialised).  ``forward(clip (N, 3, T, H, W))`` -> logits;
+    :meth:`forward_with_flow` also returns the flows for ``L_f``.
+
+    Flows are divided by ``flow_scale`` (the two-stream bound, 20 px) before the CNN, the
+    continuous analogue of the JPEG mapping of stored flow.
+    """
+
+    def __init__(self, tvnet: TVNet, num_classes: int, num_frames: int = 6, backbone: str = "resnet18",
+                 flow_scale: float = 20.0, **backbone_kwargs: Any) -> None:
+        super().__init__()
+        import timm
+
+        if num_frames < 2:
+            raise ValueError(f"num_frames: expected >= 2, got {num_frames}")
+        self.tvnet = tvnet
+        self.num_frames = num_frames
+        self.flow_scale = float(flow_scale)
+        self.classifier = timm.create_model(
+            backbone, pretrained=False, num_classes=num_classes, in_chans=2 * (num_frames - 1), **backbone_kwargs
+        )
+
+    def forward_with_flow(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if clip.dim() != 5 or clip.shape[2] != self.num_frames:
+            raise ValueError(f"clip: expected (N, C, T={self.num_frames}, H, W), got {tuple(clip.shape)}")
+        flow = self.tvnet(clip)  # (N, 2, T-1, H, W)
+        stacked = flow.transpose(1, 2).flatten(1, 2) / self.flow_scale  # (N, 2(T-1), H, W), x/y interleaved
+        return self.classifier(stacked), flow
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_flow(clip)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Names, weights
+# ----------------------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^tvnet[-_](\d+)(?:[-_](\d+)[-_](\d+))?$", re.IGNORECASE)
+
+
+def parse_tvnet_name(name: str) -> tuple[int, int, int]:
+    """``"tvnet-50"`` -> (1, 1, 50); ``"tvnet-3-1-10"`` -> (3, 1, 10) (Sec. 5 naming)."""
+    match = _NAME.match(name.strip())
+    if not match:
+        raise ValueError(f"TVNet name {name!r}: expected 'tvnet-Ni' or 'tvnet-Ns-Nw-Ni' (e.g. tvnet-50, tvnet-3-1-10)")
+    a, b, c = match.groups()
+    scales, warps, iters = (1, 1, int(a)) if b is None else (int(a), int(b), int(c))
+    if min(scales, warps, iters) < 1:
+        raise ValueError(f"TVNet name {name!r}: scales, warps and iterations must be >= 1")
+    return scales, warps, iters
+
+
+def tvnet_from_name(name: str, **kwargs: Any) -> TVNet:
+    scales, warps, iters = parse_tvnet_name(name)
+    return TVNet(scales, warps, iters, **kwargs)
+
+
+def save_tvnet(model: TVNet, path: str | os.PathLike) -> None:
+    """Write ``{"config", "state_dict"}`` atomically (tmp file in the same folder + os.replace)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tvnet-", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"config": model.config(), "state_dict": model.state_dict()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"TVNet weights file not found: {path}")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint (from save_tvnet or a state_dict), got {type(data)}")
+    return data
+
+
+def load_tvnet(path: str | os.PathLike, **overrides: Any) -> TVNet:
+    """Rebuild a TVNet saved by :func:`save_tvnet` (constructor arguments can be overridden)."""
+    data = _read_checkpoint(path)
+    if "config" not in data or "state_dict" not in data:
+        raise ValueError(f"{path}: no 'config'/'state_dict' (not written by save_tvnet); build the model and "
+                         "use load_state_dict")
+    config = dict(data["config"])
+    config.update(overrides)
+    model = TVNet(**config)
+    model.load_state_dict(data["state_dict"])
+    return model
+
+
+def _load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:
+    data = _read_checkpoint(path)
+    state = data.get("state_dict", data)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit {type(model).__name__}: {err}") from err
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------
+
+
+def epe(flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample average end-point error, Eq. (14); ``flow``/``target`` ``(N, 2, H, W)``,
+    ``valid`` optional ``(N, H, W)`` bool mask -> ``(N,)``."""
+    if flow.shape != target.shape or flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow/target: expected equal (N, 2, H, W) shapes, got {tuple(flow.shape)}, {tuple(target.shape)}")
+    error = torch.sqrt(((flow - target) ** 2).sum(1) + 1e-20)  # tiny epsilon: finite gradient at 0
+    if valid is None:
+        return error.flatten(1).mean(1)
+    weights = valid.to(error.dtype)
+    return (error * weights).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp_min(1)
+
+
+def epe_loss(flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Supervised training loss of Sec. 5.1: the mean EPE over the batch."""
+    return epe(flow, target, valid).mean()
+
+
+def tvnet_flow_loss(model: TVNet, flow: torch.Tensor, frame0: torch.Tensor, frame1: torch.Tensor) -> torch.Tensor:
+    """``L_f``: Eq. (1) with exact warping, on the frames as the model sees them (grey, [0, 255])."""
+    image0, image1 = model.preprocess(frame0, frame1)
+    return tvl1_energy(flow, image0, image1, lam=model.lam, eps=model.eps)
+
+
+def tvnet_multitask_loss(
+    logits: torch.Tensor, labels: torch.Tensor, model: TVNet, flow: torch.Tensor, clip: torch.Tensor,
+    flow_weight: float = 0.1,
+) -> torch.Tensor:
+    """Eq. (13): ``L = L_c + lambda L_f`` with ``lambda = 0.1`` (Sec. 4.3; not TV-L1's lambda).
+
+    ``flow (N, 2, T-1, H, W)`` from :meth:`TVNetActionNet.forward_with_flow` on ``clip``.
+    """
+    n, c, t, h, w = clip.shape
+    first = clip[:, :, :-1].transpose(1, 2).reshape(-1, c, h, w)
+    second = clip[:, :, 1:].transpose(1, 2).reshape(-1, c, h, w)
+    pair_flow = flow.transpose(1, 2).reshape(-1, 2, h, w)
+    return F.cross_entropy(logits, labels) + flow_weight * tvnet_flow_loss(model, pair_flow, first, second)
+
+
+# ----------------------------------------------------------------------------------------------
+# Registered constructors (Table 1 structures).  num_classes == 0 -> the flow network alone;
+# num_classes > 0 -> TVNetActionNet (flows of a 6-frame clip into a 2-D CNN, Sec. 5.2).
+# ----------------------------------------------------------------------------------------------
+
+
+def _build(scales: int, warps: int, iters: int, num_classes: int, pretrained_file: str | None, **kwargs: Any) -> nn.Module:
+    action_keys = ("num_frames", "backbone", "flow_scale")
+    action_kwargs = {k: kwargs.pop(k) for k in action_keys if k in kwargs}
+    tvnet = TVNet(scales, warps, iters, **kwargs)
+    model: nn.Module = tvnet if num_classes == 0 else TVNetActionNet(tvnet, num_classes, **action_kwargs)
+    if pretrained_file is not None:
+        _load_weights_into(model, pretrained_file)
+    return model
+
+
+@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
+def tvnet_10(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+    """TVNet-10 (1-1-10)."""
+    return _build(1, 1, 10, num_classes, pretrained_file, **kwargs)
+
+
+@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
+def tvnet_30(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+    """TVNet-30 (1-1-30)."""
+    return _build(1, 1, 30, num_classes, pretrained_file, **kwargs)
+
+
+@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
+def tvnet_50(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+    """TVNet-50 (1-1-50), the paper's action-recognition flow network."""
+    return _build(1, 1, 50, num_classes, pretrained_file, **kwargs)
+
+
+@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
+def tvnet_3_1_10(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+    """TVNet-3-1-10 (3 scales, 1 warp, 10 iterations)."""
+    return _build(3, 1, 10, num_classes, pretrained_file, **kwargs)
+
+
+@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
+def tvnet_1_3_10(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+    """TVNet-1-3-10 (1 scale, 3 warps, 10 iterations)."""
+    return _build(1, 3, 10, num_classes, pretrained_file, **kwargs)

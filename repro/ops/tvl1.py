@@ -34,7 +34,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from repro.ops.warp import bilinear_sample_reference, warp_backward
+from repro.ops.warp import bilinear_sample_reference, pixel_grid, pixels_to_normalized, warp_backward
 
 __all__ = [
     "GRAD_IS_ZERO",
@@ -195,20 +195,33 @@ def divergence(px: torch.Tensor, py: torch.Tensor, kernels: DifferenceKernels | 
     return depthwise_conv2d(px_hat, kernels.divergence_x) + depthwise_conv2d(py_hat, kernels.divergence_y)
 
 
-def warp_bilinear(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def warp_bilinear(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """``I(x + u(x))`` by bilinear interpolation, Eq. (10); ``image (N,C,H,W)``, ``flow (N,2,H,W)``.
 
     Samples outside the image take the nearest border value (coordinates clamped).
+    ``mode="bicubic"`` interpolates bicubically instead, like the TV-L1 the paper compares with
+    (OpenCV's ``remap(..., INTER_CUBIC)``); Sec. 4.1 names this the only difference of TVNet.
     """
     # Departure from the release: its spatial_transformer maps the displacement as
     # u * (W-1)/W pixels (u/W*2 on a linspace(-1, 1, W) grid) and, outside the image, returns 0 on
     # the left/top and extrapolates linearly on the right/bottom; OpenCV's remap pads with 0.
     # We warp by exactly u pixels and replicate the border (no artificial dark frame).
-    return warp_backward(image, flow, padding_mode="border")
+    if mode == "bilinear":
+        return warp_backward(image, flow, padding_mode="border")
+    if mode != "bicubic":
+        raise ValueError(f"mode: expected 'bilinear' or 'bicubic', got {mode!r}")
+    height, width = image.shape[-2:]
+    positions = pixel_grid(height, width, device=flow.device, dtype=flow.dtype) + flow.permute(0, 2, 3, 1)
+    grid = pixels_to_normalized(positions, height, width)
+    return F.grid_sample(image, grid, mode="bicubic", padding_mode="border", align_corners=False)
 
 
 def linearised_data_term(
-    image0: torch.Tensor, image1: torch.Tensor, image1_grad: tuple[torch.Tensor, torch.Tensor], flow0: torch.Tensor
+    image0: torch.Tensor,
+    image1: torch.Tensor,
+    image1_grad: tuple[torch.Tensor, torch.Tensor],
+    flow0: torch.Tensor,
+    warp_mode: str = "bilinear",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Warp step of Algorithm 1: returns ``(warped_grad (N,2,H,W), grad_sq (N,1,H,W), rho_c (N,1,H,W))``.
 
@@ -217,7 +230,7 @@ def linearised_data_term(
     ``image0``/``image1`` are ``(N, 1, H, W)``; ``image1_grad`` is ``centred_gradient(image1)``.
     """
     gx, gy = image1_grad
-    warped = warp_bilinear(torch.cat((image1, gx, gy), dim=1), flow0)  # one sampling pass
+    warped = warp_bilinear(torch.cat((image1, gx, gy), dim=1), flow0, warp_mode)  # one sampling pass
     image1_warped, warped_grad = warped[:, :1], warped[:, 1:]
     grad_sq = (warped_grad * warped_grad).sum(1, keepdim=True) + GRAD_IS_ZERO
     rho_c = image1_warped - (warped_grad * flow0).sum(1, keepdim=True) - image0

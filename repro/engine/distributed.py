@@ -32,6 +32,7 @@ __all__ = [
     "TrainBatchSampler",
     "eval_shard",
     "broadcast_object",
+    "broadcast_flag",
     "barrier",
 ]
 
@@ -93,6 +94,16 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def broadcast_flag(flag: bool, src: int = 0) -> bool:
+    """Rank ``src``'s boolean on every rank, as one small tensor (cheap enough for every step)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    box = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.broadcast(box, src=src)
+    return bool(box.item())
 
 
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from repro.engine import checkpoint as ckpt_io
-from repro.engine.distributed import TrainBatchSampler, broadcast_object, dist_info, eval_shard
+from repro.engine.distributed import TrainBatchSampler, broadcast_flag, dist_info, eval_shard
 from repro.engine.metrics import ClassificationMeter, EPEMeter
 from repro.engine.optim import apply_partial_bn, build_optimizer, lr_factor, set_learning_rate
 from repro.spec.schema import LRSchedule, RunConfig
@@ -446,7 +446,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
             done = b + 1
             if done < iters and last_path is not None:
                 due = time.monotonic() - last_ckpt_time >= settings.checkpoint_interval_s
-                if broadcast_object(due):  # rank 0's clock decides, so every rank joins the collective
+                if broadcast_flag(due):  # rank 0's clock decides, so every rank joins the collective
                     save(epoch, done, sums)
         bar.close()
 

@@ -6,6 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,3 +168,43 @@ def test_changed_settings_set_old_checkpoints_aside(dirs):
     assert len(changed.details["history"]) == 1 and len(before.details["history"]) == 2
     seed_dir = dirs["work"] / "mini" / "trajectorynet" / "table3" / "appearance" / "seed0"
     assert list(seed_dir.glob("stale-*/final.pt"))
+
+
+def test_flow_method_computed_once_per_video_and_cached(dirs):
+    from repro.data.datasets import build_dataset
+    from repro.engine.data import CachedClipDataset, decoded_split
+
+    root = dirs["data"] / "synth" / "tiny"
+    calls = []
+
+    def pair_flow(frame0, frame1):  # a stand-in flow method: mean intensity change as a flow field
+        calls.append(1)
+        flow = np.zeros(frame0.shape[:2] + (2,), np.float32)
+        flow[..., 0] = float(frame1.mean()) - float(frame0.mean())
+        return flow
+
+    ds = build_dataset("synth", root, "val", frames=4, size=24, train=False)
+    decoded = decoded_split(root, "val", ds, flow="fake-method", pair_flow=pair_flow, progress=False)
+    n_videos, n_frames = decoded.frames.shape[:2]
+    assert len(calls) == n_videos * (n_frames - 1) * 2  # every neighbouring pair, both directions
+    again = decoded_split(root, "val", ds, flow="fake-method", pair_flow=pair_flow, progress=False)
+    assert len(calls) == n_videos * (n_frames - 1) * 2  # the second call only maps the cache
+    frames = np.asarray(decoded.frames[0], dtype=np.float32)
+    assert again.flow_fwd[0, 2, 0, 0, 0] == pytest.approx(frames[3].mean() - frames[2].mean(), abs=1e-4)
+    assert again.flow_bwd[0, 2, 0, 0, 0] == pytest.approx(frames[2].mean() - frames[3].mean(), abs=1e-4)
+
+    item = CachedClipDataset.wrap(ds, again)[0]
+    assert item["flow_fwd"].shape == (2, 4, 24, 24) and item["video"].shape == (3, 4, 24, 24)
+    assert item["flow_fwd_valid"].tolist() == [True, True, True, True]  # centre clip of 8 frames: 2..5
+
+
+def test_flow_method_row_is_not_runnable_until_wired(dirs, capsys, tmp_path):
+    from repro.engine.job import train_row
+    from repro.jobs import NotRunnable
+    from repro.spec.loader import load_specs
+
+    spec = load_specs(dirs["specs"])["trajectorynet:table3"]
+    row = spec.row("with-flow")
+    row = row.model_copy(update={"mini": row.mini.model_copy(update={"flow": "tvl1"})})
+    with pytest.raises(NotRunnable, match="tvl1"):
+        train_row(spec, row, "mini", work_root=tmp_path, data_dir=dirs["data"], progress=False)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -34,7 +34,7 @@ from repro.jobs import NotRunnable
 from repro.spec.schema import RunConfig
 
 __all__ = ["RunData", "dataset_root", "build_run_data", "num_classes_of", "DecodedSplit", "decoded_split",
-           "CachedClipDataset", "CachedFlowSource"]
+           "CachedClipDataset", "CachedFlowSource", "resolve_pair_flow", "PairFlow"]
 
 log = logging.getLogger("repro.engine")
 
@@ -117,27 +117,48 @@ def num_classes_of(dataset: Dataset) -> int:
     raise ValueError(f"{type(dataset).__name__} tells neither num_classes nor classes")
 
 
-def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, with_flow: bool, seed: int = 0,
-                   progress: bool = True, cache: bool | None = None) -> RunData:
+def resolve_pair_flow(name: str) -> PairFlow:
+    """The two-frame function of the ``repro.flow`` method ``name`` (e.g. ``"tvl1"``).
+
+    Not wired yet: ``repro.flow`` exposes no method API the engine can call (see the engine's
+    report); the runner then shows the row as missing with this message.
+    """
+    raise NotRunnable(f"'flow: {name}' needs pre-computed flow from the repro.flow method '{name}', which the "
+                      "engine cannot call yet (no flow-method API in repro.flow); use 'flow: gt' at mini scale")
+
+
+def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: int = 0, progress: bool = True,
+                   cache: bool | None = None, pair_flow: PairFlow | None = None) -> RunData:
     """Train and validation datasets of a run (validation with the row's test views).
 
     ``seed`` seeds the datasets' random augmentation (item ``i`` of epoch ``e`` draws from a
     generator seeded by ``(seed, e, i)``).  ``cache`` (default: for the built-in benchmark)
-    serves decoded frames from :func:`decoded_split`.
+    serves decoded frames from :func:`decoded_split`.  ``cfg.flow``: ``"gt"`` adds the dataset's
+    exact flow; a flow method name adds that method's flow, computed once per video into the
+    cache by ``pair_flow`` (default: :func:`resolve_pair_flow`).
     """
+    flow = None if cfg.flow in (None, "none") else cfg.flow
+    use_cache = cache if cache is not None else cfg.dataset == SYNTH
+    if flow not in (None, "gt"):
+        if not use_cache:
+            raise NotRunnable(f"flow '{flow}' is pre-computed only for the built-in benchmark's cache, "
+                              f"not for dataset '{cfg.dataset}'")
+        pair_flow = pair_flow or resolve_pair_flow(flow)
     root = dataset_root(cfg, data_dir, progress=progress)
     views = (cfg.test_clips or 1, cfg.test_crops or 1)
     common: dict[str, Any] = dict(frames=cfg.frames or DEFAULT_FRAMES, step=cfg.step, size=cfg.size or DEFAULT_SIZE,
-                                  with_flow=with_flow, seed=seed)
+                                  with_flow=flow == "gt", seed=seed)
     if cfg.segments:
         common["segments"] = cfg.segments
     if cfg.split and cfg.split.startswith("split") and cfg.split[5:].isdigit():
         common["fold"] = int(cfg.split[5:])  # UCF101 / HMDB51 "split1".."split3"
     train = build_dataset(cfg.dataset, root, "train", train=True, **common)
     val = build_dataset(cfg.dataset, root, "val", train=False, views=views, **common)
-    if cache if cache is not None else cfg.dataset == SYNTH:
-        train = CachedClipDataset.wrap(train, decoded_split(root, "train", train, with_flow=with_flow, progress=progress))
-        val = CachedClipDataset.wrap(val, decoded_split(root, "val", val, with_flow=with_flow, progress=progress))
+    if use_cache:
+        train = CachedClipDataset.wrap(train, decoded_split(root, "train", train, flow=flow, pair_flow=pair_flow,
+                                                            progress=progress))
+        val = CachedClipDataset.wrap(val, decoded_split(root, "val", val, flow=flow, pair_flow=pair_flow,
+                                                        progress=progress))
     n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
     if cfg.dataset == SYNTH:
         desc = f"{scale}, built-in benchmark (synth {cfg.preset or 'mini'}, {n_train} train / {n_val} val clips)"
@@ -193,79 +214,108 @@ def _cache_key(root: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def decoded_split(root: Path | str, split: str, dataset: Any, *, with_flow: bool = False,
-                  progress: bool = True) -> DecodedSplit:
-    """Decode every video of ``dataset`` (a :class:`repro.data.datasets.VideoClipDataset`) once
-    into ``<root>/decoded/`` and memory-map it; later calls (and other processes) only map it."""
+#: A two-frame flow method: ``(frame0, frame1)`` uint8 ``(H, W, 3)`` -> flow ``(H, W, 2)`` float32
+#: in pixels with ``frame0(x) ~ frame1(x + flow(x))``.
+PairFlow = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _decode_frames(root: Path, folder: Path, split: str, records: list, key: str, progress: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from repro.data.video_io import VideoDecodeError, read_video
+    from repro.results import atomic_write_text
 
+    frames_list, lengths, bad = [], [], []
+    for i, rec in enumerate(tqdm(records, desc=f"decoding {split} once", unit="video", leave=False,
+                                 disable=not progress, file=sys.stderr)):
+        try:
+            frames = read_video(rec.path)
+        except VideoDecodeError as err:
+            log.warning("%s: cannot decode %s (%s); skipped", split, rec.path, err)
+            frames = None
+            bad.append(i)
+        frames_list.append(frames)
+        lengths.append(0 if frames is None else len(frames))
+    good = [f for f in frames_list if f is not None]
+    if not good:
+        raise RuntimeError(f"{root}: no video of split '{split}' could be decoded")
+    F, H, W = max(len(f) for f in good), good[0].shape[1], good[0].shape[2]
+    out = np.zeros((len(records), F, H, W, 3), np.uint8)
+    for i, f in enumerate(frames_list):
+        if f is not None:
+            out[i, :len(f)] = f
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_save_npy(folder / f"{split}-frames.npy", out)
+    index = {"key": key, "video_ids": [r.video_id for r in records], "lengths": lengths, "bad": bad}
+    atomic_write_text(folder / f"{split}-index.json", json.dumps(index))
+    return index
+
+
+def _compute_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow: str, dataset: Any,
+                   pair_flow: PairFlow | None, split: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    from tqdm.auto import tqdm
+
+    N, F, H, W, _ = frames.shape
+    fwd = np.zeros((N, max(F - 1, 1), H, W, 2), np.float32)
+    bwd = np.zeros_like(fwd)
+    for i, rec in enumerate(tqdm(records, desc=f"{flow} flow of {split} once", unit="video", leave=False,
+                                 disable=not progress, file=sys.stderr)):
+        n = int(lengths[i])
+        if n < 2:
+            continue
+        if flow == "gt":
+            f, b, _, _ = dataset.flow_source(rec, list(range(n - 1)), n)
+            fwd[i, :n - 1], bwd[i, :n - 1] = f, b
+        else:
+            for t in range(n - 1):
+                fwd[i, t] = pair_flow(frames[i, t], frames[i, t + 1])
+                bwd[i, t] = pair_flow(frames[i, t + 1], frames[i, t])
+    return fwd, bwd
+
+
+def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | None = None,
+                  pair_flow: PairFlow | None = None, progress: bool = True) -> DecodedSplit:
+    """Decode every video of ``dataset`` (a :class:`repro.data.datasets.VideoClipDataset`) once
+    into ``<root>/decoded/`` and memory-map it; later calls (and other processes) only map it.
+
+    ``flow``: ``None``, ``"gt"`` (the dataset's own ``flow_source``, i.e. the benchmark's exact
+    flow) or the name of a flow method computed by ``pair_flow`` on every pair of neighbouring
+    frames, both directions, once per video (e.g. OpenCV TV-L1).
+    """
     root = Path(root)
     folder = root / "decoded"
     key = _cache_key(root)
-    index_path = folder / f"{split}-index.json"
-    paths = {"frames": folder / f"{split}-frames.npy", "flow_fwd": folder / f"{split}-flow_fwd.npy",
-             "flow_bwd": folder / f"{split}-flow_bwd.npy"}
     records = dataset.records
     ids = [r.video_id for r in records]
+    if flow not in (None, "gt") and pair_flow is None:
+        raise ValueError(f"flow {flow!r}: a pair_flow function is needed to compute it")
 
-    def usable() -> dict[str, Any] | None:
-        if not index_path.is_file():
+    def fresh(index_path: Path, *files: Path) -> dict[str, Any] | None:
+        if not index_path.is_file() or not all(f.is_file() for f in files):
             return None
         index = json.loads(index_path.read_text())
-        if index.get("key") != key or index.get("video_ids") != ids or not paths["frames"].is_file():
-            return None
-        if with_flow and not index.get("flow"):
-            return None
-        return index
+        return index if index.get("key") == key and index.get("video_ids") == ids else None
 
+    frames_path, index_path = folder / f"{split}-frames.npy", folder / f"{split}-index.json"
     with _file_lock(folder / f".{split}.lock"):
-        index = usable()
-        if index is None:
-            frames_list, lengths, bad = [], [], []
-            fwd_list: list[np.ndarray] = []
-            bwd_list: list[np.ndarray] = []
-            for i, rec in enumerate(tqdm(records, desc=f"decoding {split} once", unit="video", leave=False,
-                                         disable=not progress, file=sys.stderr)):
-                try:
-                    frames = read_video(rec.path)
-                except VideoDecodeError as err:
-                    log.warning("%s: cannot decode %s (%s); skipped", split, rec.path, err)
-                    frames = None
-                    bad.append(i)
-                frames_list.append(frames)
-                lengths.append(0 if frames is None else len(frames))
-                if with_flow:
-                    n = max(lengths[-1], 1)
-                    fwd, bwd, _, _ = dataset.flow_source(rec, list(range(n - 1)), n) if frames is not None and n > 1 \
-                        else (None, None, None, None)
-                    fwd_list.append(fwd)
-                    bwd_list.append(bwd)
-            good = [f for f in frames_list if f is not None]
-            if not good:
-                raise RuntimeError(f"{root}: no video of split '{split}' could be decoded")
-            F, H, W = max(len(f) for f in good), good[0].shape[1], good[0].shape[2]
-            out = np.zeros((len(records), F, H, W, 3), np.uint8)
-            for i, f in enumerate(frames_list):
-                if f is not None:
-                    out[i, :len(f)] = f
-            folder.mkdir(parents=True, exist_ok=True)
-            _atomic_save_npy(paths["frames"], out)
-            if with_flow:
-                for name, lst in (("flow_fwd", fwd_list), ("flow_bwd", bwd_list)):
-                    arr = np.zeros((len(records), max(F - 1, 1), H, W, 2), np.float32)
-                    for i, f in enumerate(lst):
-                        if f is not None:
-                            arr[i, :len(f)] = f
-                    _atomic_save_npy(paths[name], arr)
-            index = {"key": key, "video_ids": ids, "lengths": lengths, "bad": bad, "flow": with_flow}
-            from repro.results import atomic_write_text
+        index = fresh(index_path, frames_path) or _decode_frames(root, folder, split, records, key, progress)
+        frames = np.load(frames_path, mmap_mode="r")
+        flow_fwd = flow_bwd = None
+        if flow is not None:
+            tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in flow)
+            fwd_path, bwd_path = folder / f"{split}-flow-{tag}-fwd.npy", folder / f"{split}-flow-{tag}-bwd.npy"
+            flow_index = folder / f"{split}-flow-{tag}.json"
+            if fresh(flow_index, fwd_path, bwd_path) is None:
+                fwd, bwd = _compute_flows(frames, np.asarray(index["lengths"]), records, flow, dataset, pair_flow,
+                                          split, progress)
+                _atomic_save_npy(fwd_path, fwd)
+                _atomic_save_npy(bwd_path, bwd)
+                from repro.results import atomic_write_text
 
-            atomic_write_text(index_path, json.dumps(index))
-    mapped = {k: np.load(p, mmap_mode="r") for k, p in paths.items() if p.is_file() and (k == "frames" or with_flow)}
-    return DecodedSplit(frames=mapped["frames"], lengths=np.asarray(index["lengths"]), video_ids=ids,
-                        bad=list(index["bad"]), flow_fwd=mapped.get("flow_fwd"), flow_bwd=mapped.get("flow_bwd"))
+                atomic_write_text(flow_index, json.dumps({"key": key, "video_ids": ids, "flow": flow}))
+            flow_fwd, flow_bwd = np.load(fwd_path, mmap_mode="r"), np.load(bwd_path, mmap_mode="r")
+    return DecodedSplit(frames=frames, lengths=np.asarray(index["lengths"]), video_ids=ids, bad=list(index["bad"]),
+                        flow_fwd=flow_fwd, flow_bwd=flow_bwd)
 
 
 class CachedFlowSource:
@@ -275,7 +325,7 @@ class CachedFlowSource:
 
     def __init__(self, decoded: DecodedSplit):
         if decoded.flow_fwd is None or decoded.flow_bwd is None:
-            raise ValueError("the decoded split holds no flow (decode it with with_flow=True)")
+            raise ValueError("the decoded split holds no flow (decode it with flow='gt' or a flow method)")
         self.decoded = decoded
         self._row = {vid: i for i, vid in enumerate(decoded.video_ids)}
 
@@ -307,7 +357,7 @@ class CachedClipDataset(VideoClipDataset):
         for i in decoded.bad:
             if i not in obj._bad:
                 obj._skip(i, RuntimeError("could not be decoded"))
-        if dataset.flow_source is not None:
+        if decoded.flow_fwd is not None:  # GT flow, or a flow method's, computed once per video
             obj.flow_source = CachedFlowSource(decoded)
         return obj
 

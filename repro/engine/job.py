@@ -93,15 +93,6 @@ def _pass_flow(cfg: RunConfig, model: torch.nn.Module, where: str) -> bool:
     return True
 
 
-def _check_flow_available(cfg: RunConfig, where: str) -> None:
-    if cfg.flow not in (None, "none", "gt"):
-        # Pre-computed flow (OpenCV TV-L1, DIS, TVNet, ...) needs repro.flow's method API, run
-        # once per video and cached on disk, served as the dataset's flow_source; not wired yet.
-        raise NotRunnable(f"{where}: 'flow: {cfg.flow}' needs pre-computed flow from a repro.flow method, "
-                          "which the engine cannot call yet (no flow-method API in repro.flow); "
-                          "use 'flow: gt' at mini scale")
-
-
 def build_row_model(row: Row, cfg: RunConfig, num_classes: int) -> torch.nn.Module:
     """The row's model with the run's ``model_args`` merged in; ``num_classes`` from the data
     unless the run's ``model_args`` give it (the row's own args carry the full-scale count)."""
@@ -163,7 +154,6 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     row_dir = ckpt_io.row_work_dir(work_root, scale, spec.paper, spec.table, row.id)
     seeds = list(seeds if seeds is not None else cfg.seeds)
     overrides = dict(overrides or {})
-    _check_flow_available(cfg, where)
 
     per_seed: dict[int, dict[str, float]] = {}
     histories: dict[int, list] = {}
@@ -173,7 +163,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         run_dir = ckpt_io.seed_dir(row_dir, seed)
         init = _init_path(cfg, work_root, scale, seed, where)
         # the datasets' own augmentation streams are seeded by the run's seed too
-        data = build_run_data(cfg, data_dir, scale, with_flow=cfg.flow == "gt", seed=seed, progress=progress)
+        data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress)
         if overrides.get("num_workers") is None:
             # One worker even for the decoded cache: a worker runs torch with one thread, while
             # the main process's multi-threaded small ops (resize, normalise) are ~10x slower
@@ -234,8 +224,7 @@ def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str
         if checkpoint is None:
             raise FileNotFoundError(f"{where}: no checkpoint in {run_dir}; train it first "
                                     f"(python -m repro train {spec.paper}:table{spec.table}:{row.id} --scale {scale})")
-    _check_flow_available(cfg, where)
-    data = build_run_data(cfg, data_dir, scale, with_flow=cfg.flow == "gt", seed=seed, progress=progress)
+    data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress)
     model = build_row_model(row, cfg, data.num_classes)
     state = ckpt_io.load_checkpoint(checkpoint)
     model.load_state_dict(state.get("model", state))

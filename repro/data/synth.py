@@ -40,7 +40,7 @@ On-disk layout written by :func:`generate`::
     DIR/meta.json                   preset, seed, generator version, classes, config
     DIR/classes.txt                 one class name per line (line i = label i)
     DIR/{train,val}.csv             video_id,path,label,class_name,num_frames
-    DIR/videos/<video_id>.mp4       H.264 (libx264, yuv420p) or MPEG-4 part 2 if x264 is missing
+    DIR/videos/<video_id>.mp4       MPEG-4 Part 2 (FFmpeg's mpeg4, q=2, yuv420p; deterministic bytes)
     DIR/flow/<video_id>/fwd_0000.flo, bwd_0000.flo, ...   (splits in ``flow_splits``)
     DIR/masks/<video_id>.png        (T*H, W) uint8 PNG, frames stacked vertically: visible layer
                                     0 background, 1 object, 2 occluder (read with ``read_masks``)
@@ -714,7 +714,7 @@ def generate(
 
     ``flow_splits`` overrides the preset's splits that get ``.flo`` files; ``frames_format`` is
     ``'none'``, ``'png'`` or ``'npy'`` (lossless frame dump); ``codec`` picks the PyAV encoder
-    (default: libx264 if available, else mpeg4).
+    (default :func:`repro.data.video_io.default_codec`: mpeg4; libx264 is not byte-deterministic).
     """
     from repro.data.video_io import default_codec, write_png, write_video  # local: `render_clip` needs no PyAV
 

@@ -172,3 +172,30 @@ def test_registered_constructors():
     action = create_model("tvnet_10", num_classes=5, num_frames=3, backbone="resnet18")
     logits = action(torch.rand(2, 3, 3, 32, 32) * 255)
     assert logits.shape == (2, 5)
+
+
+@pytest.mark.slow
+def test_compiled_iterations_match_eager():
+    """torch.compile-fused iterations (opt-in speed path) compute the same flow."""
+    pair = warped_texture_pair(24, 32, seed=6, max_flow=1.0)
+    f0, f1 = _tensors(pair)
+    model = TVNet(2, 1, 5)
+    with torch.inference_mode():
+        eager = model(f0, f1)
+        fused = model.use_compiled_iterations()(f0, f1)
+    torch.testing.assert_close(fused, eager, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("iters", [1, 7, 40])
+def test_without_preprocessing_tvnet_equals_opencv_tvl1(iters):
+    """One scale, one warp from u = 0 needs no interpolation, so TVNet is *exactly* TV-L1 there:
+    without the release's normalisation/smoothing it reproduces OpenCV's DualTVL1 (float rounding)."""
+    from repro.flow.methods import to_grey_uint8
+
+    pair = warped_texture_pair(30, 40, seed=8, max_flow=2.0)
+    grey0, grey1 = to_grey_uint8(pair.frame0), to_grey_uint8(pair.frame1)
+    theirs = OpenCVTVL1((1, 1, iters))(grey0, grey1)
+    model = TVNet(1, 1, iters, normalise=False, presmooth=False)
+    ours = TVNetFlow(model)(grey0[..., None], grey1[..., None])
+    assert np.abs(theirs).max() > 0.1
+    np.testing.assert_allclose(ours, theirs, atol=2e-4)

@@ -104,18 +104,19 @@ def run_flowbench(
     *,
     batch: int | None = None,
     weights: str | None = None,
+    compile: bool = False,
     progress: bool = True,
 ) -> list[BenchRow]:
     """Run every method on every pair of every data set at every size.
 
     ``datasets`` maps a name to its pairs (any native size; each is resized to each entry of
-    ``sizes``, ``None`` = keep).  ``weights`` is passed to TVNet methods.  Returns one
+    ``sizes``, ``None`` = keep).  ``weights`` and ``compile`` are passed to TVNet methods.  Returns one
     :class:`BenchRow` per (size, data set, method), plus ``"<method> (batch N)"`` rows for TVNet
     methods when ``batch`` is given.
     """
     built: list[FlowMethod] = [
         m if isinstance(m, FlowMethod)
-        else create_flow_method(m, weights=weights if m.lower().startswith("tvnet") else None)
+        else create_flow_method(m, **({"weights": weights, "compile": compile} if m.lower().startswith("tvnet") else {}))
         for m in methods
     ]
     if not built:

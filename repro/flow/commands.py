@@ -123,7 +123,10 @@ def cmd_flow(args: argparse.Namespace) -> int:
         if not path.exists():
             raise FileNotFoundError(f"flow: input not found: {path}")
     try:
-        method = create_flow_method(args.method, weights=args.weights, batch_size=args.batch)
+        tvnet_only = {"weights": args.weights, "compile": args.compile} if args.method.lower().startswith("tvnet") else {}
+        if not tvnet_only and args.weights:
+            raise ValueError(f"--weights: only TVNet methods take trained weights, not {args.method!r}")
+        method = create_flow_method(args.method, batch_size=args.batch, **tvnet_only)
         if len(inputs) == 2:
             return _flow_pair(args, method, inputs)
         if inputs[0].suffix.lower() in _IMAGE_SUFFIXES:
@@ -243,13 +246,13 @@ def cmd_flowbench(args: argparse.Namespace) -> int:
         for size in sizes:
             resolved = {name: (d(size) if callable(d) else d) for name, d in datasets.items()}
             rows.extend(run_flowbench(methods, resolved, [size], batch=args.batch, weights=args.weights,
-                                      progress=not args.quiet))
+                                      compile=args.compile, progress=not args.quiet))
     except ValueError as err:
         return _fail(str(err))
     import torch
 
     payload = {"methods": methods, "sizes": ["native" if s is None else f"{s[0]}x{s[1]}" for s in sizes],
-               "threads": torch.get_num_threads(), "rows": [r.to_dict() for r in rows]}
+               "threads": torch.get_num_threads(), "compile": args.compile, "rows": [r.to_dict() for r in rows]}
     text = format_table(rows) + f"(torch threads: {payload['threads']})\n"
     if args.out:
         from repro.data.fileio import atomic_write_json
@@ -290,6 +293,8 @@ def add_commands(subparsers, common: Callable[[argparse.ArgumentParser], None] |
                    help="video storage: two-stream JPEGs x_/y_NNNNN.jpg (default), or float .npy/.flo")
     p.add_argument("--bound", type=float, default=20.0, help="JPEG quantisation bound in pixels (default: 20)")
     p.add_argument("--batch", type=int, default=8, help="pairs per TVNet batch for videos (default: 8)")
+    p.add_argument("--compile", action="store_true",
+                   help="TVNet: fuse each iteration with torch.compile (faster; first call compiles ~15 s)")
     shared(p)
     p.set_defaults(func=cmd_flow)
 
@@ -308,6 +313,7 @@ def add_commands(subparsers, common: Callable[[argparse.ArgumentParser], None] |
     b.add_argument("--no-stereo", action="store_true", help="skip scikit-image's stereo_motorcycle pair")
     b.add_argument("--batch", type=int, default=None, help="also time TVNet methods batched N pairs at a time")
     b.add_argument("--weights", default=None, help="trained TVNet weights for the tvnet methods")
+    b.add_argument("--compile", action="store_true", help="TVNet methods: fuse iterations with torch.compile")
     b.add_argument("--seed", type=int, default=0, help="seed of the built-in benchmark's pairs")
     b.add_argument("--out", default=None, help="also write the JSON result to this file")
     shared(b)

@@ -103,10 +103,15 @@ class TVNetFlow(FlowMethod):
     """:class:`repro.models.tvnet.TVNet` as a flow method (inference mode, optional batching).
 
     ``batch`` stacks pairs of equal size into one tensor and runs them ``batch_size`` at a time.
+    ``compile=True`` fuses each iteration with ``torch.compile`` (see
+    :meth:`TVNet.use_compiled_iterations`).
     """
 
-    def __init__(self, model: TVNet, name: str | None = None, *, batch_size: int = 8, device: str = "cpu") -> None:
+    def __init__(self, model: TVNet, name: str | None = None, *, batch_size: int = 8, device: str = "cpu",
+                 compile: bool = False) -> None:
         self.model = model.eval().to(device)
+        if compile:
+            self.model.use_compiled_iterations()
         self.name = name or model.name.lower()
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
@@ -259,12 +264,13 @@ def flow_method_names() -> list[str]:
 
 
 def create_flow_method(name: str, *, weights: str | None = None, batch_size: int = 8, device: str = "cpu",
-                       **tvnet_kwargs: Any) -> FlowMethod:
+                       compile: bool = False, **tvnet_kwargs: Any) -> FlowMethod:
     """Build a method by name (see the module docstring).
 
     ``weights`` (TVNet only): a file written by :func:`repro.models.tvnet.save_tvnet` (its saved
     configuration is used; the name's Ns-Nw-Ni must match) or a plain ``state_dict`` for the
-    named structure.  ``tvnet_kwargs`` go to :class:`TVNet` (e.g. ``tau``, ``trainable``).
+    named structure.  ``compile`` (TVNet only) fuses the iterations with ``torch.compile``.
+    ``tvnet_kwargs`` go to :class:`TVNet` (e.g. ``tau``, ``warp_mode``).
     """
     key = name.strip().lower()
     if key.startswith("tvnet"):
@@ -274,7 +280,7 @@ def create_flow_method(name: str, *, weights: str | None = None, batch_size: int
             model = TVNet(scales, warps, iters, **tvnet_kwargs)
         else:
             model = _tvnet_with_weights(weights, (scales, warps, iters), tvnet_kwargs)
-        return TVNetFlow(model, canonical, batch_size=batch_size, device=device)
+        return TVNetFlow(model, canonical, batch_size=batch_size, device=device, compile=compile)
     if weights is not None:
         raise ValueError(f"--weights: only TVNet methods take trained weights, not {name!r}")
     if tvnet_kwargs:

@@ -54,6 +54,7 @@ Where the paper and the release differ (each also commented at the line that imp
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -220,6 +221,9 @@ class TVNet(nn.Module):
         antialias: anti-aliased image pyramid on a half-pixel grid (default); ``False`` gives the
             release's unfiltered corner-aligned resampling (see :func:`resize_image`).
         warp_mode: ``"bilinear"`` (TVNet, Sec. 4.1) or ``"bicubic"`` (as TV-L1/OpenCV).
+        normalise, presmooth: the release's preprocessing (joint min-max to [0, 255]; 5x5
+            Gaussian).  With both off, TVNet-1-1-N computes exactly OpenCV's TV-L1 on grey levels
+            (``tests/test_tvnet.py``); on real frames they change the effective data weight.
     """
 
     def __init__(
@@ -238,6 +242,8 @@ class TVNet(nn.Module):
         train_image_gradient: bool = False,
         antialias: bool = True,
         warp_mode: Literal["bilinear", "bicubic"] = "bilinear",
+        normalise: bool = True,
+        presmooth: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("num_scales", num_scales), ("num_warps", num_warps), ("num_iters", num_iters)):
@@ -259,6 +265,8 @@ class TVNet(nn.Module):
         if warp_mode not in ("bilinear", "bicubic"):
             raise ValueError(f"warp_mode: expected 'bilinear' or 'bicubic', got {warp_mode!r}")
         self.warp_mode = warp_mode
+        self.normalise, self.presmooth = bool(normalise), bool(presmooth)
+        self._iteration = tvl1_iteration  # swapped for a fused version by use_compiled_iterations()
 
         layers = (self.num_scales, self.num_warps, self.num_iters, 2)
         train_filters = trainable == "all"
@@ -293,17 +301,27 @@ class TVNet(nn.Module):
             num_scales=self.num_scales, num_warps=self.num_warps, num_iters=self.num_iters, tau=self.tau,
             lam=self.lam, theta=self.theta, zoom_factor=self.zoom_factor, eps=self.eps, trainable=self.trainable,
             image_size=self.image_size, train_image_gradient=self.train_image_gradient, antialias=self.antialias,
-            warp_mode=self.warp_mode,
+            warp_mode=self.warp_mode, normalise=self.normalise, presmooth=self.presmooth,
         )
 
     def extra_repr(self) -> str:
         return (f"{self.name}, tau={self.tau}, lam={self.lam}, theta={self.theta}, zoom={self.zoom_factor}, "
                 f"trainable={self.trainable!r}, image_size={self.image_size}, warp={self.warp_mode}")
 
+    def use_compiled_iterations(self, enabled: bool = True) -> "TVNet":
+        """Run each TV-L1 iteration as one ``torch.compile``-fused kernel (inductor) instead of ~30
+        eager ops.  The loop is memory bound, so fusion is what makes it fast and lets batches pay
+        off on CPU; the first call per shape compiles (about 15 s on CPU, needs a C++ compiler).
+        Same maths: results equal the eager path up to float rounding."""
+        self._iteration = _compiled_tvl1_iteration() if enabled else tvl1_iteration
+        return self
+
     # -- building blocks -----------------------------------------------------------------------
     def preprocess(self, frame0: torch.Tensor, frame1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greyscale, joint [0, 255] normalisation (release); no smoothing -- see :meth:`forward`."""
-        return normalise_pair(rgb_to_grey(frame0), rgb_to_grey(frame1))
+        """Greyscale and (if ``normalise``) joint [0, 255] normalisation, as the release; the
+        Gaussian pre-smoothing is applied in :meth:`forward` (``L_f`` uses unsmoothed frames)."""
+        grey0, grey1 = rgb_to_grey(frame0), rgb_to_grey(frame1)
+        return normalise_pair(grey0, grey1) if self.normalise else (grey0, grey1)
 
     def _kernels(self, scale: int, warp: int, iteration: int) -> DifferenceKernels:
         index = (scale, warp, iteration)
@@ -326,7 +344,7 @@ class TVNet(nn.Module):
         for warp in range(self.num_warps):
             warped_grad, grad_sq, rho_c = linearised_data_term(image0, image1, image1_grad, flow, self.warp_mode)
             for iteration in range(self.num_iters):
-                flow, px, py = tvl1_iteration(
+                flow, px, py = self._iteration(
                     flow, px, py, warped_grad, grad_sq, rho_c, lam=self.lam, theta=self.theta, tau=self.tau,
                     eps=self.eps, kernels=self._kernels(scale, warp, iteration),
                 )
@@ -341,7 +359,8 @@ class TVNet(nn.Module):
                 f"{tuple(frame0.shape)} and {tuple(frame1.shape)}"
             )
         image0, image1 = self.preprocess(frame0, frame1)
-        image0, image1 = gaussian_smooth(image0), gaussian_smooth(image1)
+        if self.presmooth:
+            image0, image1 = gaussian_smooth(image0), gaussian_smooth(image1)
         height, width = image0.shape[-2:]
         scales = num_pyramid_scales(height, width, self.num_scales, self.zoom_factor)
         flow = None
@@ -362,6 +381,13 @@ class TVNet(nn.Module):
         second = clip[:, :, 1:].transpose(1, 2).reshape(n * (t - 1), c, h, w)
         flow = self.forward(first, second)
         return flow.view(n, t - 1, 2, h, w).transpose(1, 2)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_tvl1_iteration():
+    # dynamic=None: specialise on the first shape, then switch to dynamic shapes on a new one
+    # (multi-scale pyramids and varying batch sizes would otherwise hit the recompile limit).
+    return torch.compile(tvl1_iteration, fullgraph=True)
 
 
 class TVNetActionNet(nn.Module):

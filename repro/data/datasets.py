@@ -36,6 +36,10 @@ undecodable file up front in the main process.
 
 :class:`FlowPairDataset` (``build_dataset("middlebury", root, ...)``) yields
 ``{"video": (C, 2, H, W), "flow": (2, H, W), "valid": (H, W) bool, "index", "name"}``.
+
+Speed: the transforms are many small tensor ops; run them in DataLoader workers (one intra-op
+thread each) or with ``torch.set_num_threads(1)`` -- with 2 threads in a busy main process they
+were measured >10x slower (see ``benchmarks/bench_data.py``).
 """
 from __future__ import annotations
 
@@ -54,7 +58,16 @@ from repro.data import readers
 from repro.data.flo import flow_valid_mask, read_flo
 from repro.data.readers import Annotations, SkippedItem, VideoRecord
 from repro.data.sampling import dense_clip_indices, tsn_segment_indices
-from repro.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, to_video_tensor
+from repro.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClipTransform,
+    center_crop_box,
+    crop as crop_video,
+    normalize,
+    random_crop_box,
+    to_video_tensor,
+)
 from repro.data.video_io import VideoDecodeError, count_frames, read_frame_folder, read_image, read_video
 
 __all__ = ["VideoClipDataset", "FlowPairDataset", "SynthFlowSource", "build_dataset", "DATASETS"]
@@ -314,8 +327,6 @@ class FlowPairDataset(Dataset):
         return len(self.skipped)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from repro.data.transforms import crop as crop_fn, normalize as norm_fn, random_crop_box, center_crop_box
-
         p = self.pairs[index]
         im1, im2 = read_image(p.frame1), read_image(p.frame2)
         flow = read_flo(p.flow)
@@ -328,10 +339,10 @@ class FlowPairDataset(Dataset):
             H, W = flow.shape[:2]
             g = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
             box = random_crop_box(H, W, self.crop, g) if self.train else center_crop_box(H, W, self.crop)
-            video = crop_fn(video, box.top, box.left, box.height, box.width)
+            video = crop_video(video, box.top, box.left, box.height, box.width)
             flow_t = flow_t[:, box.top : box.top + box.height, box.left : box.left + box.width]
             valid = valid[box.top : box.top + box.height, box.left : box.left + box.width]
-        video = norm_fn(video, self.mean, self.std) if self.normalize else video.float()
+        video = normalize(video, self.mean, self.std) if self.normalize else video.float()
         return {"video": video, "flow": flow_t.contiguous(), "valid": valid.contiguous(), "index": index, "name": p.name}
 
 

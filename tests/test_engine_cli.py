@@ -208,3 +208,21 @@ def test_flow_method_row_is_not_runnable_until_wired(dirs, capsys, tmp_path):
     row = row.model_copy(update={"mini": row.mini.model_copy(update={"flow": "tvl1"})})
     with pytest.raises(NotRunnable, match="tvl1"):
         train_row(spec, row, "mini", work_root=tmp_path, data_dir=dirs["data"], progress=False)
+
+
+def test_run_data_of_the_builtin_benchmark(dirs):
+    from repro.engine.data import build_run_data
+    from repro.spec.loader import load_specs
+
+    cfg = load_specs(dirs["specs"])["trajectorynet:table3"].row("with-flow").mini
+    data = build_run_data(cfg, dirs["data"], "mini", seed=3, progress=False)
+    assert data.num_classes == 4 and len(data.train) == 16 and len(data.val) == 8
+    assert data.train.transform.flip is False  # direction classes: no random flip
+    assert getattr(data.train, "in_memory", False)
+    item = data.train[5]
+    assert item["video"].shape == (3, 4, 24, 24) and item["flow_fwd"].shape == (2, 4, 24, 24)
+    assert item["label"] == int(data.train.records[5].label)
+    data.train.set_epoch(1)
+    assert not torch.equal(data.train[5]["video"], item["video"])  # a new augmentation each epoch
+    data.train.set_epoch(0)
+    assert torch.equal(data.train[5]["video"], item["video"])  # ... and the same one again

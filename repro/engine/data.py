@@ -42,6 +42,10 @@ log = logging.getLogger("repro.engine")
 DEFAULT_FRAMES = 8
 DEFAULT_SIZE = 56
 SYNTH = "synth"
+#: Datasets whose labels depend on direction ("moving something left/right", clockwise /
+#: counter-clockwise): a horizontal flip would turn a clip into another class, so training
+#: uses no random flip there (common practice on Something-Something).
+NO_FLIP_DATASETS = frozenset({SYNTH, "sthv1"})
 
 
 @dataclass
@@ -148,6 +152,8 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
     views = (cfg.test_clips or 1, cfg.test_crops or 1)
     common: dict[str, Any] = dict(frames=cfg.frames or DEFAULT_FRAMES, step=cfg.step, size=cfg.size or DEFAULT_SIZE,
                                   with_flow=flow == "gt", seed=seed)
+    if cfg.dataset in NO_FLIP_DATASETS:
+        common["flip"] = False
     if cfg.segments:
         common["segments"] = cfg.segments
     if cfg.split and cfg.split.startswith("split") and cfg.split[5:].isdigit():

@@ -184,3 +184,15 @@ def test_middlebury_reader(tmp_path):
     assert not bool(full["valid"][0, 0]) and bool(full["valid"][1, 1]) and float(full["flow"][0, 0, 0]) == 0.0
     with pytest.raises(ValueError, match="NoGT"):
         readers.read_middlebury(root, sequences=["NoGT"])
+
+
+def test_decord_backend_is_optional(tmp_path):
+    from repro.data.video_io import decord_available
+
+    tiny_video(tmp_path / "a.mp4", 40, frames=3)
+    if decord_available():
+        assert read_video(tmp_path / "a.mp4", [2], backend="decord").shape == (1, 32, 32, 3)
+    else:
+        with pytest.raises(ImportError, match="decord"):
+            read_video(tmp_path / "a.mp4", [0], backend="decord")
+        assert read_video(tmp_path / "a.mp4", [2], backend="auto").shape == (1, 32, 32, 3)  # falls back to PyAV

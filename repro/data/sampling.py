@@ -56,10 +56,11 @@ def dense_clip_indices(
     max_start = max(num_frames - span, 0)
     if train:
         starts = torch.randint(0, max_start + 1, (num_clips,), generator=generator)
+    elif num_clips == 1:
+        starts = torch.tensor([max_start // 2], dtype=torch.long)
     else:
-        starts = torch.tensor(
-            [int(round(max_start * (2 * i + 1) / (2 * num_clips))) for i in range(num_clips)], dtype=torch.long
-        ) if num_clips > 1 else torch.tensor([max_start // 2], dtype=torch.long)
+        centres = [int(round(max_start * (2 * i + 1) / (2 * num_clips))) for i in range(num_clips)]
+        starts = torch.tensor(centres, dtype=torch.long)
     offsets = torch.arange(frames, dtype=torch.long) * step
     if jitter and step > 1:
         offsets = offsets + torch.randint(0, step, (num_clips, frames), generator=generator)

@@ -103,3 +103,17 @@ def test_cli_synth_json(tmp_path, capsys, monkeypatch):
     assert out["num_clips"] == {"train": 6, "val": 3} and out["seed"] == 3 and out["reused"] is False and out["bytes"] > 0
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["reused"] is True
+
+
+def test_dataloader_with_spawned_workers(synth_root):
+    # the dataset (flow source included) must pickle for spawn-based DataLoader workers
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    ds = build_dataset("synth", synth_root, "train", frames=4, size=40, with_flow=True)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(clone[2]["flow_fwd"], ds[2]["flow_fwd"])
+    batch = next(iter(DataLoader(ds, batch_size=3, num_workers=0)))
+    assert batch["video"].shape == (3, 3, 4, 40, 40) and batch["flow_bwd"].shape == (3, 2, 4, 40, 40)
+    assert batch["label"].tolist() == [0, 1, 2] and batch["index"].tolist() == [0, 1, 2]

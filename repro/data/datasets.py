@@ -85,17 +85,16 @@ class SynthFlowSource:
     from ``specs/<split>.jsonl`` (same numbers: the renderer is deterministic)."""
 
     def __init__(self, root: str | os.PathLike, split: str) -> None:
-        from repro.data import synth
-
         self.root = Path(root)
         self.split = "val" if split == "test" else split
         self._specs: dict[str, Any] | None = None
-        self._synth = synth
 
     def _spec(self, video_id: str):
+        from repro.data import synth
+
         if self._specs is None:
-            specs = self._synth.load_specs(self.root, self.split)
-            ids = [self._synth.video_id_for(self.split, i) for i in range(len(specs))]
+            specs = synth.load_specs(self.root, self.split)
+            ids = [synth.video_id_for(self.split, i) for i in range(len(specs))]
             self._specs = dict(zip(ids, specs))
         return self._specs[video_id]
 
@@ -107,7 +106,9 @@ class SynthFlowSource:
             def get(kind: str, t: int) -> np.ndarray:
                 return read_flo(flow_dir / f"{kind}_{t:04d}.flo")
         else:
-            _, fwd_all, bwd_all, _ = self._synth.render_clip(self._spec(record.video_id))
+            from repro.data.synth import render_clip
+
+            _, fwd_all, bwd_all, _ = render_clip(self._spec(record.video_id))
 
             def get(kind: str, t: int) -> np.ndarray:
                 return (fwd_all if kind == "fwd" else bwd_all)[t]

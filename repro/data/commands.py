@@ -1,7 +1,7 @@
 """``python -m repro data ...`` subcommands.
 
 * ``data synth --out DIR [--preset mini|small] [--seed S] [--frames-format none|png|npy]
-  [--flow-splits train,val] [--force] [--format text|json]``: write the built-in motion benchmark
+  [--flow-splits train,val] [--force] [--workers N] [--format text|json]``: write the built-in motion benchmark
   (:func:`repro.data.synth.generate`).  JSON output (stdout): ``{"out", "preset", "seed",
   "classes", "num_clips", "seconds", "bytes", "reused"}``; progress goes to stderr.
 """
@@ -30,7 +30,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     try:
         synth.generate(
             out, preset=args.preset, seed=args.seed, progress=args.format == "text" or sys.stderr.isatty(),
-            flow_splits=flow_splits, frames_format=args.frames_format, force=args.force,
+            flow_splits=flow_splits, frames_format=args.frames_format, force=args.force, workers=args.workers,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -74,5 +74,6 @@ def add_commands(subparsers) -> None:
     p.add_argument("--frames-format", default="none", choices=("none", "png", "npy"), help="also dump lossless frames")
     p.add_argument("--flow-splits", default=None, help="comma-separated splits that get .flo files (default: the preset's)")
     p.add_argument("--force", action="store_true", help="regenerate even if meta.json matches")
+    p.add_argument("--workers", type=int, default=1, help="render in this many processes (same files; default 1)")
     p.add_argument("--format", default="text", choices=("text", "json"), help="output format (json: stdout)")
     p.set_defaults(func=cmd_synth)

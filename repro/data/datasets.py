@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -63,11 +62,11 @@ from repro.data.transforms import (
     IMAGENET_STD,
     ClipTransform,
     center_crop_box,
-    crop as crop_video,
     normalize,
     random_crop_box,
     to_video_tensor,
 )
+from repro.data.transforms import crop as crop_video
 from repro.data.video_io import VideoDecodeError, count_frames, read_frame_folder, read_image, read_video
 
 __all__ = ["VideoClipDataset", "FlowPairDataset", "SynthFlowSource", "build_dataset", "DATASETS"]

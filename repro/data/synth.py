@@ -50,15 +50,17 @@ On-disk layout written by :func:`generate`::
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -694,6 +696,35 @@ def _dir_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
+def _write_clip(
+    job: tuple[str, int], *, out: Path, preset: Preset, seed: int, flow_splits: Sequence[str], frames_format: str, codec: str
+) -> tuple[str, str]:
+    """Render clip ``job = (split, index)`` and write its files; returns its CSV row and spec JSON."""
+    from repro.data.video_io import write_png, write_video
+
+    split, index = job
+    p = preset
+    label = index % len(p.classes)
+    class_name = p.classes[label]
+    rng = _clip_rng(seed, split, index)
+    spec = sample_clip_spec(class_name, rng, height=p.height, width=p.width, num_frames=p.num_frames)
+    frames, flow_fwd, flow_bwd, masks = render_clip(spec, rng)
+    vid = video_id_for(split, index)
+    rel = f"videos/{vid}.mp4"
+    write_video(out / rel, frames, fps=p.fps, codec=codec, crf=p.crf)
+    write_png(out / "masks" / f"{vid}.png", masks.reshape(-1, p.width))  # frames stacked vertically
+    if split in flow_splits:
+        for t in range(p.num_frames - 1):
+            write_flo(out / "flow" / vid / f"fwd_{t:04d}.flo", flow_fwd[t])
+            write_flo(out / "flow" / vid / f"bwd_{t:04d}.flo", flow_bwd[t])
+    if frames_format == "png":
+        for t in range(p.num_frames):
+            write_png(out / "frames" / vid / f"{t:05d}.png", frames[t])
+    elif frames_format == "npy":
+        atomic_save_npy(out / "frames" / f"{vid}.npy", frames)
+    return f"{vid},{rel},{label},{class_name},{p.num_frames}", spec.to_json()
+
+
 def generate(
     out_dir: str | os.PathLike,
     preset: str | Preset = "mini",
@@ -704,6 +735,7 @@ def generate(
     frames_format: str = "none",
     codec: str | None = None,
     force: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Write the benchmark to ``out_dir`` and return it (as a Path).
 
@@ -715,8 +747,9 @@ def generate(
     ``flow_splits`` overrides the preset's splits that get ``.flo`` files; ``frames_format`` is
     ``'none'``, ``'png'`` or ``'npy'`` (lossless frame dump); ``codec`` picks the PyAV encoder
     (default :func:`repro.data.video_io.default_codec`: mpeg4; libx264 is not byte-deterministic).
+    ``workers > 1`` renders clips in that many processes (same files).
     """
-    from repro.data.video_io import default_codec, write_png, write_video  # local: `render_clip` needs no PyAV
+    from repro.data.video_io import default_codec  # local: `render_clip` needs no PyAV
 
     p = _resolve_preset(preset)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -748,32 +781,31 @@ def generate(
     jobs = [(split, i) for split in SPLITS for i in range(len(p.classes) * (p.train_per_class if split == "train" else p.val_per_class))]
     rows: dict[str, list[str]] = {s: [] for s in SPLITS}
     specs: dict[str, list[str]] = {s: [] for s in SPLITS}
-    iterator: Iterable = jobs
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(jobs, desc=f"synth {p.name}", unit="clip", file=None, dynamic_ncols=True)
-    for split, index in iterator:
-        label = index % len(p.classes)
-        class_name = p.classes[label]
-        rng = _clip_rng(seed, split, index)
-        spec = sample_clip_spec(class_name, rng, height=p.height, width=p.width, num_frames=p.num_frames)
-        frames, flow_fwd, flow_bwd, masks = render_clip(spec, rng)
-        vid = video_id_for(split, index)
-        rel = f"videos/{vid}.mp4"
-        write_video(out / rel, frames, fps=p.fps, codec=codec, crf=p.crf)
-        write_png(out / "masks" / f"{vid}.png", masks.reshape(-1, p.width))  # frames stacked vertically
-        if split in flow_splits:
-            for t in range(p.num_frames - 1):
-                write_flo(out / "flow" / vid / f"fwd_{t:04d}.flo", flow_fwd[t])
-                write_flo(out / "flow" / vid / f"bwd_{t:04d}.flo", flow_bwd[t])
-        if frames_format == "png":
-            for t in range(p.num_frames):
-                write_png(out / "frames" / vid / f"{t:05d}.png", frames[t])
-        elif frames_format == "npy":
-            atomic_save_npy(out / "frames" / f"{vid}.npy", frames)
-        rows[split].append(f"{vid},{rel},{label},{class_name},{p.num_frames}")
-        specs[split].append(spec.to_json())
+        bar = tqdm(total=len(jobs), desc=f"synth {p.name}", unit="clip", dynamic_ncols=True)  # stderr
+    job = functools.partial(_write_clip, out=out, preset=p, seed=int(seed), flow_splits=flow_splits,
+                            frames_format=frames_format, codec=codec)  # fmt: skip
+    if workers > 1:
+        # Each clip depends only on (seed, split, index), so the files do not depend on workers.
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            results = pool.map(job, jobs, chunksize=8)
+            for (split, _), (row, spec_json) in zip(jobs, results):
+                rows[split].append(row)
+                specs[split].append(spec_json)
+                if bar is not None:
+                    bar.update()
+    else:
+        for split, index in jobs:
+            row, spec_json = job((split, index))
+            rows[split].append(row)
+            specs[split].append(spec_json)
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
     for split in SPLITS:
         atomic_write_text(out / f"{split}.csv", "video_id,path,label,class_name,num_frames\n" + "".join(r + "\n" for r in rows[split]))
         atomic_write_text(out / "specs" / f"{split}.jsonl", "".join(s + "\n" for s in specs[split]))

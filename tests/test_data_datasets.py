@@ -60,7 +60,8 @@ def test_gt_flow_follows_resize_crop_and_flip(synth_root, split):
     b0 = torch.nn.functional.interpolate(b0, size=(64, 64), mode="bilinear", align_corners=False)[0, :, 4:60, 4:60] * scale
     assert torch.allclose(item["flow_bwd"][:, 0], b0, atol=1e-4)
     # a flipped training view negates u
-    tr = build_dataset("synth", synth_root, split, frames=8, size=48, train=True, augment="none", resize=48, with_flow=True)
+    tr = build_dataset("synth", synth_root, split, frames=8, size=48, train=True, augment="none", resize=48,
+                       with_flow=True, flip=True)  # fmt: skip
     ref = torch.from_numpy(fwd[0]).permute(2, 0, 1)
     flips = 0
     for seed in range(8):
@@ -116,3 +117,11 @@ def test_dataloader_with_spawned_workers(synth_root):
     batch = next(iter(DataLoader(ds, batch_size=3, num_workers=0)))
     assert batch["video"].shape == (3, 3, 4, 40, 40) and batch["flow_bwd"].shape == (3, 2, 4, 40, 40)
     assert batch["label"].tolist() == [0, 1, 2] and batch["index"].tolist() == [0, 1, 2]
+
+
+def test_no_random_flip_by_default_on_direction_labelled_sets(synth_root, tmp_path):
+    assert build_dataset("synth", synth_root, "train").transform.flip is False
+    (tmp_path / "ucfTrainTestlist").mkdir()
+    (tmp_path / "ucfTrainTestlist" / "classInd.txt").write_text("1 A\n")
+    (tmp_path / "ucfTrainTestlist" / "trainlist01.txt").write_text("")
+    assert build_dataset("ucf101", tmp_path, "train").transform.flip is True

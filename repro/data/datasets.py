@@ -69,7 +69,7 @@ from repro.data.transforms import (
 from repro.data.transforms import crop as crop_video
 from repro.data.video_io import VideoDecodeError, count_frames, read_frame_folder, read_image, read_video
 
-__all__ = ["VideoClipDataset", "FlowPairDataset", "SynthFlowSource", "build_dataset", "DATASETS"]
+__all__ = ["VideoClipDataset", "FlowPairDataset", "SynthFlowSource", "build_dataset", "DATASETS", "DIRECTION_LABELLED"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,13 @@ class SynthFlowSource:
 
 
 class VideoClipDataset(Dataset):
-    """Clips of labelled videos (see the module docstring for the item format)."""
+    """Clips of labelled videos (see the module docstring for the item format).
+
+    Extension points (stable; the engine's in-memory cache uses them): override
+    ``_load_frames(record, index, wanted) -> uint8 (N, H, W, 3)`` to serve frames from elsewhere;
+    ``flow_source(record, indices, num_frames) -> (fwd, bwd, fwd_valid, bwd_valid)`` supplies GT
+    flow; ``_skip(index, err)`` records a failed video; ``_num_frames`` caches frame counts.
+    """
 
     def __init__(
         self,
@@ -348,6 +354,8 @@ class FlowPairDataset(Dataset):
 
 #: Names accepted by :func:`build_dataset`.
 DATASETS = ("synth", "ucf101", "hmdb51", "sthv1", "kinetics400", "kinetics600", "middlebury")
+#: Data sets whose labels change under a horizontal flip (no random flip by default).
+DIRECTION_LABELLED = ("synth", "sthv1")
 
 
 def build_dataset(
@@ -367,7 +375,7 @@ def build_dataset(
     augment: str = "multiscale",
     scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66),
     jitter_range: tuple[int, int] | None = None,
-    flip: bool = True,
+    flip: bool | None = None,
     temporal_jitter: bool = False,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
@@ -385,6 +393,11 @@ def build_dataset(
     sampling.  ``views = (num_clips, num_crops)`` (or an int: clips with 1 crop) sets the test
     views; ``num_crops`` is 1, 3 or 10.  ``with_flow`` adds exact GT flow (synth only).
     ``probe=True`` decodes the first frame of every video now and records failures in ``skipped``.
+    ``flip`` (random horizontal flip in training) defaults to False for the data sets whose classes
+    name a direction (``synth``, ``sthv1``: a mirrored "moving something left" clip shows "right",
+    a mirrored clockwise spin is counter-clockwise) and True otherwise.  (Testing with 10 crops
+    still includes the 5 mirrored views, the papers' protocol; use ``views=(n, 3)`` or ``(n, 1)``
+    to avoid them on those data sets.)
     ``fold`` picks the UCF101/HMDB51 split (1-3).  For ``middlebury`` only ``split``, ``train``,
     ``crop``, ``mean``/``std``/``normalize`` and ``seed`` apply.
     """
@@ -406,6 +419,8 @@ def build_dataset(
         ann = readers.read_sthv1(root, split, check_files=check_files)
     else:
         ann = readers.read_kinetics(root, split, version=int(name[len("kinetics"):]), check_files=check_files)
+    if flip is None:
+        flip = name not in DIRECTION_LABELLED
     transform = ClipTransform(
         size=size, train=train, augment=augment, resize=resize, scales=tuple(scales), jitter_range=jitter_range,
         flip=flip, crops=1 if train else num_crops, mean=tuple(mean), std=tuple(std), normalize=normalize,

@@ -134,11 +134,12 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     results = load_results(args.results)
     rendered, written = [], []
     for spec in specs.values():
-        status = {}
+        status: dict[str, str] = {}
         for t in all_tasks:
-            if t.spec is spec and t.state != "cached":
-                status[t.row.id] = f"failed: {t.error}" if t.error else (
+            if t.spec is spec and t.state != "cached" and t.row.kind != "cited":
+                said = f"failed: {t.error}" if t.error else (
                     f"missing: {t.reason}" if t.state == "missing" else "not run (--no-run)")
+                status[t.row.id] = "; ".join(filter(None, [status.get(t.row.id), f"{t.job}@{t.scale} {said}"]))
         table = build_table(spec, results, scale=args.scale, status=status)
         written += write_table(table, args.tables)
         rendered.append(table)

@@ -88,9 +88,11 @@ def build_table(spec: TableSpec, results: dict[tuple[str, str, int, str], Result
                 rec[f"{m.label} (reproduced)"] = got
                 rec[f"{m.label} Δ"] = (got - rep) if (got is not None and rep is not None) else None
         where = sorted({scale_label(r) for r in sources.values()})
-        note = "; ".join(where)
-        if not values:
-            note = "cited" if row.kind == "cited" else status.get(row.id, row.needs and f"needs: {row.needs}" or "not run")
+        if row.kind == "cited":
+            note = "cited"
+        else:
+            pending = status.get(row.id) or (None if values else (f"needs: {row.needs}" if row.needs else "not run"))
+            note = "; ".join(filter(None, [*where, pending]))
         rec["reproduced on"] = note
         records.append(rec)
         json_rows.append({

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -159,8 +158,9 @@ def main() -> int:
     if "equal_settings" in result:
         print("untrained TVNet vs OpenCV TV-L1 at equal Ns-Nw-Ni (mean EPE):")
         for row in result["equal_settings"]["rows"]:
-            print(f"  {row['structure']:7s} {row['dataset']:8s} TV-L1 {row['tvl1_epe']:.3f}  TVNet {row['tvnet_epe']:.3f} "
-                  f"({row['relative_gap']:+.1%})  bicubic {row['tvnet_bicubic_epe']:.3f} ({row['relative_gap_bicubic']:+.1%})"
+            print(f"  {row['structure']:7s} {row['dataset']:8s} TV-L1 {row['tvl1_epe']:.3f}  "
+                  f"TVNet {row['tvnet_epe']:.3f} ({row['relative_gap']:+.1%})  "
+                  f"bicubic {row['tvnet_bicubic_epe']:.3f} ({row['relative_gap_bicubic']:+.1%})"
                   f"  no-preproc {row['tvnet_no_preprocessing_epe']:.3f} ({row['relative_gap_no_preprocessing']:+.1%})")
     if "trained" in result:
         tr = result["trained"]

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from repro.flow.methods import OpenCVTVL1, create_flow_method, flow_method_names, to_grey_uint8
-from repro.flow.pairs import FlowPair, resize_pair, stereo_motorcycle_pair, synthetic_benchmark_pairs, warped_texture_pair
+from repro.flow.pairs import (
+    FlowPair,
+    resize_pair,
+    stereo_motorcycle_pair,
+    synthetic_benchmark_pairs,
+    warped_texture_pair,
+)
 from repro.flow.train import endpoint_error, evaluate_epe, train_tvnet_on_pairs
 from repro.models.tvnet import TVNet, save_tvnet
 

@@ -114,9 +114,10 @@ def run_flowbench(
     :class:`BenchRow` per (size, data set, method), plus ``"<method> (batch N)"`` rows for TVNet
     methods when ``batch`` is given.
     """
+    tvnet_options = {"weights": weights, "compile": compile}
     built: list[FlowMethod] = [
         m if isinstance(m, FlowMethod)
-        else create_flow_method(m, **({"weights": weights, "compile": compile} if m.lower().startswith("tvnet") else {}))
+        else create_flow_method(m, **(tvnet_options if m.lower().startswith("tvnet") else {}))
         for m in methods
     ]
     if not built:

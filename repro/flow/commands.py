@@ -123,7 +123,8 @@ def cmd_flow(args: argparse.Namespace) -> int:
         if not path.exists():
             raise FileNotFoundError(f"flow: input not found: {path}")
     try:
-        tvnet_only = {"weights": args.weights, "compile": args.compile} if args.method.lower().startswith("tvnet") else {}
+        is_tvnet = args.method.lower().startswith("tvnet")
+        tvnet_only = {"weights": args.weights, "compile": args.compile} if is_tvnet else {}
         if not tvnet_only and args.weights:
             raise ValueError(f"--weights: only TVNet methods take trained weights, not {args.method!r}")
         method = create_flow_method(args.method, batch_size=args.batch, **tvnet_only)

@@ -26,6 +26,7 @@ Names (:func:`create_flow_method`):
 """
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
@@ -221,7 +222,8 @@ class OpenCVFarneback(FlowMethod):
     name = "farneback"
 
     def compute(self, frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
-        return cv2.calcOpticalFlowFarneback(to_grey_uint8(frame0), to_grey_uint8(frame1), None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        grey0, grey1 = to_grey_uint8(frame0), to_grey_uint8(frame1)
+        return cv2.calcOpticalFlowFarneback(grey0, grey1, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
 
 class SkimageTVL1(FlowMethod):
@@ -297,9 +299,9 @@ def create_flow_method(name: str, *, weights: str | None = None, batch_size: int
 
 
 def _tvnet_with_weights(path: str, structure: tuple[int, int, int], kwargs: dict[str, Any]) -> TVNet:
-    data = torch.load(path, map_location="cpu", weights_only=True) if _is_file(path) else None
-    if data is None:
+    if not os.path.isfile(path):
         raise FileNotFoundError(f"--weights: file not found: {path}")
+    data = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(data, dict) and "config" in data:
         model = load_tvnet(path, **kwargs)
         saved = (model.num_scales, model.num_warps, model.num_iters)
@@ -324,10 +326,5 @@ def _image_size_for_u0(u0_size: Sequence[int], num_scales: int) -> tuple[int, in
     # u0 lives at the coarsest scale; with one scale that is the image itself.
     if num_scales == 1:
         return int(u0_size[0]), int(u0_size[1])
-    raise ValueError("a multi-scale TVNet state_dict with u0 needs the file written by save_tvnet (it stores image_size)")
-
-
-def _is_file(path: str) -> bool:
-    import os
-
-    return os.path.isfile(path)
+    raise ValueError("a multi-scale TVNet state_dict with u0 needs the file written by save_tvnet "
+                     "(it stores image_size)")

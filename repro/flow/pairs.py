@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -56,9 +56,11 @@ class FlowPair:
                              f"{self.frame0.shape} and {self.frame1.shape}")
         if self.flow is not None:
             if self.flow.shape != self.frame0.shape[:2] + (2,):
-                raise ValueError(f"pair {self.name!r}: flow must be {self.frame0.shape[:2] + (2,)}, got {self.flow.shape}")
+                expected = self.frame0.shape[:2] + (2,)
+                raise ValueError(f"pair {self.name!r}: flow must be {expected}, got {self.flow.shape}")
             if self.valid is None:
-                self.valid = np.all(np.isfinite(self.flow), axis=-1) & np.all(np.abs(self.flow) < UNKNOWN_FLOW_THRESH, -1)
+                known = np.all(np.abs(self.flow) < UNKNOWN_FLOW_THRESH, axis=-1)
+                self.valid = np.all(np.isfinite(self.flow), axis=-1) & known
 
     @property
     def size(self) -> tuple[int, int]:
@@ -242,7 +244,3 @@ def synthetic_benchmark_pairs(size: tuple[int, int] = (64, 64), count: int = 8, 
         pairs.append(FlowPair(f"synth/{k:02d}-{spec.class_name}", frames[1], frames[2], flow.astype(np.float32),
                               valid, {"source": "repro.data.synth", "class": spec.class_name}))
     return pairs
-
-
-def iter_pairs(groups: Iterable[list[FlowPair]]) -> list[FlowPair]:
-    return [pair for group in groups for pair in group]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from repro.flow.methods import FlowMethod, TVNetFlow, create_flow_method
 from repro.flow.pairs import FlowPair
-from repro.models.tvnet import TVNet, epe, epe_loss, tvnet_flow_loss
+from repro.models.tvnet import TVNet, epe_loss, tvnet_flow_loss
 
 __all__ = ["pairs_to_tensors", "train_tvnet_on_pairs", "evaluate_epe", "endpoint_error"]
 
@@ -136,7 +136,3 @@ def evaluate_epe(method: FlowMethod | TVNet | str, pairs: Sequence[FlowPair], *,
     per_pair = {p.name: endpoint_error(f, p.flow, p.valid) for p, f in zip(scored, flows)}
     return {"method": method.name, "mean_epe": float(np.mean(list(per_pair.values()))), "per_pair": per_pair,
             "pairs": len(scored)}
-
-
-# Re-exported for convenience: the per-sample EPE on tensors.
-epe_tensor = epe

@@ -503,7 +503,8 @@ def epe(flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = N
     """Per-sample average end-point error, Eq. (14); ``flow``/``target`` ``(N, 2, H, W)``,
     ``valid`` optional ``(N, H, W)`` bool mask -> ``(N,)``."""
     if flow.shape != target.shape or flow.dim() != 4 or flow.shape[1] != 2:
-        raise ValueError(f"flow/target: expected equal (N, 2, H, W) shapes, got {tuple(flow.shape)}, {tuple(target.shape)}")
+        raise ValueError(f"flow/target: expected equal (N, 2, H, W) shapes, got {tuple(flow.shape)}, "
+                         f"{tuple(target.shape)}")
     error = torch.sqrt(((flow - target) ** 2).sum(1) + 1e-20)  # tiny epsilon: finite gradient at 0
     if valid is None:
         return error.flatten(1).mean(1)
@@ -543,7 +544,8 @@ def tvnet_multitask_loss(
 # ----------------------------------------------------------------------------------------------
 
 
-def _build(scales: int, warps: int, iters: int, num_classes: int, pretrained_file: str | None, **kwargs: Any) -> nn.Module:
+def _build(scales: int, warps: int, iters: int, num_classes: int, pretrained_file: str | None,
+           **kwargs: Any) -> nn.Module:
     action_keys = ("num_frames", "backbone", "flow_scale")
     action_kwargs = {k: kwargs.pop(k) for k in action_keys if k in kwargs}
     tvnet = TVNet(scales, warps, iters, **kwargs)

@@ -226,3 +226,20 @@ def test_run_data_of_the_builtin_benchmark(dirs):
     assert not torch.equal(data.train[5]["video"], item["video"])  # a new augmentation each epoch
     data.train.set_epoch(0)
     assert torch.equal(data.train[5]["video"], item["video"])  # ... and the same one again
+
+
+def test_decoded_cache_follows_the_video_files(dirs, tmp_path):
+    import shutil
+
+    from repro.data.datasets import build_dataset
+    from repro.engine.data import decoded_split
+
+    root = tmp_path / "tiny"
+    shutil.copytree(dirs["data"] / "synth" / "tiny", root, ignore=shutil.ignore_patterns("decoded"))
+    ds = build_dataset("synth", root, "val", frames=4, size=24, train=False)
+    first = np.asarray(decoded_split(root, "val", ds, progress=False).frames[1])
+    # replace video 1 by video 0 (as a regenerated benchmark would change the files)
+    shutil.copyfile(ds.records[0].path, ds.records[1].path)
+    second = np.asarray(decoded_split(root, "val", ds, progress=False).frames[1])
+    zeroth = np.asarray(decoded_split(root, "val", ds, progress=False).frames[0])
+    assert not np.array_equal(first, second) and np.array_equal(second, zeroth)

@@ -214,10 +214,19 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
         raise
 
 
-def _cache_key(root: Path) -> str:
+def _cache_key(root: Path, records: list) -> str:
+    """Identity of the decoded data: the benchmark's meta.json and every video file's size and
+    modification time (a regenerated or replaced video invalidates the cache)."""
+    digest = hashlib.sha256()
     meta = root / "meta.json"
-    text = meta.read_text() if meta.is_file() else str(sorted((p.name, p.stat().st_size) for p in root.glob("*.csv")))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    digest.update(meta.read_bytes() if meta.is_file() else b"")
+    for rec in records:
+        try:
+            st = Path(rec.path).stat()
+            digest.update(f"{rec.video_id}:{st.st_size}:{st.st_mtime_ns};".encode())
+        except OSError:
+            digest.update(f"{rec.video_id}:missing;".encode())
+    return digest.hexdigest()[:16]
 
 
 #: A two-frame flow method: ``(frame0, frame1)`` uint8 ``(H, W, 3)`` -> flow ``(H, W, 2)`` float32
@@ -290,8 +299,8 @@ def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | Non
     """
     root = Path(root)
     folder = root / "decoded"
-    key = _cache_key(root)
     records = dataset.records
+    key = _cache_key(root, records)
     ids = [r.video_id for r in records]
     if flow not in (None, "gt") and pair_flow is None:
         raise ValueError(f"flow {flow!r}: a pair_flow function is needed to compute it")

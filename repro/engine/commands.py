@@ -96,7 +96,7 @@ def _fmt_metrics(metrics: dict[str, Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from repro.engine.distributed import dist_info, init_distributed, shutdown_distributed
+    from repro.engine.distributed import init_distributed, shutdown_distributed
     from repro.engine.job import TRAIN_KEYS, train_row
     from repro.jobs import NotRunnable
     from repro.results import provenance, row_hash, write_result
@@ -152,7 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from repro.engine.job import evaluate_row
     from repro.jobs import NotRunnable
 
-    info = init_distributed()
+    init_distributed()
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -25,7 +25,7 @@ import torch
 from repro.engine import checkpoint as ckpt_io
 from repro.engine.data import RunData, build_run_data
 from repro.engine.distributed import barrier, dist_info
-from repro.engine.trainer import TrainSettings, evaluate, fit, model_takes_flow, resolve_settings
+from repro.engine.trainer import evaluate, fit, model_takes_flow, resolve_settings
 from repro.jobs import JobContext, JobOutput, NotRunnable, register_job
 from repro.registry import create_model
 from repro.spec.schema import Row, RunConfig, TableSpec

@@ -122,13 +122,14 @@ def num_classes_of(dataset: Dataset) -> int:
 
 
 def resolve_pair_flow(name: str) -> PairFlow:
-    """The two-frame function of the ``repro.flow`` method ``name`` (e.g. ``"tvl1"``).
+    """The two-frame function of the ``repro.flow`` method ``name`` (e.g. ``"tvl1"``,
+    ``"dis-fast"``, ``"tvnet-1-1-50"``): ``(H, W, 3) uint8, (H, W, 3) uint8 -> (H, W, 2)`` pixels."""
+    from repro.flow.methods import create_flow_method
 
-    Not wired yet: ``repro.flow`` exposes no method API the engine can call (see the engine's
-    report); the runner then shows the row as missing with this message.
-    """
-    raise NotRunnable(f"'flow: {name}' needs pre-computed flow from the repro.flow method '{name}', which the "
-                      "engine cannot call yet (no flow-method API in repro.flow); use 'flow: gt' at mini scale")
+    try:
+        return create_flow_method(name)
+    except ValueError as e:
+        raise NotRunnable(f"flow: {e}") from None
 
 
 def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: int = 0, progress: bool = True,

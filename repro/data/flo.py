@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.data.fileio import atomic_write_bytes
+from repro.fileio import atomic_write_bytes
 
 __all__ = ["FLO_MAGIC", "UNKNOWN_FLOW_THRESHOLD", "FloError", "read_flo", "write_flo", "encode_flo", "flow_valid_mask"]
 

@@ -64,7 +64,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from repro.data.fileio import atomic_save_npy, atomic_write_json, atomic_write_text
+from repro.fileio import atomic_save_npy, atomic_write_json, atomic_write_text
 from repro.data.flo import write_flo
 
 __all__ = [

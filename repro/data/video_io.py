@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from repro.data.fileio import atomic_write
+from repro.fileio import atomic_write
 
 __all__ = [
     "VideoDecodeError",

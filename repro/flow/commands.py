@@ -96,7 +96,7 @@ def _write_flow_file(path: Path, flow: np.ndarray) -> None:
 
         write_flo(path, flow)
     elif path.suffix == ".npy":
-        from repro.data.fileio import atomic_save_npy
+        from repro.fileio import atomic_save_npy
 
         atomic_save_npy(path, flow.astype(np.float32))
     else:
@@ -256,7 +256,7 @@ def cmd_flowbench(args: argparse.Namespace) -> int:
                "threads": torch.get_num_threads(), "compile": args.compile, "rows": [r.to_dict() for r in rows]}
     text = format_table(rows) + f"(torch threads: {payload['threads']})\n"
     if args.out:
-        from repro.data.fileio import atomic_write_json
+        from repro.fileio import atomic_write_json
 
         atomic_write_json(args.out, payload)
     _emit(args, payload, text)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from repro.data.fileio import atomic_write
+from repro.fileio import atomic_write
 
 __all__ = ["DEFAULT_BOUND", "FLOW_TEMPLATE", "quantize_flow", "dequantize_flow", "write_flow_jpegs", "read_flow_jpegs"]
 

@@ -1,4 +1,4 @@
-"""Atomic file writing shared by the data layer.
+"""Atomic file writing: every file the project writes goes through here.
 
 Every file the data layer writes goes through :func:`atomic_write` (or its helpers): the bytes are
 written to a temporary file in the destination's own folder, flushed, and moved into place with

@@ -168,10 +168,12 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
                                                         progress=progress))
     n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
     if cfg.dataset == SYNTH:
-        desc = f"{scale}, built-in benchmark (synth {cfg.preset or 'mini'}, {n_train} train / {n_val} val clips)"
+        desc = f"built-in benchmark (synth {cfg.preset or 'mini'}, {n_train} train / {n_val} val clips)"
     else:
         split = f" {cfg.split}" if cfg.split else ""
-        desc = f"{scale}, {cfg.dataset}{split} ({n_train} train / {n_val} val videos)"
+        desc = f"{cfg.dataset}{split} ({n_train} train / {n_val} val videos)"
+    if flow and flow != "none":  # which flow a flow-taking model was fed is part of what was measured
+        desc += f", flow: {'ground truth' if flow == 'gt' else flow}"
     return RunData(train, val, num_classes_of(train), root, desc)
 
 

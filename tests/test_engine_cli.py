@@ -81,7 +81,7 @@ def test_train_then_eval_then_chain(dirs, capsys):
     code, out, _ = _run(["train", "trajectorynet:table3:appearance"], dirs, capsys)
     assert code == 0
     payload = json.loads(out)
-    assert payload["data"] == "mini, built-in benchmark (synth tiny, 16 train / 8 val clips)"
+    assert payload["data"] == "built-in benchmark (synth tiny, 16 train / 8 val clips)"
     assert set(payload["metrics"]) == {"top1", "top5", "avg_top1_top5", "mean_class_acc"}
     assert 0.0 <= payload["metrics"]["top1"] <= 100.0
     assert payload["metrics"]["top5"] == 100.0  # 4 classes: the label is always in the top 5
@@ -149,7 +149,7 @@ def test_train_job_through_the_runner_layout(dirs, capsys):
     out = train_job(ctx)
     assert set(out.metrics) >= {"top1", "top5", "avg_top1_top5", "mean_class_acc"}
     assert out.seed == 0
-    assert out.data.startswith("mini, built-in benchmark (synth tiny")
+    assert out.data.startswith("built-in benchmark (synth tiny")
     assert out.details["epochs"] == 1 and out.details["skipped_videos"] == 0
     ctx.wanted = ["epe"]  # a table column this row cannot measure (no flow prediction)
     with pytest.raises(NotRunnable, match="epe"):
@@ -198,15 +198,15 @@ def test_flow_method_computed_once_per_video_and_cached(dirs):
     assert item["flow_fwd_valid"].tolist() == [True, True, True, True]  # centre clip of 8 frames: 2..5
 
 
-def test_flow_method_row_is_not_runnable_until_wired(dirs, capsys, tmp_path):
+def test_unknown_flow_method_is_not_runnable(dirs, capsys, tmp_path):
     from repro.engine.job import train_row
     from repro.jobs import NotRunnable
     from repro.spec.loader import load_specs
 
     spec = load_specs(dirs["specs"])["trajectorynet:table3"]
     row = spec.row("with-flow")
-    row = row.model_copy(update={"mini": row.mini.model_copy(update={"flow": "tvl1"})})
-    with pytest.raises(NotRunnable, match="tvl1"):
+    row = row.model_copy(update={"mini": row.mini.model_copy(update={"flow": "tvl-one"})})
+    with pytest.raises(NotRunnable, match="unknown flow method 'tvl-one'"):
         train_row(spec, row, "mini", work_root=tmp_path, data_dir=dirs["data"], progress=False)
 
 

@@ -84,30 +84,11 @@ def dataset_root(cfg: RunConfig, data_dir: Path | str, *, progress: bool = True)
                 return root
             raise NotRunnable(f"synth preset '{preset}' is not built in (known: {sorted(synth.PRESETS)}) "
                               f"and {root} holds no benchmark generated with it")
-        if _generated_with(root, synth.PRESETS[preset].to_dict(), seed=0):
-            return root
-        return Path(synth.generate(root, preset, seed=0, progress=progress))
+        return Path(synth.generate(root, preset, seed=0, progress=progress))  # returns at once when present
     root = data_dir / cfg.dataset
     if not root.is_dir():
         raise NotRunnable(f"dataset '{cfg.dataset}' not found at {root} (put it there or pass --data-dir)")
     return root
-
-
-def _generated_with(root: Path, preset: dict[str, Any], seed: int) -> bool:
-    """Whether ``root/meta.json`` records a complete benchmark of this preset and seed.
-
-    Checked here, JSON-normalised, because ``synth.generate``'s own idempotence check compares
-    the preset's tuples with the lists read back from JSON and so regenerates every time
-    (~1-2 min for mini); reported to the data layer's owner.
-    """
-    meta = root / "meta.json"
-    if not meta.is_file():
-        return False
-    try:
-        config = json.loads(meta.read_text()).get("config", {})
-    except json.JSONDecodeError:
-        return False
-    return config.get("preset") == json.loads(json.dumps(preset)) and config.get("seed") == seed
 
 
 def num_classes_of(dataset: Dataset) -> int:

@@ -119,3 +119,11 @@ def test_frozen_action_net_equals_flow_stream_net_on_tvnet_flow():
     flow, _ = action.compute_flow(clip)
     flow_fwd = torch.cat((flow, torch.zeros_like(flow[:, :, :1])), dim=2)
     torch.testing.assert_close(stream(clip, flow_fwd=flow_fwd), action(clip))
+
+
+def test_registered_action_net_passes_classifier_args():
+    """Spec ``model_args`` (width, dropout) reach the classifier, TVNet args reach TVNet."""
+    model = create_model("tvnet_50", num_classes=CLASSES, num_frames=FRAMES, backbone="small", width=4,
+                         dropout=0.0, tvnet_mode="finetune", image_size=[SIZE, SIZE])
+    assert model.classifier.cnn[-2].p == 0.0 and model.classifier.cnn[0].out_channels == 4
+    assert model.tvnet.trainable == "all" and tuple(model.tvnet.u0.shape[-2:]) == (SIZE, SIZE)

@@ -678,7 +678,7 @@ def tvnet_multitask_loss(
 # ----------------------------------------------------------------------------------------------
 
 
-_ACTION_KEYS = ("num_frames", "backbone", "flow_scale", "tvnet_mode", "flow_loss_weight", "width",
+_ACTION_KEYS = ("num_frames", "backbone", "flow_scale", "tvnet_mode", "flow_loss_weight", "width", "dropout",
                 "input_mean", "input_std")
 
 

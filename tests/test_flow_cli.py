@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from repro.data.flo import read_flo
 from repro.data.video_io import read_image, write_png, write_video
@@ -14,13 +13,6 @@ from repro.flow.pairs import warped_texture_pair
 from repro.flow.quantize import dequantize_flow, quantize_flow, read_flow_jpegs, write_flow_jpegs
 from repro.flow.viz import flow_to_colour, make_colour_wheel
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _run(argv: list[str]) -> int:

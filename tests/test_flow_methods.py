@@ -21,13 +21,6 @@ ALL_FIXED = ["tvnet-20", "tvnet-2-2-10", "tvl1", "tvl1-2-2-10", "dis-fast", "dis
              "skimage-tvl1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def translation_pair() -> FlowPair:

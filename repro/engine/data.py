@@ -19,9 +19,7 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -30,6 +28,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from repro.data.datasets import VideoClipDataset, build_dataset
+from repro.fileio import atomic_save_npy
 from repro.jobs import NotRunnable
 from repro.spec.schema import RunConfig
 
@@ -184,20 +183,6 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _cache_key(root: Path, records: list) -> str:
     """Identity of the decoded data: the benchmark's meta.json and every video file's size and
     modification time (a regenerated or replaced video invalidates the cache)."""
@@ -244,7 +229,7 @@ def _decode_frames(root: Path, folder: Path, split: str, records: list, key: str
         if f is not None:
             out[i, :len(f)] = f
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_save_npy(folder / f"{split}-frames.npy", out)
+    atomic_save_npy(folder / f"{split}-frames.npy", out)
     index = {"key": key, "video_ids": [r.video_id for r in records], "lengths": lengths, "bad": bad}
     atomic_write_text(folder / f"{split}-index.json", json.dumps(index))
     return index
@@ -307,8 +292,8 @@ def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | Non
             if fresh(flow_index, fwd_path, bwd_path) is None:
                 fwd, bwd = _compute_flows(frames, np.asarray(index["lengths"]), records, flow, dataset, pair_flow,
                                           split, progress)
-                _atomic_save_npy(fwd_path, fwd)
-                _atomic_save_npy(bwd_path, bwd)
+                atomic_save_npy(fwd_path, fwd)
+                atomic_save_npy(bwd_path, bwd)
                 from repro.results import atomic_write_text
 
                 atomic_write_text(flow_index, json.dumps({"key": key, "video_ids": ids, "flow": flow}))

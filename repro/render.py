@@ -76,7 +76,8 @@ def build_table(spec: TableSpec, results: dict[tuple[str, str, int, str], Result
     for row in spec.rows:
         values, sources = _reproduced_for(spec, row.id, results, scale)
         reproduced_all[row.id] = values
-        label = row.label + (f" {row.cite}" if row.kind == "cited" and row.cite and row.cite not in row.label else "")
+        ref = row.cite.split()[0] if row.cite else ""
+        label = row.label + (f" {ref}" if row.kind == "cited" and ref and ref not in row.label else "")
         rec: dict[str, Any] = {"id": row.id, "Method": label, "kind": row.kind}
         for c in spec.text_columns:
             rec[c.label] = row.cells.get(c.key, "")

@@ -147,7 +147,7 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     payload = [{"paper": t.spec.paper, "table": t.spec.table, "title": t.spec.title, "scale": t.scale,
                 "rows": t.rows,
                 "claims": [{"id": c.id, "text": c.claim.text, "reported": c.status,
-                            "reproduced": r.status} for c, r in zip(t.reported_claims, t.reproduced_claims.get(t.scale, t.reported_claims))]}
+                            "reproduced": r.status} for c, r in zip(t.reported_claims, t.reproduced_claims)]}
                for t in rendered]
 
     def text() -> str:

@@ -41,7 +41,7 @@ class RenderedTable:
     frame: pd.DataFrame  # one row per spec row; machine-readable columns
     rows: list[dict[str, Any]]  # JSON form: id, label, kind, reported, reproduced, sources, status
     reported_claims: list[ClaimResult]
-    reproduced_claims: dict[str, list[ClaimResult]]  # scale -> claim results
+    reproduced_claims: list[ClaimResult]  # on the reproduced numbers at ``scale``
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
@@ -103,9 +103,8 @@ def build_table(spec: TableSpec, results: dict[tuple[str, str, int, str], Result
                             "file": str(r.path)} for k, r in sources.items()},
             "status": note,
         })
-    reproduced_claims = {scale: check_claims(spec, reproduced_all)} if spec.claims else {}
     return RenderedTable(spec, scale, pd.DataFrame.from_records(records), json_rows,
-                         check_claims(spec, reported_values(spec)), reproduced_claims)
+                         check_claims(spec, reported_values(spec)), check_claims(spec, reproduced_all))
 
 
 def _display_frame(t: RenderedTable) -> pd.DataFrame:
@@ -134,7 +133,7 @@ def to_markdown(t: RenderedTable) -> str:
         lines += ["", f"**How rows were recovered from the text:** {spec.recovery.strip()}"]
     if spec.claims:
         lines += ["", "## Claims", "", "| claim | on reported numbers | reproduced (" + t.scale + ") |", "|---|---|---|"]
-        repro_claims = {c.id: c for c in t.reproduced_claims.get(t.scale, [])}
+        repro_claims = {c.id: c for c in t.reproduced_claims}
         for c in t.reported_claims:
             r = repro_claims.get(c.id)
             got = f"{r.status} ({_fmt(r.a)} vs {_fmt(r.b)})" if r and r.status != "not run" else "not run"

@@ -442,22 +442,19 @@ def sample_clip_spec(
         vel = (float(speed * math.cos(direction)), float(speed * math.sin(direction)))
     ang_vel = float(cls.rotation * rng.uniform(*_ANG_SPEED))
 
-    log_scale_lo, log_scale_hi = (math.log(f) / span for f in _SCALE_FACTOR)
-    log_scale_mid = float(rng.uniform(-0.1, 0.1))
-    if cls.scaling:
-        log_scale_rate = float(cls.scaling * rng.uniform(log_scale_lo, log_scale_hi))
-    else:
-        log_scale_mid += matched(log_scale_lo, log_scale_hi)
-        log_scale_rate = 0.0
+    def log_mid_and_rate(sign: int, factor_range: tuple[float, float]) -> tuple[float, float]:
+        # A log-quantity that changes at a signed rate when the class animates it (``sign``),
+        # else stays constant at a value with the same marginal (see ``matched``).
+        lo, hi = (math.log(f) / span for f in factor_range)
+        mid = float(rng.uniform(-0.1, 0.1))
+        if sign:
+            return mid, float(sign * rng.uniform(lo, hi))
+        return mid + matched(lo, hi), 0.0
+
+    log_scale_mid, log_scale_rate = log_mid_and_rate(cls.scaling, _SCALE_FACTOR)
 
     # -- appearance ----------------------------------------------------------------------------
-    log_gain_lo, log_gain_hi = (math.log(f) / span for f in _GAIN_FACTOR)
-    log_gain_mid = float(rng.uniform(-0.1, 0.1))
-    if cls.brightness:
-        log_gain_rate = float(cls.brightness * rng.uniform(log_gain_lo, log_gain_hi))
-    else:
-        log_gain_mid += matched(log_gain_lo, log_gain_hi)
-        log_gain_rate = 0.0
+    log_gain_mid, log_gain_rate = log_mid_and_rate(cls.brightness, _GAIN_FACTOR)
     hue0 = float(rng.uniform(0, 2 * math.pi))
     hue_rate = _signed(rng, *(2 * math.pi * f / span for f in _HUE_TURN)) if cls.hue else 0.0
     if cls.texture:

@@ -247,3 +247,19 @@ def test_replace_temporal_conv_and_feed_it() -> None:
     assert (shifted - before).abs().max() > 1e-3
     with pytest.raises(KeyError, match="layer9"):
         model(x, temporal_inputs={"layer9.0.conv1_t": zero})
+
+
+def test_width_multiplier_scales_every_stage() -> None:
+    from repro.models.video_resnet import stage_channels
+
+    assert [stage_channels(c, 0.25) for c in (64, 128, 256, 512)] == [16, 32, 64, 128]
+    assert stage_channels(64, 1.0) == 64 and stage_channels(64, 0.05) == 8
+    model = create_model("s3d_resnet18", num_classes=5, width=0.25)
+    assert model.conv1.out_channels == 16 and model.layer4[0].conv2_t.out_channels == 128
+    assert model.num_features == 128 and model.fc.in_features == 128
+    assert model(torch.randn(2, 3, 8, 32, 32)).shape == (2, 5)
+    full = sum(p.numel() for p in create_model("s3d_resnet18", num_classes=5).parameters())
+    narrow = sum(p.numel() for p in model.parameters())
+    assert 14 < full / narrow < 17  # conv params scale with width**2 (the fc with width)
+    with pytest.raises(ValueError, match="width"):
+        create_model("s3d_resnet18", width=0.5, pretrained_file="weights.pth")

@@ -255,7 +255,7 @@ class MotionFeatureStream(nn.Module):
     (``layerS.B.conv1_t``): stem, whole stages before S, blocks ``< B`` of stage S, and block B's
     spatial conv1-bn1-act1.  Its output has the appearance features' shape at that point."""
 
-    def __init__(self, path: str, in_chans: int = 2) -> None:
+    def __init__(self, path: str, in_chans: int = 2, width: float = 1.0) -> None:
         super().__init__()
         match = _CONV1_T_PATH.match(path)
         if match is None:
@@ -264,7 +264,7 @@ class MotionFeatureStream(nn.Module):
                 f"(layerS.B.conv1_t, e.g. res3b1.conv1); got {path}"
             )
         stage, block = int(match.group(1)), int(match.group(2))
-        trunk = s3d_resnet18(num_classes=1, in_chans=in_chans, dropout=0.0)
+        trunk = s3d_resnet18(num_classes=1, in_chans=in_chans, dropout=0.0, width=width)
         self.conv1, self.bn1, self.act1, self.pool1, self.pool2 = trunk.conv1, trunk.bn1, trunk.act1, trunk.pool1, trunk.pool2
         self.stages = nn.ModuleList(trunk.stages()[: stage - 1])
         target = trunk.stages()[stage - 1]
@@ -324,6 +324,7 @@ class TrajectoryNet(nn.Module):
         motionnet_width: float = 1.0,
         motionnet_file: str | None = None,
         dropout: float = 0.2,
+        width: float = 1.0,
         pretrained_file: str | None = None,
         video_mean: Sequence[float] = IMAGENET_MEAN,
         video_std: Sequence[float] = IMAGENET_STD,
@@ -345,7 +346,7 @@ class TrajectoryNet(nn.Module):
         self.register_buffer("video_mean", torch.tensor(video_mean).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("video_std", torch.tensor(video_std).view(1, 3, 1, 1, 1), persistent=False)
 
-        self.backbone: SeparableResNet = s3d_resnet18(num_classes, pretrained_file=pretrained_file, dropout=dropout)
+        self.backbone: SeparableResNet = s3d_resnet18(num_classes, pretrained_file=pretrained_file, dropout=dropout, width=width)
 
         def factory(conv: nn.Conv3d) -> TrajectoryTemporalConv:
             # a motion stream's features have the block's width, i.e. the temporal conv's input
@@ -363,7 +364,7 @@ class TrajectoryNet(nn.Module):
                 raise ValueError(
                     f"motion='feature' with a motion stream supports one trajectory position, got {self.trajectory_paths}"
                 )
-            self.motion_stream = MotionFeatureStream(self.trajectory_paths[0])
+            self.motion_stream = MotionFeatureStream(self.trajectory_paths[0], width=width)
 
         self.motionnet: MotionNet | None = None
         if source != "flow":
@@ -422,10 +423,11 @@ class TwoStreamS3D(nn.Module):
         dropout: float = 0.2,
         pretrained_file: str | None = None,
         flow_pretrained_file: str | None = None,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
-        self.appearance = s3d_resnet18(num_classes, pretrained_file=pretrained_file, dropout=dropout)
-        self.motion = s3d_resnet18(num_classes, pretrained_file=flow_pretrained_file, dropout=dropout, in_chans=2)
+        self.appearance = s3d_resnet18(num_classes, pretrained_file=pretrained_file, dropout=dropout, width=width)
+        self.motion = s3d_resnet18(num_classes, pretrained_file=flow_pretrained_file, dropout=dropout, in_chans=2, width=width)
 
     def example_inputs(self, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
         return _example_video_and_flows(input_shape)

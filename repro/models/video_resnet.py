@@ -85,6 +85,7 @@ __all__ = [
     "Conv3dSpatial",
     "Conv2Plus1d",
     "r2plus1d_mid_planes",
+    "stage_channels",
     "VideoBasicBlock",
     "SeparableBasicBlock",
     "SeparableBottleneck",
@@ -183,6 +184,14 @@ class Conv2Plus1d(nn.Module):
 
 
 ConvMaker = Callable[..., nn.Module]
+
+
+def stage_channels(channels: int, width: float) -> int:
+    """``channels`` scaled by the width multiplier, at least 8 and a multiple of 8 (the rounding
+    timm and MobileNet use for width multipliers); ``width=1`` returns ``channels``."""
+    if width <= 0:
+        raise ValueError(f"width: expected a positive multiplier, got {width}")
+    return max(8, int(round(channels * width / 8)) * 8)
 
 
 def _temporal_conv(planes: int, stride: int = 1) -> nn.Conv3d:
@@ -443,6 +452,9 @@ class SeparableResNet(_VideoHead):
     (P3D, LGD Table 1 "conv1").  ``pool1`` follows the stem, ``pool2`` follows ``layer1``.
     Blocks only stride in space; the shortcut conv is 1x1x1 with stride (1, 2, 2).
 
+    ``width`` multiplies every channel count (``stage_channels``); 1.0 is the published
+    network.  Narrow nets are how the mini protocol fits a CPU (they load no 2-D weights).
+
     ``forward_features(x, temporal_inputs)``: ``temporal_inputs`` maps temporal-conv module paths
     (see :func:`temporal_conv_paths`) to an extra argument for that module, which is then called
     as ``module(features, extra)`` -- the hook TrajectoryNet uses to feed trajectories.
@@ -458,22 +470,24 @@ class SeparableResNet(_VideoHead):
         num_classes: int = 400,
         dropout: float = 0.0,
         in_chans: int = 3,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
-        self.in_chans, self.num_classes = in_chans, num_classes
-        self.conv1 = nn.Conv3d(in_chans, 64, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
+        stem = stage_channels(64, width)
+        self.in_chans, self.num_classes, self.width = in_chans, num_classes, width
+        self.conv1 = nn.Conv3d(in_chans, stem, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(stem)
         self.act1 = nn.ReLU(inplace=True)
         self.stem_temporal_conv = stem_temporal_conv
         if stem_temporal_conv:
-            self.conv1_t = _temporal_conv(64)
-            self.bn1_t = nn.BatchNorm3d(64)
+            self.conv1_t = _temporal_conv(stem)
+            self.bn1_t = nn.BatchNorm3d(stem)
             self.act1_t = nn.ReLU(inplace=True)
         self.pool1 = pool1
         self.pool2 = pool2
-        in_planes = 64
+        in_planes = stem
         for i, depth in enumerate(layers):
-            planes, stride = 64 * 2**i, 1 if i == 0 else 2
+            planes, stride = stage_channels(64 * 2**i, width), 1 if i == 0 else 2
             out_planes = planes * block.expansion
             downsample = None
             if stride != 1 or in_planes != out_planes:
@@ -888,6 +902,7 @@ def _separable(
     *,
     variant: str,
     temporal_init: str = "identity",
+    width: float = 1.0,
 ) -> SeparableResNet:
     block = SeparableBasicBlock if depth < 50 else SeparableBottleneck
     if variant == "s3d":
@@ -905,9 +920,11 @@ def _separable(
         stem_t = True
     model = SeparableResNet(
         block, _DEPTHS[depth], pool1, pool2, stem_temporal_conv=stem_t,
-        num_classes=num_classes, dropout=dropout, in_chans=in_chans,
+        num_classes=num_classes, dropout=dropout, in_chans=in_chans, width=width,
     )
     if pretrained_file is not None:
+        if width != 1.0:
+            raise ValueError(f"pretrained_file: a width-{width} network has no 2-D checkpoint to load; use width=1.0")
         _load_pretrained(model, f"resnet{depth}", pretrained_file, in_chans, temporal_init=temporal_init)
     return model
 

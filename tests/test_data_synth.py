@@ -197,3 +197,12 @@ def test_presets_are_sane():
     assert comps == {"motion", "appearance_change", "static"}
     with pytest.raises(ValueError, match="unknown preset"):
         synth._resolve_preset("huge")
+
+
+def test_preset_nuisance_knobs_keep_the_other_draws():
+    base = synth.sample_clip_spec("moving_something_left", np.random.default_rng(3))
+    easy = synth.sample_clip_spec("moving_something_left", np.random.default_rng(3), camera=False, occluder=False,
+                                  background_contrast=0.5)
+    assert easy.obj == base.obj and easy.cam_vel == (0.0, 0.0) and easy.occluder is None
+    assert easy.background.freqs == base.background.freqs
+    np.testing.assert_allclose(np.array(easy.background.amps), 0.5 * np.array(base.background.amps))

@@ -166,6 +166,10 @@ class Preset:
     val_per_class: int
     fps: int = 12
     flow_splits: tuple[str, ...] = ("val",)
+    # difficulty of the nuisance (see sample_clip_spec): camera pans, occluder pole, background contrast
+    camera: bool = True
+    occluder: bool | None = None
+    background_contrast: float = 1.0
     crf: int = 17  # x264 constant rate factor (visually near-lossless; video stays small)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,10 +191,16 @@ _MINI_CLASSES = (
     "holding_a_star_still",
 )
 
-# mini: 64x64 keeps a 56x56 training crop; 16 frames serves a 16x1 clip; 12 classes x 32 = 384
-# train and 12 x 8 = 96 val clips (~1 MB of .flo per clip, so flow files only for val).
+# mini: 64x64 keeps a 56x56 training crop; 16 frames serves a 16x1 clip; 12 classes x 96 = 1152
+# train and 12 x 16 = 192 val clips (~1 MB of .flo per clip, so flow files only for val).  Its
+# nuisance is the gentle end of the generator's range -- camera still, no occluder, background
+# texture at 0.3 of its contrast -- because a from-scratch width-1/4 S3D-ResNet-18 (the mini
+# protocol) stayed at chance on held-out clips under the full nuisance (train loss falling from
+# epoch 11, val 8-12 % after 15 epochs of Adam on 1152 clips) and reached 61 % val in 25 epochs on
+# this one.  "small" keeps the full nuisance (camera pans, occluders, full contrast).
 PRESETS: dict[str, Preset] = {
-    "mini": Preset("mini", 64, 64, 16, _MINI_CLASSES, train_per_class=32, val_per_class=8),
+    "mini": Preset("mini", 64, 64, 16, _MINI_CLASSES, train_per_class=96, val_per_class=16,
+                   camera=False, occluder=False, background_contrast=0.3),
     "small": Preset("small", 112, 112, 32, tuple(CLASSES), train_per_class=64, val_per_class=16),
 }
 
@@ -399,6 +409,7 @@ def sample_clip_spec(
     background_max_freq: float = _BG_MAX_FREQ,
     camera: bool = True,
     occluder: bool | None = None,
+    background_contrast: float = 1.0,
 ) -> ClipSpec:
     """Draw the parameters of one clip of ``class_name``.
 
@@ -409,7 +420,8 @@ def sample_clip_spec(
     Positions and angles live on a circle/torus, so a uniform start is uniform at every frame.
 
     ``object_freq`` / ``background_max_freq`` bound the texture frequencies (cycles per pixel);
-    ``camera=False`` freezes the camera; ``occluder`` forces the pole on/off (None: random).
+    ``camera=False`` freezes the camera; ``occluder`` forces the pole on/off (None: random);
+    ``background_contrast`` scales the background texture's amplitudes (1: the documented range).
     """
     if class_name not in CLASSES:
         raise ValueError(f"unknown class {class_name!r}; known: {sorted(CLASSES)}")
@@ -474,6 +486,9 @@ def sample_clip_spec(
 
     # -- camera, background and occluder (class-independent nuisance) --------------------------
     background = _periodic_texture(rng, height, width, background_max_freq, n_waves=5, grey=True)
+    if background_contrast != 1.0:  # scaled after drawing, so every other draw stays the same
+        background = dataclasses.replace(
+            background, amps=tuple(tuple(float(v) * background_contrast for v in a) for a in background.amps))
     cam0 = (float(rng.uniform(0, width)), float(rng.uniform(0, height)))
     cam_moves = rng.uniform() < _P_CAMERA_MOVES
     cam_speed = rng.uniform(*_CAMERA_SPEED) * px
@@ -704,7 +719,8 @@ def _write_clip(
     label = index % len(p.classes)
     class_name = p.classes[label]
     rng = _clip_rng(seed, split, index)
-    spec = sample_clip_spec(class_name, rng, height=p.height, width=p.width, num_frames=p.num_frames)
+    spec = sample_clip_spec(class_name, rng, height=p.height, width=p.width, num_frames=p.num_frames,
+                            camera=p.camera, occluder=p.occluder, background_contrast=p.background_contrast)
     frames, flow_fwd, flow_bwd, masks = render_clip(spec, rng)
     vid = video_id_for(split, index)
     rel = f"videos/{vid}.mp4"

@@ -7,13 +7,14 @@ A table column says which job reproduces it (``measure: "train:top1"``).  A job 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from repro.spec.schema import Row, RunConfig, TableSpec
 
-__all__ = ["JobContext", "JobOutput", "JOBS", "register_job", "job_scales", "NotRunnable"]
+__all__ = ["JOBS", "JobContext", "JobOutput", "NotRunnable", "job_reads_dataset", "job_scales", "register_job"]
 
 
 class NotRunnable(RuntimeError):
@@ -55,6 +56,15 @@ JOBS: dict[str, JobFn] = {}
 #: data needed), so its results are stored at scale ``full``.
 _JOB_SCALES: dict[str, tuple[str, ...]] = {"profile": ("full",), "train": ("mini", "small", "full"),
                                             "flow": ("mini", "small", "full")}
+
+
+#: Jobs that read the row's dataset (their cached results depend on what the data is, not only
+#: on the spec; see :func:`repro.runner.data_fingerprint`).  ``flow`` renders its own GT pairs.
+_JOBS_READING_DATASET = frozenset({"train"})
+
+
+def job_reads_dataset(job: str) -> bool:
+    return job in _JOBS_READING_DATASET
 
 
 def register_job(name: str) -> Callable[[JobFn], JobFn]:

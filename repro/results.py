@@ -18,22 +18,23 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from repro.fileio import atomic_write_text
 
 __all__ = [
     "Result",
+    "atomic_write_text",
     "default_results_dir",
+    "load_results",
+    "provenance",
+    "read_result",
     "result_path",
     "row_hash",
-    "provenance",
     "write_result",
-    "read_result",
-    "load_results",
-    "atomic_write_text",
 ]
 
 SCHEMA_VERSION = 1
@@ -47,14 +48,18 @@ def result_path(root: Path | str, scale: str, paper: str, table: int, row: str) 
     return Path(root) / scale / paper / f"table{table}" / f"{row}.json"
 
 
-def row_hash(spec: Any, row_id: str) -> str:
+def row_hash(spec: Any, row_id: str, data: dict[str, Any] | None = None) -> str:
     """Hash of everything that defines how a row is run (its row entry and the table's metric
-    definitions), so a cached result is reused only while the spec is unchanged."""
+    definitions), so a cached result is reused only while the spec is unchanged.  ``data``: what
+    defines the data the job reads when the spec names it only by name (a built-in benchmark
+    preset's definition), so redefining the preset invalidates results measured on the old one."""
     row = spec.row(row_id)
     payload = {
         "row": row.model_dump(mode="json", exclude={"label", "note", "cells", "reported", "cite"}),
         "metrics": [m.model_dump(mode="json") for m in spec.metrics],
     }
+    if data:
+        payload["data"] = data
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from repro.jobs import JobContext, NotRunnable, job_scales, load_jobs
+from repro.jobs import JobContext, NotRunnable, job_reads_dataset, job_scales, load_jobs
 from repro.results import provenance, read_result, row_hash, write_result
 from repro.spec.schema import Row, TableSpec
 
-__all__ = ["Task", "plan_table", "plan", "run_tasks"]
+__all__ = ["Task", "plan", "plan_table", "run_tasks"]
 
 log = logging.getLogger("repro")
 
@@ -75,11 +75,28 @@ def plan_table(spec: TableSpec, scale: str, results_dir: Path, rows: list[str] |
                 tasks.append(Task(spec, row, job, run_scale, wanted, "missing", reason))
                 continue
             cached = None if force else read_result(results_dir, run_scale, spec.paper, spec.table, row.id)
-            fresh = (cached is not None and cached.provenance.get("spec_hash") == row_hash(spec, row.id)
+            fresh = (cached is not None and cached.provenance.get("spec_hash") == task_hash(spec, row, job, run_scale)
                      and all(k in cached.metrics for k in wanted))
             tasks.append(Task(spec, row, job, run_scale, wanted, "cached" if fresh else "pending",
                               metrics=dict(cached.metrics) if fresh else {}))
     return tasks
+
+
+def data_fingerprint(row: Row, scale: str) -> dict | None:
+    """The definition of the built-in benchmark preset a row's run reads at ``scale`` (None for
+    real datasets, which the spec names completely, and for custom presets)."""
+    cfg = row.run_config(scale)
+    if not cfg or cfg.dataset != "synth":
+        return None
+    from repro.data import synth
+
+    preset = synth.PRESETS.get(cfg.preset or "mini")
+    return None if preset is None else {"synth": preset.to_dict(), "generator": synth.GENERATOR_VERSION}
+
+
+def task_hash(spec: TableSpec, row: Row, job: str, scale: str) -> str:
+    """Cache key of a row's result for ``job``: the row's spec, plus the data for jobs that read it."""
+    return row_hash(spec, row.id, data_fingerprint(row, scale) if job_reads_dataset(job) else None)
 
 
 def plan(specs: dict[str, TableSpec], scale: str, results_dir: Path, force: bool = False) -> list[Task]:
@@ -106,12 +123,12 @@ def run_tasks(tasks: list[Task], *, results_dir: Path, work_dir: Path, data_dir:
         except NotRunnable as e:
             task.state, task.reason = "missing", str(e)
             continue
-        except Exception as e:  # noqa: BLE001 - one broken row must not stop a table
+        except Exception as e:
             log.exception("%s [%s] failed", task.ref, task.job)
             task.error = f"{type(e).__name__}: {e}"
             continue
         task.elapsed_s = time.perf_counter() - start
-        prov = provenance(scale=task.scale, seed=out.seed, spec_hash=row_hash(task.spec, task.row.id),
+        prov = provenance(scale=task.scale, seed=out.seed, spec_hash=task_hash(task.spec, task.row, task.job, task.scale),
                           command=command, data=out.data, job=task.job, elapsed_s=round(task.elapsed_s, 2))
         write_result(results_dir, scale=task.scale, paper=task.spec.paper, table=task.spec.table, row=task.row.id,
                      job=task.job, metrics=out.metrics, provenance=prov, details=out.details)

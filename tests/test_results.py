@@ -1,10 +1,17 @@
 """Results store: provenance, atomic writes, concurrent writers never corrupt a file."""
 import json
 import multiprocessing as mp
+from pathlib import Path
 
 import pytest
 
-from repro.results import load_results, provenance, read_result, result_path, write_result
+from repro.results import (
+    load_results,
+    provenance,
+    read_result,
+    result_path,
+    write_result,
+)
 
 
 def _prov(**kw):
@@ -58,3 +65,20 @@ def test_concurrent_writers_never_corrupt(tmp_path):
     doc = json.loads(result_path(tmp_path, "mini", "lgd", 2, "r").read_text())
     assert doc["metrics"]["top1"] in (1029.0, 2029.0)
     assert doc["provenance"]["writer"] == int(doc["metrics"]["top1"]) // 1000
+
+
+def test_redefining_a_builtin_preset_invalidates_train_results_only(monkeypatch):
+    import dataclasses
+
+    from repro.data import synth
+    from repro.runner import task_hash
+    from repro.spec.loader import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "tvnet" / "table3.yaml")
+    row = spec.rows[-1]
+    before = {job: task_hash(spec, row, job, "mini") for job in ("train", "flow")}
+    monkeypatch.setitem(synth.PRESETS, "mini", dataclasses.replace(synth.PRESETS["mini"], train_per_class=3))
+    after = {job: task_hash(spec, row, job, "mini") for job in ("train", "flow")}
+    assert after["train"] != before["train"]  # the data a train job reads changed
+    assert after["flow"] == before["flow"]  # flow rows render their own GT pairs
+    assert task_hash(spec, row, "train", "full") == task_hash(spec, row, "train", "full")

@@ -44,11 +44,14 @@ class RenderedTable:
     reproduced_claims: list[ClaimResult]  # on the reproduced numbers at ``scale``
 
 
-def _fmt(v: float | None, digits: int = 2) -> str:
+def _fmt(v: float | None, digits: int | None = None) -> str:
+    """Two decimals; three below 1 (sub-pixel EPEs, seconds), so close values stay distinguishable."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if abs(v) >= 1e5 and float(v).is_integer():
         return f"{int(v):,}"
+    if digits is None:
+        digits = 3 if 0 < abs(v) < 1 else 2
     return f"{v:.{digits}f}"
 
 

@@ -47,6 +47,13 @@ SPEC = textwrap.dedent(
         kind: method
         model: {{name: {MODEL}, args: {{num_classes: 174, width: 4}}}}
         mini: {{init: "row:trajectorynet:table3:appearance", epochs: 1}}
+      - id: motionnet-frozen
+        label: MotionNet-(2), pre-trained without labels, frozen
+        kind: method
+        model:
+          name: trajectorynet_resnet18
+          args: {{num_classes: 174, width: 0.125, source: motionnet_2, motionnet_mode: frozen, motionnet_width: 0.125}}
+        mini: {{epochs: 1, motionnet_pretrain: {{epochs: 2, batch_size: 4}}}}
     """
 )
 
@@ -243,3 +250,31 @@ def test_decoded_cache_follows_the_video_files(dirs, tmp_path):
     second = np.asarray(decoded_split(root, "val", ds, progress=False).frames[1])
     zeroth = np.asarray(decoded_split(root, "val", ds, progress=False).frames[0])
     assert not np.array_equal(first, second) and np.array_equal(second, zeroth)
+
+
+def test_motionnet_is_pretrained_without_labels_then_frozen(dirs):
+    from repro.engine import checkpoint as ckpt_io
+    from repro.engine.job import train_row
+    from repro.engine.motionnet_pretrain import pretrain_motionnet
+    from repro.models.motionnet import motionnet_2
+    from repro.spec.loader import load_specs
+
+    spec = load_specs(dirs["specs"])["trajectorynet:table3"]
+    run = train_row(spec, spec.row("motionnet-frozen"), "mini", work_root=dirs["work"], data_dir=dirs["data"],
+                    progress=False)
+    report = run.details["motionnet_pretrain"]["0"]
+    losses = [h["unsup_loss"] for h in report["history"]]
+    assert len(losses) == 2 and all(np.isfinite(losses)) and losses[1] < losses[0]
+    pretrained = ckpt_io.load_checkpoint(report["file"])["state_dict"]
+    final = ckpt_io.load_checkpoint(dirs["work"] / "mini" / "trajectorynet" / "table3" / "motionnet-frozen"
+                                    / "seed0" / "final.pt")
+    state = final["model"]
+    for key, value in pretrained.items():  # frozen: classification training left MotionNet as pre-trained
+        torch.testing.assert_close(state[f"motionnet.{key}"], value)
+    # the same request re-uses the cached weights instead of training again
+    again = motionnet_2(width=0.125)
+    done = pretrain_motionnet(again, None, epochs=2, batch_size=4, lr=1e-3, video_mean=torch.zeros(1, 3, 1, 1, 1),
+                              video_std=torch.ones(1, 3, 1, 1, 1), out=report["file"], seed=0, progress=False)
+    assert done["history"] == report["history"]
+    for key, value in again.state_dict().items():
+        torch.testing.assert_close(value, pretrained[key])

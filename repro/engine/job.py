@@ -120,6 +120,32 @@ def _init_path(cfg: RunConfig, work_root: Path, scale: str, seed: int, where: st
     return path
 
 
+def _pretrain_motionnet(model: torch.nn.Module, cfg: RunConfig, data: RunData, work_root: Path, scale: str,
+                        seed: int, where: str, progress: bool) -> dict[str, Any]:
+    """Pre-train ``model.motionnet`` without labels on the run's training clips (cached)."""
+    from repro.engine.motionnet_pretrain import pretrain_motionnet, pretrained_motionnet_path
+
+    net = getattr(model, "motionnet", None)
+    if net is None:
+        raise ValueError(f"{where}: motionnet_pretrain is set but {type(model).__name__} has no MotionNet "
+                         "(source: motionnet_2 or motionnet_17)")
+    pre = cfg.motionnet_pretrain
+    settings = pre.model_dump()
+    out = pretrained_motionnet_path(work_root, scale, net, {**settings, "size": cfg.size, "frames": cfg.frames,
+                                                             "step": cfg.step}, data.description, seed)
+    if dist_info().is_main:
+        done = pretrain_motionnet(net, data.train, epochs=pre.epochs, batch_size=pre.batch_size, lr=pre.lr,
+                                  video_mean=model.video_mean, video_std=model.video_std, out=out, seed=seed,
+                                  progress=progress)
+    barrier()
+    if not dist_info().is_main:  # every process starts from rank 0's pre-trained MotionNet
+        done = ckpt_io.load_checkpoint(out)
+        net.load_state_dict(done["state_dict"])
+    if model.motionnet_mode == "frozen":
+        net.requires_grad_(False)
+    return {"file": str(out), "history": done["history"], **settings}
+
+
 def _identity(row: Row, cfg: RunConfig, num_classes: int, init: Path | None) -> dict[str, Any]:
     return {"model": row.model.name, "model_args": {**row.model.args, **cfg.model_args},
             "num_classes": num_classes, "init": str(init) if init else None,
@@ -159,6 +185,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     histories: dict[int, list] = {}
     times: dict[int, float] = {}
     init_reports: dict[int, Any] = {}
+    pretrain_reports: dict[int, Any] = {}
     for seed in seeds:
         run_dir = ckpt_io.seed_dir(row_dir, seed)
         init = _init_path(cfg, work_root, scale, seed, where)
@@ -183,6 +210,8 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                 continue
         ckpt_io.seed_everything(seed)  # model initialisation: identical on every process
         model = build_row_model(row, cfg, data.num_classes)
+        if cfg.motionnet_pretrain is not None:
+            pretrain_reports[seed] = _pretrain_motionnet(model, cfg, data, work_root, scale, seed, where, progress)
         if init is not None:
             report = ckpt_io.load_init_weights(model, init)
             init_reports[seed] = {"from": str(init), "dropped": report["dropped"], "missing": report["missing"]}
@@ -207,6 +236,8 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         details["train_time_s_per_seed"] = {str(s): round(times[s], 2) for s in seeds}
     if init_reports:
         details["init"] = {str(s): r for s, r in init_reports.items()}
+    if pretrain_reports:
+        details["motionnet_pretrain"] = {str(s): r for s, r in pretrain_reports.items()}
     return RowRun(metrics=mean, per_seed=per_seed, data=data.description, seeds=seeds, details=details)
 
 

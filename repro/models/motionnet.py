@@ -111,7 +111,7 @@ class MotionNet(nn.Module):
             raise ValueError(f"num_frames: MotionNet needs at least 2 frames, got {num_frames}")
         if width <= 0:
             raise ValueError(f"width: expected > 0, got {width}")
-        self.num_frames = num_frames
+        self.num_frames, self.width = num_frames, width
         self.num_flows = num_frames - 1
         ch = [max(1, round(c * width)) for c in (64, 128, 256, 512, 512, 1024)]
         flow_ch = 2 * self.num_flows

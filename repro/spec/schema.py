@@ -105,6 +105,15 @@ class LRSchedule(_Strict):
     gamma: float = 0.1
 
 
+class MotionNetPretrain(_Strict):
+    """Unsupervised pre-training of a model's MotionNet on the run's training clips before the
+    run (TrajectoryNet §3.5; see :mod:`repro.engine.motionnet_pretrain`).  Adam."""
+
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
 class RunConfig(_Strict):
     """How a row is trained and evaluated at one scale (dataset, sampling, optimisation).
 
@@ -137,6 +146,7 @@ class RunConfig(_Strict):
     #: ``repro.flow`` method name ("tvl1", "tvl1-5-5-50", "dis-fast", "tvnet-1-1-50", ...).
     flow: str | None = None
     init: str | None = None  # local checkpoint path, or "row:<paper>:<table>:<row>" to chain runs
+    motionnet_pretrain: MotionNetPretrain | None = None  # pre-train the model's MotionNet first
     model_args: dict[str, Any] = Field(default_factory=dict)  # merged over the row's model args
     seeds: list[int] = Field(default_factory=lambda: [0])
     notes: str | None = None

@@ -1,0 +1,92 @@
+"""Unsupervised pre-training of a TrajectoryNet's MotionNet on the run's own training clips.
+
+TrajectoryNet §3.5 / Table 4: MotionNet is "pre-trained without supervision" (the authors used
+image pairs from UCF-101, following Zhu et al.) before it is frozen or fine-tuned inside
+TrajectoryNet.  A ``RunConfig`` with ``motionnet_pretrain: {epochs, batch_size, lr}`` asks the
+train job to do that first on the run's training split -- at mini scale the built-in benchmark's
+frames, the only unlabelled video here -- with MotionNet's unsupervised loss
+(:func:`repro.models.motionnet.unsupervised_loss`, both time directions as in
+:func:`repro.models.motionnet.bidirectional_flows`), and to load the result into the model.
+
+The pre-trained weights are cached per (network, settings, data, seed) under
+``<work>/<scale>/motionnet/`` and shared by every row that asks for the same thing, so the
+frozen / fine-tuned / fine-tuned + unsupervised rows of Table 4 start from identical MotionNets.
+Labels are never read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from repro.engine import checkpoint as ckpt_io
+from repro.models.motionnet import MotionNet, bidirectional_flows
+
+__all__ = ["pretrain_motionnet", "pretrained_motionnet_path"]
+
+log = logging.getLogger("repro.engine")
+
+
+def pretrained_motionnet_path(work_root: Path | str, scale: str, net: MotionNet, settings: dict[str, Any],
+                              data: str, seed: int) -> Path:
+    """Where the pre-trained weights for this network, these settings and this data live."""
+    key = json.dumps({"frames": net.num_frames, "width": net.width, "settings": settings, "data": data,
+                      "seed": seed}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return Path(work_root) / scale / "motionnet" / f"motionnet{net.num_frames}-w{net.width:g}-{digest}.pt"
+
+
+def pretrain_motionnet(net: MotionNet, dataset: Dataset, *, epochs: int, batch_size: int, lr: float,
+                       video_mean: torch.Tensor, video_std: torch.Tensor, out: Path | str, seed: int = 0,
+                       progress: bool = True) -> dict[str, Any]:
+    """Train ``net`` in place with Adam on the unsupervised loss over ``dataset``'s clips
+    (``sample["video"]``, normalised; ``video_mean``/``video_std`` (1, 3, 1, 1, 1) map it back to
+    RGB in [0, 1]) and save ``{"state_dict", "history", "settings"}`` atomically to ``out``.
+    If ``out`` already holds a finished run with the same settings it is loaded instead."""
+    out = Path(out)
+    settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    if out.is_file():
+        done = ckpt_io.load_checkpoint(out)
+        if done.get("settings") == settings:
+            net.load_state_dict(done["state_dict"])
+            log.info("MotionNet pre-training: re-using %s", out)
+            return done
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator, drop_last=True)
+    if len(loader) == 0:
+        raise ValueError(f"motionnet_pretrain: batch_size {batch_size} exceeds the {len(dataset)} training clips")
+    net.requires_grad_(True)  # a frozen row's MotionNet is frozen only after pre-training
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    history = []
+    for epoch in range(epochs):
+        total, steps = 0.0, 0
+        bar = tqdm(loader, desc=f"MotionNet-({net.num_frames}) pre-training {epoch + 1}/{epochs}",
+                   unit="batch", disable=not progress, leave=False)
+        for batch in bar:
+            frames = (batch["video"] * video_std + video_mean).clamp(0, 1)
+            _, _, terms = bidirectional_flows(net, frames, with_loss=True)
+            loss = terms["total"]
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"MotionNet pre-training: loss became {loss.item()} at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+            bar.set_postfix(loss=f"{loss.item():.2f}")
+        history.append({"epoch": epoch + 1, "unsup_loss": total / steps})
+        log.info("MotionNet-(%d) pre-training epoch %d: unsupervised loss %.3f", net.num_frames, epoch + 1,
+                 total / steps)
+    net.eval()
+    result = {"state_dict": net.state_dict(), "history": history, "settings": settings}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt_io.atomic_torch_save(result, out)
+    return result

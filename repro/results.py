@@ -54,9 +54,11 @@ def row_hash(spec: Any, row_id: str, data: dict[str, Any] | None = None) -> str:
     defines the data the job reads when the spec names it only by name (a built-in benchmark
     preset's definition), so redefining the preset invalidates results measured on the old one."""
     row = spec.row(row_id)
+    # exclude_defaults: a field added to the schema later (with a default) leaves every existing
+    # row's hash -- and so every cached result -- valid.
     payload = {
-        "row": row.model_dump(mode="json", exclude={"label", "note", "cells", "reported", "cite"}),
-        "metrics": [m.model_dump(mode="json") for m in spec.metrics],
+        "row": row.model_dump(mode="json", exclude_defaults=True, exclude={"label", "note", "cells", "reported", "cite"}),
+        "metrics": [m.model_dump(mode="json", exclude_defaults=True) for m in spec.metrics],
     }
     if data:
         payload["data"] = data

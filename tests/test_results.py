@@ -82,3 +82,18 @@ def test_redefining_a_builtin_preset_invalidates_train_results_only(monkeypatch)
     assert after["train"] != before["train"]  # the data a train job reads changed
     assert after["flow"] == before["flow"]  # flow rows render their own GT pairs
     assert task_hash(spec, row, "train", "full") == task_hash(spec, row, "train", "full")
+
+
+def test_row_hash_ignores_fields_left_at_their_default():
+    # so a field added to the schema later (with a default) keeps every cached result valid
+    from repro.results import row_hash
+    from repro.spec.loader import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "tvnet" / "table3.yaml")
+    row = spec.rows[-1]
+    explicit = row.model_copy(update={"mini": row.mini.model_copy(update={"momentum": 0.9, "motionnet_pretrain": None})})
+    changed = row.model_copy(update={"mini": row.mini.model_copy(update={"momentum": 0.5})})
+    same_spec = spec.model_copy(update={"rows": [explicit if r.id == row.id else r for r in spec.rows]})
+    other_spec = spec.model_copy(update={"rows": [changed if r.id == row.id else r for r in spec.rows]})
+    assert row_hash(same_spec, row.id) == row_hash(spec, row.id)
+    assert row_hash(other_spec, row.id) != row_hash(spec, row.id)

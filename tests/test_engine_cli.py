@@ -278,3 +278,14 @@ def test_motionnet_is_pretrained_without_labels_then_frozen(dirs):
     assert done["history"] == report["history"]
     for key, value in again.state_dict().items():
         torch.testing.assert_close(value, pretrained[key])
+
+
+def test_checkpoint_settings_match_across_a_new_defaulted_config_field():
+    from repro.engine.trainer import same_settings
+
+    current = {"epochs": 2, "identity": {"model": "m", "config": {"dataset": "synth", "lr": 0.1, "motionnet_pretrain": None}}}
+    older = {"epochs": 2, "identity": {"model": "m", "config": {"dataset": "synth", "lr": 0.1}}}  # before the field
+    assert same_settings(older, current) and same_settings(current, older)
+    assert not same_settings({**older, "epochs": 3}, current)
+    assert not same_settings({"epochs": 2, "identity": {"model": "m", "config": {"dataset": "synth", "lr": 0.2}}}, current)
+    assert not same_settings(None, current)

@@ -25,7 +25,7 @@ import torch
 from repro.engine import checkpoint as ckpt_io
 from repro.engine.data import RunData, build_run_data
 from repro.engine.distributed import barrier, dist_info
-from repro.engine.trainer import evaluate, fit, model_takes_flow, resolve_settings
+from repro.engine.trainer import evaluate, fit, model_takes_flow, resolve_settings, same_settings
 from repro.jobs import JobContext, JobOutput, NotRunnable, register_job
 from repro.registry import create_model
 from repro.spec.schema import Row, RunConfig, TableSpec
@@ -155,7 +155,7 @@ def _identity(row: Row, cfg: RunConfig, num_classes: int, init: Path | None) -> 
 def _set_aside_if_stale(run_dir: Path, fingerprint: dict[str, Any]) -> None:
     """Checkpoints written under other settings (the spec changed) are moved to ``stale-<time>``."""
     stale = [p for p in (run_dir / "last.pt", run_dir / "final.pt") if p.is_file()
-             and ckpt_io.load_checkpoint(p).get("settings") != fingerprint]
+             and not same_settings(ckpt_io.load_checkpoint(p).get("settings"), fingerprint)]
     if stale and dist_info().is_main:
         aside = run_dir / f"stale-{time.strftime('%Y%m%d-%H%M%S')}"
         aside.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ from repro.engine.metrics import ClassificationMeter, EPEMeter
 from repro.engine.optim import apply_partial_bn, build_optimizer, lr_factor, set_learning_rate
 from repro.spec.schema import LRSchedule, RunConfig
 
-__all__ = ["TrainSettings", "resolve_settings", "SeededDataset", "FitResult", "fit", "evaluate",
+__all__ = ["TrainSettings", "resolve_settings", "same_settings", "SeededDataset", "FitResult", "fit", "evaluate",
            "forward_model", "model_takes_flow", "autocast_dtype"]
 
 log = logging.getLogger("repro.engine")
@@ -93,6 +93,24 @@ class TrainSettings:
         keep = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "lr_schedule",
                 "warmup_epochs", "clip_grad", "partial_bn", "branch_lr", "loss_weights", "seed", "identity")
         return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+def same_settings(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    """Whether a checkpoint's stored fingerprint describes the current run.  The run's
+    ``identity.config`` (a ``RunConfig`` dump) is compared without fields at their default, so a
+    checkpoint written before a defaulted field existed (e.g. ``motionnet_pretrain``) still matches."""
+    if stored is None:
+        return False
+
+    def normalised(fp: dict[str, Any]) -> dict[str, Any]:
+        config = (fp.get("identity") or {}).get("config")
+        if not isinstance(config, dict):
+            return fp
+        defaults = {name: f.get_default(call_default_factory=True) for name, f in RunConfig.model_fields.items()}
+        kept = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
+        return {**fp, "identity": {**fp["identity"], "config": kept}}
+
+    return normalised(stored) == normalised(current)
 
 
 def resolve_settings(cfg: RunConfig | None, *, seed: int, **overrides: Any) -> TrainSettings:
@@ -344,7 +362,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
         state = ckpt_io.load_checkpoint(last_path, map_location="cpu")
         if state.get("format") != ckpt_io.CHECKPOINT_FORMAT:
             raise ValueError(f"{last_path}: unknown checkpoint format {state.get('format')!r}")
-        if state.get("settings") != settings.fingerprint():
+        if not same_settings(state.get("settings"), settings.fingerprint()):
             raise ValueError(f"{last_path}: was written with different training settings "
                              f"({state.get('settings')} vs {settings.fingerprint()}); delete it or use a new work dir")
         ckpt_io.unwrap(model).load_state_dict(state["model"])

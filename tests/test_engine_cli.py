@@ -289,3 +289,20 @@ def test_checkpoint_settings_match_across_a_new_defaulted_config_field():
     assert not same_settings({**older, "epochs": 3}, current)
     assert not same_settings({"epochs": 2, "identity": {"model": "m", "config": {"dataset": "synth", "lr": 0.2}}}, current)
     assert not same_settings(None, current)
+
+
+def test_a_train_command_result_is_what_the_runner_would_cache(dirs, capsys, monkeypatch):
+    # With a built-in preset the cache key includes the preset's definition; `repro train` must
+    # write the same key as the runner, or `repro table3` would train the row again.
+    from repro.data import synth
+    from repro.runner import plan_table
+    from repro.spec.loader import load_specs
+
+    meta = synth.read_meta(dirs["data"] / "synth" / "tiny")
+    monkeypatch.setitem(synth.PRESETS, "tiny", synth.Preset(**{
+        k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"]["preset"].items()}))
+    code, _, _ = _run(["train", "trajectorynet:table3:appearance"], dirs, capsys)
+    assert code == 0
+    spec = load_specs(dirs["specs"])["trajectorynet:table3"]
+    states = {t.row.id: t.state for t in plan_table(spec, "mini", dirs["results"], rows=["appearance"])}
+    assert states == {"appearance": "cached"}

@@ -99,7 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from repro.engine.distributed import init_distributed, shutdown_distributed
     from repro.engine.job import TRAIN_KEYS, train_row
     from repro.jobs import NotRunnable
-    from repro.results import provenance, row_hash, write_result
+    from repro.results import provenance, write_result
+    from repro.runner import task_hash
 
     info = init_distributed()
     if args.threads:
@@ -129,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = None
         complete = all(k in reported for k in wanted)
         if not args.no_save and complete and args.epochs is None and args.batch_size is None:
-            prov = provenance(scale=args.scale, seed=seed, spec_hash=row_hash(spec, row.id), data=run.data,
+            prov = provenance(scale=args.scale, seed=seed, spec_hash=task_hash(spec, row, "train", args.scale), data=run.data,
                               job="train", world_size=info.world_size)
             path = write_result(args.results, scale=args.scale, paper=spec.paper, table=spec.table, row=row.id,
                                 job="train", metrics=reported, provenance=prov, details=run.details)

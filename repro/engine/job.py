@@ -279,6 +279,14 @@ def _work_root(ctx: JobContext) -> Path:
     return wd
 
 
+def _limit_opencv_threads(threads: int) -> None:
+    try:
+        import cv2
+    except ImportError:  # OpenCV is the optional `flow` extra
+        return
+    cv2.setNumThreads(threads)
+
+
 @register_job("train")
 def train_job(ctx: JobContext) -> JobOutput:
     """Train and evaluate the row at ``ctx.scale``; metrics in percent (mean over seeds)."""
@@ -287,6 +295,7 @@ def train_job(ctx: JobContext) -> JobOutput:
         raise NotRunnable(f"the train job does not measure {sorted(unknown)} (it reports {list(TRAIN_KEYS)})")
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
+        _limit_opencv_threads(ctx.threads)  # pre-computed flow (e.g. TV-L1) runs in OpenCV
     opts = dict(ctx.options)
     seeds = opts.pop("seeds", None)
     run = train_row(ctx.spec, ctx.row, ctx.scale, work_root=_work_root(ctx), data_dir=ctx.data_dir, seeds=seeds,

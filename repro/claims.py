@@ -32,8 +32,10 @@ def check_claim(claim: Claim, values: Mapping[str, Mapping[str, float | None]]) 
     b = claim.b if isinstance(claim.b, (int, float)) else values.get(claim.b, {}).get(claim.metric)
     if a is None or b is None:
         return ClaimResult(claim, "not run", a, b)
-    # ``margin`` is how much better than b the claim says a is, in the direction of the operator.
-    shifted = b + claim.margin if claim.op in (">", ">=") else b - claim.margin
+    # ``margin`` is how much better than b the claim says a is, in the direction of the operator;
+    # ``tolerance`` how much worse it may be (a "negligible" difference).
+    better_by = claim.margin - claim.tolerance
+    shifted = b + better_by if claim.op in (">", ">=") else b - better_by
     held = _OPS[claim.op](a, shifted)
     return ClaimResult(claim, "held" if held else "failed", float(a), float(b))
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from repro.claims import ClaimResult, check_claims, reported_values
 from repro.results import Result, atomic_write_text
-from repro.spec.schema import TableSpec
+from repro.spec.schema import Claim, TableSpec
 
 __all__ = ["RenderedTable", "build_table", "write_table", "scale_label"]
 
@@ -140,8 +140,17 @@ def to_markdown(t: RenderedTable) -> str:
         for c in t.reported_claims:
             r = repro_claims.get(c.id)
             got = f"{r.status} ({_fmt(r.a)} vs {_fmt(r.b)})" if r and r.status != "not run" else "not run"
-            lines.append(f"| {c.claim.text} | {c.status} ({_fmt(c.a)} vs {_fmt(c.b)}) | {got} |")
+            lines.append(f"| {c.claim.text}{_claim_slack(c.claim)} | {c.status} ({_fmt(c.a)} vs {_fmt(c.b)}) | {got} |")
     return "\n".join(lines) + "\n"
+
+
+def _claim_slack(claim: Claim) -> str:
+    """How far from a plain ``a op b`` the claim's test is, for the reader of the table."""
+    if claim.margin:
+        return f" (by at least {_fmt(claim.margin)})"
+    if claim.tolerance:
+        return f" (tolerance {_fmt(claim.tolerance)})"
+    return ""
 
 
 def to_latex(t: RenderedTable) -> str:

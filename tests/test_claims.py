@@ -16,3 +16,24 @@ def test_claim_statuses():
     r = check_claim(_c(">", "z"), vals)
     assert (r.status, r.a, r.b) == ("not run", 36.0, None)
     assert check_claim(_c("<=", "y", margin=0.5), {"x": {"top1": 34.5}, "y": {"top1": 35.0}}).status == "held"
+
+
+def test_claim_tolerance_allows_a_negligible_shortfall():
+    vals = {"x": {"params": 15.453}, "y": {"params": 15.451}}
+    negligible = Claim(id="c", text="t", metric="params", a="x", op="<=", b="y", tolerance=0.05)
+    assert check_claim(negligible, vals).status == "held"
+    assert check_claim(negligible, {"x": {"params": 15.6}, "y": {"params": 15.451}}).status == "failed"
+    strict = Claim(id="c", text="t", metric="params", a="x", op="<=", b="y")
+    assert check_claim(strict, vals).status == "failed"
+    beaten_within = Claim(id="c", text="t", metric="top1", a="x", op=">", b="y", tolerance=1.0)
+    assert check_claim(beaten_within, {"x": {"top1": 34.5}, "y": {"top1": 35.0}}).status == "held"
+
+
+def test_claim_margin_and_tolerance_are_exclusive_and_non_negative():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not both"):
+        Claim(id="c", text="t", metric="top1", a="x", op=">", b="y", margin=1.0, tolerance=1.0)
+    with pytest.raises(ValidationError):
+        Claim(id="c", text="t", metric="top1", a="x", op=">", b="y", margin=-1.0)

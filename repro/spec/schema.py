@@ -200,7 +200,10 @@ class Claim(_Strict):
     """A claim the paper makes about its table, checked on reported and reproduced numbers.
 
     ``a op b`` on ``metric``: ``b`` is a row id or a number; ``op`` one of ``>``, ``>=``, ``<``,
-    ``<=``; ``margin`` demands ``a`` beat ``b`` by at least that much.
+    ``<=``; ``margin`` demands ``a`` beat ``b`` by at least that much; ``tolerance`` lets ``a``
+    fall short of ``b`` by up to that much -- the encoding of a claim of a *negligible* difference
+    ("a negligible increase of parameters" is ``a <= b`` with a tolerance).  Both are in the
+    metric's unit and may not both be set.
     """
 
     id: str
@@ -209,7 +212,15 @@ class Claim(_Strict):
     a: str
     op: Literal[">", ">=", "<", "<="]
     b: str | float
-    margin: float = 0.0
+    margin: float = Field(default=0.0, ge=0.0)
+    tolerance: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _margin_or_tolerance(self) -> "Claim":
+        if self.margin and self.tolerance:
+            raise ValueError(f"claim {self.id!r}: set margin (a must win by it) or tolerance (a may lose by it), "
+                             "not both")
+        return self
 
 
 class TableSpec(_Strict):

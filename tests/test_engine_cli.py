@@ -205,6 +205,38 @@ def test_flow_method_computed_once_per_video_and_cached(dirs):
     assert item["flow_fwd_valid"].tolist() == [True, True, True, True]  # centre clip of 8 frames: 2..5
 
 
+def test_flow_computation_does_not_block_other_readers_of_the_split(dirs):
+    """While one run computes a flow into the cache (TV-L1: about an hour at mini), runs that read
+    the frames only or another flow of the same split go on."""
+    import threading
+
+    from repro.data.datasets import build_dataset
+    from repro.engine.data import decoded_split
+
+    root = dirs["data"] / "synth" / "tiny"
+    ds = build_dataset("synth", root, "val", frames=4, size=24, train=False)
+    decoded_split(root, "val", ds, progress=False)  # frames decoded before the slow flow starts
+    other_readers_finished = []
+
+    def read_frames_and_another_flow():
+        frames = decoded_split(root, "val", ds, progress=False).frames
+        other = decoded_split(root, "val", ds, flow="zeros", progress=False,
+                              pair_flow=lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32))
+        other_readers_finished.append((frames.shape[0], other.flow_fwd.shape[0]))
+
+    def slow_flow(frame0, frame1):  # runs while this flow's lock is held
+        if not other_readers_finished:
+            reader = threading.Thread(target=read_frames_and_another_flow, daemon=True)
+            reader.start()
+            reader.join(timeout=60)
+            assert other_readers_finished, "a flow computation blocked another reader of the split"
+        return np.zeros(frame0.shape[:2] + (2,), np.float32)
+
+    decoded = decoded_split(root, "val", ds, flow="slow", pair_flow=slow_flow, progress=False)
+    n = decoded.frames.shape[0]
+    assert other_readers_finished == [(n, n)]
+
+
 def test_unknown_flow_method_is_not_runnable(dirs, capsys, tmp_path):
     from repro.engine.job import train_row
     from repro.jobs import NotRunnable

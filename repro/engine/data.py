@@ -281,14 +281,17 @@ def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | Non
         return index if index.get("key") == key and index.get("video_ids") == ids else None
 
     frames_path, index_path = folder / f"{split}-frames.npy", folder / f"{split}-index.json"
-    with _file_lock(folder / f".{split}.lock"):
+    # One lock per file set: a long flow computation (TV-L1: about an hour for the mini train
+    # split) must not block other runs that only read the frames or another flow.
+    with _file_lock(folder / f".{split}-frames.lock"):
         index = fresh(index_path, frames_path) or _decode_frames(root, folder, split, records, key, progress)
-        frames = np.load(frames_path, mmap_mode="r")
-        flow_fwd = flow_bwd = None
-        if flow is not None:
-            tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in flow)
-            fwd_path, bwd_path = folder / f"{split}-flow-{tag}-fwd.npy", folder / f"{split}-flow-{tag}-bwd.npy"
-            flow_index = folder / f"{split}-flow-{tag}.json"
+    frames = np.load(frames_path, mmap_mode="r")
+    flow_fwd = flow_bwd = None
+    if flow is not None:
+        tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in flow)
+        fwd_path, bwd_path = folder / f"{split}-flow-{tag}-fwd.npy", folder / f"{split}-flow-{tag}-bwd.npy"
+        flow_index = folder / f"{split}-flow-{tag}.json"
+        with _file_lock(folder / f".{split}-flow-{tag}.lock"):
             if fresh(flow_index, fwd_path, bwd_path) is None:
                 fwd, bwd = _compute_flows(frames, np.asarray(index["lengths"]), records, flow, dataset, pair_flow,
                                           split, progress)
@@ -297,7 +300,7 @@ def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | Non
                 from repro.results import atomic_write_text
 
                 atomic_write_text(flow_index, json.dumps({"key": key, "video_ids": ids, "flow": flow}))
-            flow_fwd, flow_bwd = np.load(fwd_path, mmap_mode="r"), np.load(bwd_path, mmap_mode="r")
+        flow_fwd, flow_bwd = np.load(fwd_path, mmap_mode="r"), np.load(bwd_path, mmap_mode="r")
     return DecodedSplit(frames=frames, lengths=np.asarray(index["lengths"]), video_ids=ids, bad=list(index["bad"]),
                         flow_fwd=flow_fwd, flow_bwd=flow_bwd)
 

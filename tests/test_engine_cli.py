@@ -205,6 +205,44 @@ def test_flow_method_computed_once_per_video_and_cached(dirs):
     assert item["flow_fwd_valid"].tolist() == [True, True, True, True]  # centre clip of 8 frames: 2..5
 
 
+def test_killed_flow_computation_resumes_from_its_last_save(dirs, monkeypatch):
+    from repro.data.datasets import build_dataset
+    from repro.engine import data as engine_data
+
+    root = dirs["data"] / "synth" / "tiny"
+    ds = build_dataset("synth", root, "val", frames=4, size=24, train=False)
+    monkeypatch.setattr(engine_data, "FLOW_CHECKPOINT_SECONDS", 0.0)  # save after every video
+    calls = []
+
+    def mean_change(frame0, frame1):
+        calls.append(1)
+        flow = np.zeros(frame0.shape[:2] + (2,), np.float32)
+        flow[..., 1] = float(frame1.mean()) - float(frame0.mean())
+        return flow
+
+    frames = engine_data.decoded_split(root, "val", ds, progress=False).frames
+    n_videos, pairs = frames.shape[0], 2 * (frames.shape[1] - 1)
+    assert n_videos >= 3
+
+    def killed_during_third_video(frame0, frame1):
+        if len(calls) == 2 * pairs:
+            raise KeyboardInterrupt  # what Ctrl-C or a kill leaves behind
+        return mean_change(frame0, frame1)
+
+    with pytest.raises(KeyboardInterrupt):
+        engine_data.decoded_split(root, "val", ds, flow="resumable", pair_flow=killed_during_third_video,
+                                  progress=False)
+    calls.clear()
+    resumed = engine_data.decoded_split(root, "val", ds, flow="resumable", pair_flow=mean_change, progress=False)
+    assert len(calls) == (n_videos - 2) * pairs  # the two saved videos are not computed again
+    calls.clear()
+    fresh = engine_data._compute_flows(np.asarray(frames), np.full(n_videos, frames.shape[1]), ds.records,
+                                       "resumable", ds, mean_change, "val", progress=False)
+    np.testing.assert_array_equal(np.asarray(resumed.flow_fwd), fresh[0])
+    np.testing.assert_array_equal(np.asarray(resumed.flow_bwd), fresh[1])
+    assert not list((root / "decoded").glob(".val-flow-resumable-partial*"))  # cleaned up once complete
+
+
 def test_flow_computation_does_not_block_other_readers_of_the_split(dirs):
     """While one run computes a flow into the cache (TV-L1: about an hour at mini), runs that read
     the frames only or another flow of the same split go on."""

@@ -177,6 +177,35 @@ def test_changed_settings_set_old_checkpoints_aside(dirs):
     assert list(seed_dir.glob("stale-*/final.pt"))
 
 
+def test_row_identical_to_a_trained_row_reuses_its_run(dirs, tmp_path, monkeypatch):
+    """Two tables' rows that are the same run (model, settings, data, seed) are trained once."""
+    from repro.engine import job as engine_job
+    from repro.spec.loader import load_specs
+
+    spec = load_specs(dirs["specs"])["trajectorynet:table3"]
+    first = spec.row("appearance")
+    same = first.model_copy(update={"id": "appearance-in-another-table"})
+    spec = spec.model_copy(update={"rows": [*spec.rows, same]})
+    kwargs = dict(work_root=tmp_path / "runs", data_dir=dirs["data"], progress=False)
+    trained = engine_job.train_row(spec, first, "mini", **kwargs)
+
+    def no_training(*args, **kw):
+        raise AssertionError("the identical row was trained again")
+
+    monkeypatch.setattr(engine_job, "fit", no_training)
+    reused = engine_job.train_row(spec, same, "mini", **kwargs)
+    assert reused.metrics == trained.metrics
+    assert reused.details["history"] == trained.details["history"]
+    assert reused.details["same_run_as"] == {"0": str(tmp_path / "runs" / "mini" / "trajectorynet" / "table3" /
+                                                     "appearance" / "seed0")}
+    copied = tmp_path / "runs" / "mini" / "trajectorynet" / "table3" / "appearance-in-another-table" / "seed0"
+    assert (copied / "final.pt").is_file()  # evaluable like any trained row
+
+    other_lr = same.model_copy(update={"id": "other-lr", "mini": same.mini.model_copy(update={"lr": 0.01})})
+    with pytest.raises(AssertionError, match="trained again"):  # one setting differs: not the same run
+        engine_job.train_row(spec.model_copy(update={"rows": [*spec.rows, other_lr]}), other_lr, "mini", **kwargs)
+
+
 def test_flow_method_computed_once_per_video_and_cached(dirs):
     from repro.data.datasets import build_dataset
     from repro.engine.data import CachedClipDataset, decoded_split

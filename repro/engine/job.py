@@ -152,6 +152,29 @@ def _identity(row: Row, cfg: RunConfig, num_classes: int, init: Path | None) -> 
             "config": {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_IDENTITY}}
 
 
+def _identical_finished_run(work_root: Path, scale: str, seed: int, fingerprint: dict[str, Any], data_root: Path,
+                            exclude: Path) -> Path | None:
+    """A finished run (``final.pt`` with metrics) of another row at ``scale`` whose settings --
+    model and arguments, run config, seed -- are exactly ``fingerprint``: the same run.
+
+    Checkpoints do not record a built-in benchmark's definition, only its name; a benchmark
+    regenerated from a new definition is newer than every run trained on the old one, so a
+    candidate must be newer than the data's ``meta.json``.
+    """
+    meta = Path(data_root) / "meta.json"
+    data_time = meta.stat().st_mtime if meta.is_file() else 0.0
+    for candidate in sorted(Path(work_root, scale).glob(f"*/table*/*/seed{seed}/final.pt")):
+        if candidate.parent.resolve() == Path(exclude).resolve() or candidate.stat().st_mtime <= data_time:
+            continue
+        try:
+            done = ckpt_io.load_checkpoint(candidate)
+        except ValueError:
+            continue  # an unreadable checkpoint is nobody's twin
+        if done.get("metrics") and same_settings(done.get("settings"), fingerprint):
+            return candidate
+    return None
+
+
 def _set_aside_if_stale(run_dir: Path, fingerprint: dict[str, Any]) -> None:
     """Checkpoints written under other settings (the spec changed) are moved to ``stale-<time>``."""
     stale = [p for p in (run_dir / "last.pt", run_dir / "final.pt") if p.is_file()
@@ -186,6 +209,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     times: dict[int, float] = {}
     init_reports: dict[int, Any] = {}
     pretrain_reports: dict[int, Any] = {}
+    same_run_as: dict[int, str] = {}
     for seed in seeds:
         run_dir = ckpt_io.seed_dir(row_dir, seed)
         init = _init_path(cfg, work_root, scale, seed, where)
@@ -201,6 +225,16 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         fingerprint = settings.fingerprint()
         _set_aside_if_stale(run_dir, fingerprint)
         final = run_dir / "final.pt"
+        if resume and not final.is_file() and not (run_dir / "last.pt").is_file():
+            twin = _identical_finished_run(work_root, scale, seed, fingerprint, data.root, exclude=run_dir)
+            if twin is not None and dist_info().is_main:
+                # Another table's row is the very same run (same model, settings, data and seed:
+                # e.g. TrajectoryNet Table 7's MotionNet-(17) row at mini is Table 5's): re-use it.
+                log.info("%s seed %d: the same run as %s; re-using it", where, seed, twin)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(twin, final)
+                same_run_as[seed] = str(twin.parent)
+            barrier()
         if resume and final.is_file():
             done = ckpt_io.load_checkpoint(final)
             if done.get("metrics"):
@@ -238,6 +272,8 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         details["init"] = {str(s): r for s, r in init_reports.items()}
     if pretrain_reports:
         details["motionnet_pretrain"] = {str(s): r for s, r in pretrain_reports.items()}
+    if same_run_as:
+        details["same_run_as"] = {str(s): p for s, p in same_run_as.items()}
     return RowRun(metrics=mean, per_seed=per_seed, data=data.description, seeds=seeds, details=details)
 
 

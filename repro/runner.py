@@ -51,7 +51,7 @@ def _missing_reason(row: Row, job: str, scale: str, jobs: dict) -> str | None:
     if job == "flow" and row.flow_method is None and row.model is None:
         return row.needs or "no flow method named"
     if job != "profile" and row.run_config(scale) is None:
-        return f"no '{scale}' configuration in the spec"
+        return row.needs or f"no '{scale}' configuration in the spec"
     return None
 
 

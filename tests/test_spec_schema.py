@@ -74,3 +74,38 @@ rows:
     assert (a.dataset, a.epochs, a.lr) == ("synth", 2, 0.01)
     assert a.model_args == {"width": 8, "depth": 2}
     assert spec.row("b").mini is None  # cited rows are never run
+
+
+def test_a_row_left_out_at_one_scale_says_why(tmp_path):
+    import textwrap
+
+    from repro.runner import plan_table
+    from repro.spec.loader import SpecError, load_spec
+
+    text = textwrap.dedent("""
+        paper: trajectorynet
+        table: 7
+        title: t
+        metrics: [{key: top1, label: Top-1, measure: "train:top1"}]
+        defaults:
+          mini: {dataset: synth, preset: mini}
+          full: {dataset: sthv1}
+        rows:
+          - id: kinetics
+            label: Kinetics pre-trained
+            kind: method
+            model: {name: s3d_resnet18, args: {num_classes: 174}}
+            mini: false
+            needs: a Kinetics pre-trained start
+    """)
+    path = tmp_path / "table7.yaml"
+    path.write_text(text)
+    spec = load_spec(path)
+    row = spec.row("kinetics")
+    assert row.mini is None and row.full is not None and row.full.dataset == "sthv1"
+    (task,) = plan_table(spec, "mini", tmp_path / "results")
+    assert task.state == "missing" and task.reason == "a Kinetics pre-trained start"
+
+    path.write_text(text.replace("    mini: false\n", ""))  # runnable at every scale: needs nothing
+    with pytest.raises(SpecError, match="needs"):
+        load_spec(path)

@@ -111,8 +111,9 @@ def _merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
                     if "model_args" in base and "model_args" in own:
                         merged["model_args"] = {**base["model_args"], **own["model_args"]}
                     row[scale] = merged
-        if isinstance(row, dict) and row.get("full") is False:
-            row = {k: v for k, v in row.items() if k != "full"}
+        if isinstance(row, dict) and any(row.get(scale) is False for scale in ("full", "mini", "small")):
+            # `<scale>: false`: the row is not run at that scale (its `needs` says why)
+            row = {k: v for k, v in row.items() if not (k in ("full", "mini", "small") and v is False)}
         rows.append(row)
     return {**raw, "rows": rows}
 
@@ -136,8 +137,10 @@ def _cross_check(path: Path, spec: TableSpec, check_models: bool) -> None:
                 raise SpecError(path, f"'{key}' is not a text column of this table{_hint(key, text_keys)}", where, f"cells.{key}")
         if row.model is not None and check_models and not is_model(row.model.name):
             raise SpecError(path, f"unknown model '{row.model.name}'{_hint(row.model.name, list_models())}", where, "model.name")
-        if row.model is not None and row.needs:
-            raise SpecError(path, "a row names either a model or what it still needs, not both", where, "needs")
+        if row.model is not None and row.needs and row.full is not None and row.mini is not None:
+            raise SpecError(path, "a row names either a model or what it still needs, not both (a row with a "
+                            "model may say what it needs only for a scale it leaves out, e.g. `mini: false`)",
+                            where, "needs")
     for j, claim in enumerate(spec.claims):
         where = f"claim '{claim.id}' (claims[{j}])"
         for side in ("a", "b"):

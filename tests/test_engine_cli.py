@@ -405,3 +405,15 @@ def test_a_train_command_result_is_what_the_runner_would_cache(dirs, capsys, mon
     spec = load_specs(dirs["specs"])["trajectorynet:table3"]
     states = {t.row.id: t.state for t in plan_table(spec, "mini", dirs["results"], rows=["appearance"])}
     assert states == {"appearance": "cached"}
+
+
+def test_checkpoint_settings_ignore_the_spec_head_size_the_data_replaces():
+    from repro.engine.trainer import same_settings
+
+    def fp(spec_classes, built_classes, dropout=0.2):
+        return {"epochs": 2, "identity": {"model": "m", "num_classes": built_classes, "config": {"dataset": "synth"},
+                                          "model_args": {"num_classes": spec_classes, "dropout": dropout}}}
+
+    assert same_settings(fp(174, 12), fp(400, 12))  # Sth-Sth's and Kinetics' heads, both built with 12 classes
+    assert not same_settings(fp(174, 12), fp(174, 10))
+    assert not same_settings(fp(174, 12), fp(174, 12, dropout=0.5))

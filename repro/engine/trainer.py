@@ -103,12 +103,18 @@ def same_settings(stored: dict[str, Any] | None, current: dict[str, Any]) -> boo
         return False
 
     def normalised(fp: dict[str, Any]) -> dict[str, Any]:
-        config = (fp.get("identity") or {}).get("config")
+        identity = fp.get("identity") or {}
+        config = identity.get("config")
         if not isinstance(config, dict):
             return fp
         defaults = {name: f.get_default(call_default_factory=True) for name, f in RunConfig.model_fields.items()}
         kept = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
-        return {**fp, "identity": {**fp["identity"], "config": kept}}
+        model_args = identity.get("model_args")
+        if isinstance(model_args, dict) and "num_classes" in identity:
+            # the spec's head size (174 for Sth-Sth, 400 for Kinetics) is replaced by the data's
+            # class count, which ``identity.num_classes`` records: the built model is the same
+            model_args = {k: v for k, v in model_args.items() if k != "num_classes"}
+        return {**fp, "identity": {**identity, "config": kept, "model_args": model_args}}
 
     return normalised(stored) == normalised(current)
 

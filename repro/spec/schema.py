@@ -174,6 +174,8 @@ class Row(_Strict):
     #: What is missing before this row can be built (shown instead of reproduced numbers).
     needs: str | None = None
     input_shape: list[int] | None = None
+    #: How the row runs at each scale (merged over the table's ``defaults``); ``<scale>: false``
+    #: in the YAML leaves the row out at that scale, and ``needs`` then says why.
     full: RunConfig | None = None
     mini: RunConfig | None = None
     small: RunConfig | None = None

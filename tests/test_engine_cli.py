@@ -415,5 +415,8 @@ def test_checkpoint_settings_ignore_the_spec_head_size_the_data_replaces():
                                           "model_args": {"num_classes": spec_classes, "dropout": dropout}}}
 
     assert same_settings(fp(174, 12), fp(400, 12))  # Sth-Sth's and Kinetics' heads, both built with 12 classes
+    no_flow = fp(174, 12)
+    no_flow["identity"]["config"]["flow"] = "none"  # written out in the spec; the default is None
+    assert same_settings(no_flow, fp(174, 12))
     assert not same_settings(fp(174, 12), fp(174, 10))
     assert not same_settings(fp(174, 12), fp(174, 12, dropout=0.5))

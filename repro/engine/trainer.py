@@ -108,6 +108,8 @@ def same_settings(stored: dict[str, Any] | None, current: dict[str, Any]) -> boo
         if not isinstance(config, dict):
             return fp
         defaults = {name: f.get_default(call_default_factory=True) for name, f in RunConfig.model_fields.items()}
+        if config.get("flow") == "none":  # the spec's explicit "none" is the default, no flow
+            config = {**config, "flow": None}
         kept = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
         model_args = identity.get("model_args")
         if isinstance(model_args, dict) and "num_classes" in identity:

@@ -257,14 +257,15 @@ def _compute_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow:
     fwd = np.zeros((N, max(F - 1, 1), H, W, 2), np.float32)
     bwd = np.zeros_like(fwd)
     done = 0
-    state_path = None if partial is None else partial.with_name(partial.name + ".json")
-    if state_path is not None and state_path.is_file():
-        state = json.loads(state_path.read_text())
-        saved = [partial.with_name(partial.name + f"-{d}.npy") for d in ("fwd", "bwd")]
-        if state.get("key") == key and state.get("flow") == flow and all(p.is_file() for p in saved):
-            done = int(state["done"])
-            fwd[:done], bwd[:done] = np.load(saved[0])[:done], np.load(saved[1])[:done]
-            log.info("%s flow of %s: resuming after %d of %d videos", flow, split, done, N)
+    if partial is not None:
+        state_path, saved_fwd, saved_bwd = (partial.with_name(partial.name + ext)
+                                            for ext in (".json", "-fwd.npy", "-bwd.npy"))
+        if state_path.is_file() and saved_fwd.is_file() and saved_bwd.is_file():
+            state = json.loads(state_path.read_text())
+            if state.get("key") == key and state.get("flow") == flow:
+                done = int(state["done"])
+                fwd[:done], bwd[:done] = np.load(saved_fwd)[:done], np.load(saved_bwd)[:done]
+                log.info("%s flow of %s: resuming after %d of %d videos", flow, split, done, N)
     last_save = time.monotonic()
     bar = tqdm(total=len(records), initial=done, desc=f"{flow} flow of {split} once", unit="video", leave=False,
                disable=not progress, file=sys.stderr)
@@ -279,8 +280,8 @@ def _compute_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow:
                 bwd[i, t] = pair_flow(frames[i, t + 1], frames[i, t])
         bar.update()
         if partial is not None and time.monotonic() - last_save > FLOW_CHECKPOINT_SECONDS and i + 1 < N:
-            atomic_save_npy(partial.with_name(partial.name + "-fwd.npy"), fwd[:i + 1])
-            atomic_save_npy(partial.with_name(partial.name + "-bwd.npy"), bwd[:i + 1])
+            atomic_save_npy(saved_fwd, fwd[:i + 1])
+            atomic_save_npy(saved_bwd, bwd[:i + 1])
             atomic_write_text(state_path, json.dumps({"key": key, "flow": flow, "done": i + 1}))
             last_save = time.monotonic()
     bar.close()

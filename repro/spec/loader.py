@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from repro.spec.schema import TableSpec
+from repro.spec.schema import SCALES, TableSpec
 
 __all__ = ["SpecError", "load_spec", "load_specs", "default_specs_dir"]
 
@@ -111,9 +111,9 @@ def _merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
                     if "model_args" in base and "model_args" in own:
                         merged["model_args"] = {**base["model_args"], **own["model_args"]}
                     row[scale] = merged
-        if isinstance(row, dict) and any(row.get(scale) is False for scale in ("full", "mini", "small")):
+        if isinstance(row, dict):
             # `<scale>: false`: the row is not run at that scale (its `needs` says why)
-            row = {k: v for k, v in row.items() if not (k in ("full", "mini", "small") and v is False)}
+            row = {k: v for k, v in row.items() if not (k in SCALES and v is False)}
         rows.append(row)
     return {**raw, "rows": rows}
 

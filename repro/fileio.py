@@ -1,13 +1,15 @@
-"""Atomic file writing: every file the project writes goes through here.
+"""Atomic file writing and inter-process file locks: every file the project writes goes through here.
 
 Every file the data layer writes goes through :func:`atomic_write` (or its helpers): the bytes are
 written to a temporary file in the destination's own folder, flushed, and moved into place with
 :func:`os.replace`, so a reader never sees a half-written file and an interrupted generation never
-leaves one behind.
+leaves one behind.  :func:`file_lock` / :func:`lock_beside` serialise work that several processes
+may start at once (two table runs side by side asking for the same cache).
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -16,7 +18,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy",
+           "file_lock", "lock_beside"]
 
 
 @contextlib.contextmanager
@@ -60,3 +63,26 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_write(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+@contextlib.contextmanager
+def file_lock(lock_file: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created if missing) for the ``with`` block.
+
+    Another process (or another open of the same file) asking for it waits until it is released;
+    the lock goes with the process, so a killed holder never leaves a stale lock behind.
+    """
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lock_beside(path: str | os.PathLike) -> contextlib.AbstractContextManager[None]:
+    """:func:`file_lock` on the hidden ``.<name>.lock`` beside ``path``: one writer of ``path`` at a time."""
+    path = Path(path)
+    return file_lock(path.parent / f".{path.name}.lock")

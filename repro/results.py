@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repro.fileio import atomic_write_text
+from repro.fileio import atomic_write_text, lock_beside
 
 __all__ = [
     "Result",
@@ -112,17 +110,6 @@ def provenance(*, scale: str, seed: int | list[int] | None, spec_hash: str | Non
     }
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 @dataclass(frozen=True)
 class Result:
     scale: str
@@ -156,7 +143,7 @@ def write_result(root: Path | str, *, scale: str, paper: str, table: int, row: s
         "provenance": provenance,
         "details": details or {},
     }
-    with _locked(path):
+    with lock_beside(path):
         atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
     return path
 

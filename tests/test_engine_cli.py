@@ -379,6 +379,43 @@ def test_motionnet_is_pretrained_without_labels_then_frozen(dirs):
         torch.testing.assert_close(value, pretrained[key])
 
 
+def test_a_row_started_beside_a_running_motionnet_pretraining_waits_and_reuses_it(tmp_path):
+    # Table 4's three MotionNet-(2) rows ask for the same pre-trained MotionNet; run side by side,
+    # the second must wait for the first's result instead of pre-training its own copy.
+    import threading
+
+    from repro.engine import checkpoint as ckpt_io
+    from repro.engine.motionnet_pretrain import pretrain_motionnet
+    from repro.fileio import atomic_write, lock_beside
+    from repro.models.motionnet import motionnet_2
+
+    g = torch.Generator().manual_seed(0)
+    clips = [{"video": torch.rand(3, 3, 32, 32, generator=g)} for _ in range(4)]
+    kwargs = dict(epochs=1, batch_size=2, lr=1e-3, video_mean=torch.zeros(1, 3, 1, 1, 1),
+                  video_std=torch.ones(1, 3, 1, 1, 1), seed=0, progress=False)
+    out = tmp_path / "motionnet2.pt"
+    finished = pretrain_motionnet(motionnet_2(width=0.125), clips, out=tmp_path / "elsewhere.pt", **kwargs)
+    # what "the other process" saves; a history no training produces shows it was loaded, not re-made
+    saved = {**finished, "history": [{"epoch": 1, "unsup_loss": -1.0}]}
+    waiter_result = {}
+
+    def second_row():
+        waiter_result["done"] = pretrain_motionnet(motionnet_2(width=0.125), clips, out=out, **kwargs)
+
+    with lock_beside(out):  # the first row is pre-training
+        waiter = threading.Thread(target=second_row)
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not out.exists()  # waiting, not training a copy
+        with atomic_write(out) as tmp:
+            torch.save(saved, tmp)
+    waiter.join(timeout=60)
+    assert not waiter.is_alive()
+    assert waiter_result["done"]["history"] == saved["history"]
+    for key, value in ckpt_io.load_checkpoint(out)["state_dict"].items():
+        torch.testing.assert_close(value, finished["state_dict"][key])
+
+
 def test_checkpoint_settings_match_across_a_new_defaulted_config_field():
     from repro.engine.trainer import same_settings
 

@@ -14,8 +14,6 @@ benchmark's ``meta.json`` configuration and rebuilt when that changes.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -23,13 +21,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from repro.data.datasets import VideoClipDataset, build_dataset
-from repro.fileio import atomic_save_npy
+from repro.fileio import atomic_save_npy, file_lock
 from repro.jobs import NotRunnable
 from repro.spec.schema import RunConfig
 
@@ -173,17 +171,6 @@ class DecodedSplit:
     flow_bwd: np.ndarray | None = None
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _cache_key(root: Path, records: list) -> str:
     """Identity of the decoded data: the benchmark's meta.json and every video file's size and
     modification time (a regenerated or replaced video invalidates the cache)."""
@@ -314,7 +301,7 @@ def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | Non
     frames_path, index_path = folder / f"{split}-frames.npy", folder / f"{split}-index.json"
     # One lock per file set: a long flow computation (TV-L1: about an hour for the mini train
     # split) must not block other runs that only read the frames or another flow.
-    with _file_lock(folder / f".{split}-frames.lock"):
+    with file_lock(folder / f".{split}-frames.lock"):
         index = fresh(index_path, frames_path) or _decode_frames(root, folder, split, records, key, progress)
     frames = np.load(frames_path, mmap_mode="r")
     flow_fwd = flow_bwd = None
@@ -322,7 +309,7 @@ def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | Non
         tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in flow)
         fwd_path, bwd_path = folder / f"{split}-flow-{tag}-fwd.npy", folder / f"{split}-flow-{tag}-bwd.npy"
         flow_index = folder / f"{split}-flow-{tag}.json"
-        with _file_lock(folder / f".{split}-flow-{tag}.lock"):
+        with file_lock(folder / f".{split}-flow-{tag}.lock"):
             if fresh(flow_index, fwd_path, bwd_path) is None:
                 partial = folder / f".{split}-flow-{tag}-partial"
                 fwd, bwd = _compute_flows(frames, np.asarray(index["lengths"]), records, flow, dataset, pair_flow,

@@ -11,7 +11,8 @@ frames, the only unlabelled video here -- with MotionNet's unsupervised loss
 The pre-trained weights are cached per (network, settings, data, seed) under
 ``<work>/<scale>/motionnet/`` and shared by every row that asks for the same thing, so the
 frozen / fine-tuned / fine-tuned + unsupervised rows of Table 4 start from identical MotionNets.
-Labels are never read.
+Rows started side by side take turns: the first pre-trains while holding a lock beside the cache
+file, the others wait for it and load its result.  Labels are never read.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from repro.engine import checkpoint as ckpt_io
+from repro.fileio import lock_beside
 from repro.models.motionnet import MotionNet, bidirectional_flows
 
 __all__ = ["pretrain_motionnet", "pretrained_motionnet_path"]
@@ -51,6 +53,14 @@ def pretrain_motionnet(net: MotionNet, dataset: Dataset, *, epochs: int, batch_s
     If ``out`` already holds a finished run with the same settings it is loaded instead."""
     out = Path(out)
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    with lock_beside(out):  # a row started beside this one waits here and re-uses what this one saves
+        return _pretrain_or_load(net, dataset, settings, video_mean=video_mean, video_std=video_std, out=out,
+                                 progress=progress)
+
+
+def _pretrain_or_load(net: MotionNet, dataset: Dataset, settings: dict[str, Any], *, video_mean: torch.Tensor,
+                      video_std: torch.Tensor, out: Path, progress: bool) -> dict[str, Any]:
+    epochs, batch_size, lr, seed = (settings[k] for k in ("epochs", "batch_size", "lr", "seed"))
     if out.is_file():
         done = ckpt_io.load_checkpoint(out)
         if done.get("settings") == settings:

@@ -3,7 +3,8 @@
 Every table shows, per metric, the paper's number ("reported"), this code's number
 ("reproduced") and their difference, plus *where* each reproduced number comes from (scale and
 data), because a number measured on the built-in mini benchmark is not the paper's number on
-Something-Something.  Cited rows are marked; claims are listed as held / failed / not run.
+Something-Something.  Cited rows are marked; claims are listed as held / failed / not run
+(or n/a where a claim compares with a cited row, which has no reproduced number).
 Tables are regenerated from specs and results, never edited by hand.
 """
 from __future__ import annotations
@@ -139,7 +140,12 @@ def to_markdown(t: RenderedTable) -> str:
         repro_claims = {c.id: c for c in t.reproduced_claims}
         for c in t.reported_claims:
             r = repro_claims.get(c.id)
-            got = f"{r.status} ({_fmt(r.a)} vs {_fmt(r.b)})" if r and r.status != "not run" else "not run"
+            if r is None or r.status == "not run":
+                got = "not run"
+            elif r.status == "cited":
+                got = "n/a: compares with a cited row"
+            else:
+                got = f"{r.status} ({_fmt(r.a)} vs {_fmt(r.b)})"
             lines.append(f"| {c.claim.text}{_claim_slack(c.claim)} | {c.status} ({_fmt(c.a)} vs {_fmt(c.b)}) | {got} |")
     return "\n".join(lines) + "\n"
 

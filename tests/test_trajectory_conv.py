@@ -243,39 +243,3 @@ def test_onnx_export_plugin_node(tmp_path):
     assert attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode() and attrs["dt"] == 1
     out_shape = next(vi for vi in graph.value_info if vi.name == nodes[0].output[0]).type.tensor_type.shape
     assert [d.dim_value for d in out_shape.dim] == [1, 5, 3, 4, 6, 7]
-
-
-# ---------------------------------------------------------------------------------------------
-# CPU threading: channel groups folded into the gather batch
-# ---------------------------------------------------------------------------------------------
-def test_gather_channel_groups_fill_every_thread_only_when_there_are_several():
-    from repro.ops.trajectory_conv import gather_channel_groups
-
-    # res3 of one 16-frame 112x112 clip: 32 gathers of 128 channels at 14x14; PyTorch gives each
-    # thread at least ceil(32768 / (4*14*14)) = 42 of them, so two threads need >= 84 items
-    assert gather_channel_groups(32, 128, 14, 14, threads=2) == 4
-    assert gather_channel_groups(32, 128, 14, 14, threads=1) == 1
-    assert gather_channel_groups(1024, 128, 14, 14, threads=2) == 1  # a training batch is large enough
-    assert gather_channel_groups(32, 3, 14, 14, threads=2) == 1  # channels that do not split stay whole
-
-
-def test_trajectory_sample_is_the_same_with_channel_groups():
-    from repro.ops import trajectory_conv as op
-
-    x, ff, fb = _inputs(n=1, c=8, t=4, h=5, w=6, scale=2.0)
-    x.requires_grad_(True)
-    ff.requires_grad_(True)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        plain = trajectory_sample(x, ff, fb, dt=1)
-        plain_grads = torch.autograd.grad(plain.square().sum(), (x, ff))
-        torch.set_num_threads(4)
-        assert op.gather_channel_groups(1 * 4 * 2, 8, 5, 6, threads=4) > 1  # the folded path is taken
-        grouped = trajectory_sample(x, ff, fb, dt=1)
-        grouped_grads = torch.autograd.grad(grouped.square().sum(), (x, ff))
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(grouped, plain)
-    for got, want in zip(grouped_grads, plain_grads):
-        torch.testing.assert_close(got, want)

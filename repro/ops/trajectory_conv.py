@@ -193,46 +193,13 @@ def trajectory_sample(
         [positions[tau].reshape(n, length, height, width, 2) for tau in side_taps], dim=2
     )  # (N, T, S, H, W, 2)
     taps = len(side_taps)
-    sampled = _sample_in_channel_groups(
+    sampled = sample_at(
         frames.reshape(n * length * taps, channels, height, width),
         grids.reshape(n * length * taps, height, width, 2),
     ).reshape(n, length, taps, channels, height, width)
     if not include_center:
         return sampled
     return torch.cat((sampled[:, :, :dt], x_seq.unsqueeze(2), sampled[:, :, dt:]), dim=2)
-
-
-# PyTorch's CPU grid_sample (aten/src/ATen/native/cpu/GridSamplerKernel.cpp) hands whole batch
-# items to threads, at least ceil(GRAIN_SIZE / (4·H_out·W_out)) items per thread, GRAIN_SIZE = 32768.
-_GRID_SAMPLE_CPU_GRAIN = 32768
-
-
-def gather_channel_groups(batch: int, channels: int, height: int, width: int, threads: int) -> int:
-    """How many channel groups to fold into the batch of one CPU ``grid_sample`` call so that
-    ``threads`` threads get work: at inference on one clip the gather batch is only ``T·2Δt``
-    items (32 at res3 of a 16-frame clip), fewer than one thread's share at 14×14, so the call ran
-    on one thread.  A power of two dividing ``channels``; 1 when one thread is all there is."""
-    if threads <= 1:
-        return 1
-    per_thread = -(-_GRID_SAMPLE_CPU_GRAIN // (4 * height * width))
-    groups = 1
-    while batch * groups < threads * per_thread and channels % (2 * groups) == 0:
-        groups *= 2
-    return groups
-
-
-def _sample_in_channel_groups(images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """:func:`sample_at` of ``images (B, C, H, W)``, computed as ``(B·G, C/G, H, W)`` on the CPU
-    (see :func:`gather_channel_groups`): the same values, spread over every thread."""
-    batch, channels, height, width = images.shape
-    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-    groups = 1 if images.device.type != "cpu" or exporting else gather_channel_groups(
-        batch, channels, positions.shape[1], positions.shape[2], torch.get_num_threads())
-    if groups == 1:
-        return sample_at(images, positions)
-    sampled = sample_at(images.reshape(batch * groups, channels // groups, height, width),
-                        positions.repeat_interleave(groups, dim=0))
-    return sampled.reshape(batch, channels, *sampled.shape[-2:])
 
 
 def conv_from_samples(samples: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -54,19 +54,22 @@ def pretrain_motionnet(net: MotionNet, dataset: Dataset, *, epochs: int, batch_s
     out = Path(out)
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     with lock_beside(out):  # a row started beside this one waits here and re-uses what this one saves
-        return _pretrain_or_load(net, dataset, settings, video_mean=video_mean, video_std=video_std, out=out,
-                                 progress=progress)
-
-
-def _pretrain_or_load(net: MotionNet, dataset: Dataset, settings: dict[str, Any], *, video_mean: torch.Tensor,
-                      video_std: torch.Tensor, out: Path, progress: bool) -> dict[str, Any]:
-    epochs, batch_size, lr, seed = (settings[k] for k in ("epochs", "batch_size", "lr", "seed"))
-    if out.is_file():
-        done = ckpt_io.load_checkpoint(out)
+        done = ckpt_io.load_checkpoint(out) if out.is_file() else {}
         if done.get("settings") == settings:
             net.load_state_dict(done["state_dict"])
             log.info("MotionNet pre-training: re-using %s", out)
             return done
+        history = _train_unsupervised(net, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                      video_mean=video_mean, video_std=video_std, progress=progress)
+        result = {"state_dict": net.state_dict(), "history": history, "settings": settings}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ckpt_io.atomic_torch_save(result, out)
+        return result
+
+
+def _train_unsupervised(net: MotionNet, dataset: Dataset, *, epochs: int, batch_size: int, lr: float, seed: int,
+                        video_mean: torch.Tensor, video_std: torch.Tensor, progress: bool) -> list[dict[str, float]]:
+    """The pre-training loop of :func:`pretrain_motionnet`; returns the per-epoch history."""
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)
@@ -96,7 +99,4 @@ def _pretrain_or_load(net: MotionNet, dataset: Dataset, settings: dict[str, Any]
         log.info("MotionNet-(%d) pre-training epoch %d: unsupervised loss %.3f", net.num_frames, epoch + 1,
                  total / steps)
     net.eval()
-    result = {"state_dict": net.state_dict(), "history": history, "settings": settings}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt_io.atomic_torch_save(result, out)
-    return result
+    return history

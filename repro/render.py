@@ -3,20 +3,22 @@
 Every table shows, per metric, the paper's number ("reported"), this code's number
 ("reproduced") and their difference, plus *where* each reproduced number comes from (scale and
 data), because a number measured on the built-in mini benchmark is not the paper's number on
-Something-Something.  Cited rows are marked; claims are listed as held / failed / not run
-(or n/a where a claim compares with a cited row, which has no reproduced number).
+Something-Something.  A reproduced number that is a mean over seeds says how many.  Cited rows
+are marked; claims are listed as held / failed / not run (or n/a where a claim compares with a
+cited row, which has no reproduced number), tested on the means and, where both rows ran the same
+two or more seeds, also seed by seed ("on 1 of 2 seeds").
 Tables are regenerated from specs and results, never edited by hand.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from repro.claims import ClaimResult, check_claims, reported_values
+from repro.claims import ClaimResult, check_claims, reported_values, seed_tally
 from repro.results import Result, atomic_write_text
 from repro.spec.schema import Claim, TableSpec
 
@@ -32,7 +34,8 @@ SCALE_LABELS = {
 
 def scale_label(result: Result) -> str:
     data = result.data or "?"
-    return f"{SCALE_LABELS.get(result.scale, result.scale)}: {data}"
+    seeds = f"; mean of {len(result.per_seed)} seeds" if len(result.per_seed) > 1 else ""
+    return f"{SCALE_LABELS.get(result.scale, result.scale)}: {data}{seeds}"
 
 
 @dataclass
@@ -43,6 +46,8 @@ class RenderedTable:
     rows: list[dict[str, Any]]  # JSON form: id, label, kind, reported, reproduced, sources, status
     reported_claims: list[ClaimResult]
     reproduced_claims: list[ClaimResult]  # on the reproduced numbers at ``scale``
+    #: claim id -> (seeds it held on, seeds both rows ran), where the rows share two or more seeds
+    reproduced_seed_tallies: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _fmt(v: float | None, digits: int | None = None) -> str:
@@ -56,10 +61,13 @@ def _fmt(v: float | None, digits: int | None = None) -> str:
     return f"{v:.{digits}f}"
 
 
-def _reproduced_for(spec: TableSpec, row_id: str, results: dict, scale: str) -> tuple[dict[str, float], dict[str, Result]]:
-    """Reproduced value of each metric of a row: the job's result at the scale it runs at."""
+def _reproduced_for(spec: TableSpec, row_id: str, results: dict, scale: str
+                    ) -> tuple[dict[str, float], dict[str, Result], dict[int, dict[str, float]]]:
+    """Reproduced value of each metric of a row: the job's result at the scale it runs at; and,
+    where that is a mean over seeds, each seed's value (``{seed: {metric: value}}``)."""
     values: dict[str, float] = {}
     sources: dict[str, Result] = {}
+    per_seed: dict[int, dict[str, float]] = {}
     for m in spec.metrics:
         if not m.job:
             continue
@@ -68,7 +76,10 @@ def _reproduced_for(spec: TableSpec, row_id: str, results: dict, scale: str) -> 
         if res is not None and res.job == m.job and m.job_key in res.metrics:
             values[m.key] = res.metrics[m.job_key]
             sources[m.key] = res
-    return values, sources
+            for seed, seed_metrics in res.per_seed.items():
+                if m.job_key in seed_metrics:
+                    per_seed.setdefault(seed, {})[m.key] = seed_metrics[m.job_key]
+    return values, sources, per_seed
 
 
 def build_table(spec: TableSpec, results: dict[tuple[str, str, int, str], Result], scale: str = "mini",
@@ -77,9 +88,10 @@ def build_table(spec: TableSpec, results: dict[tuple[str, str, int, str], Result
     status = status or {}
     records, json_rows = [], []
     reproduced_all: dict[str, dict[str, float]] = {}
+    per_seed_all: dict[str, dict[int, dict[str, float]]] = {}
     for row in spec.rows:
-        values, sources = _reproduced_for(spec, row.id, results, scale)
-        reproduced_all[row.id] = values
+        values, sources, per_seed = _reproduced_for(spec, row.id, results, scale)
+        reproduced_all[row.id], per_seed_all[row.id] = values, per_seed
         ref = row.cite.split()[0] if row.cite else ""
         label = row.label + (f" {ref}" if row.kind == "cited" and ref and ref not in row.label else "")
         rec: dict[str, Any] = {"id": row.id, "Method": label, "kind": row.kind}
@@ -103,12 +115,14 @@ def build_table(spec: TableSpec, results: dict[tuple[str, str, int, str], Result
         json_rows.append({
             "id": row.id, "label": row.label, "kind": row.kind, "cells": dict(row.cells),
             "reported": dict(row.reported), "reproduced": values,
+            "reproduced_per_seed": {str(seed): v for seed, v in sorted(per_seed.items())},
             "sources": {k: {"scale": r.scale, "data": r.data, "commit": r.provenance.get("commit"),
                             "file": str(r.path)} for k, r in sources.items()},
             "status": note,
         })
+    tallies = {c.id: tally for c in spec.claims if (tally := seed_tally(c, per_seed_all)) is not None}
     return RenderedTable(spec, scale, pd.DataFrame.from_records(records), json_rows,
-                         check_claims(spec, reported_values(spec)), check_claims(spec, reproduced_all))
+                         check_claims(spec, reported_values(spec)), check_claims(spec, reproduced_all), tallies)
 
 
 def _display_frame(t: RenderedTable) -> pd.DataFrame:
@@ -145,7 +159,9 @@ def to_markdown(t: RenderedTable) -> str:
             elif r.status == "cited":
                 got = "n/a: compares with a cited row"
             else:
-                got = f"{r.status} ({_fmt(r.a)} vs {_fmt(r.b)})"
+                tally = t.reproduced_seed_tallies.get(c.id)
+                seeds = f"; on {tally[0]} of {tally[1]} seeds" if tally else ""
+                got = f"{r.status} ({_fmt(r.a)} vs {_fmt(r.b)}{seeds})"
             lines.append(f"| {c.claim.text}{_claim_slack(c.claim)} | {c.status} ({_fmt(c.a)} vs {_fmt(c.b)}) | {got} |")
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,7 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,23 @@ def row_hash(spec: Any, row_id: str, data: dict[str, Any] | None = None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _git(*args: str) -> str | None:
+#: What the harness itself writes into the checkout; edits there do not change what a run measures.
+OUTPUT_DIRS = ("results", "tables")
+
+
+def code_is_dirty(repo: Path | str | None = None) -> bool | None:
+    """Whether tracked files other than the harness's own outputs (:data:`OUTPUT_DIRS`) differ
+    from HEAD: the ``dirty`` flag of provenance.  Counting ``results/`` would mark every row but
+    the first of a table run dirty, because the first row's result was just written there."""
+    excluded = [f":(exclude){d}" for d in OUTPUT_DIRS]
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded, cwd=repo)
+    return None if out is None else bool(out)
+
+
+def _git(*args: str, cwd: Path | str | None = None) -> str | None:
     try:
         out = subprocess.run(
-            ["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=10
+            ["git", *args], cwd=cwd or Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -93,7 +106,7 @@ def provenance(*, scale: str, seed: int | list[int] | None, spec_hash: str | Non
             versions[name] = __import__(name).__version__
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    dirty = code_is_dirty() if commit else None
     return {
         "commit": commit,
         "dirty": dirty,
@@ -120,6 +133,8 @@ class Result:
     metrics: dict[str, float]
     provenance: dict[str, Any]
     path: Path
+    #: ``{seed: metrics}`` when ``metrics`` is a mean over several seeds (``details.per_seed``).
+    per_seed: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
     def data(self) -> str | None:
@@ -151,8 +166,10 @@ def write_result(root: Path | str, *, scale: str, paper: str, table: int, row: s
 def _parse(path: Path) -> Result:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
+        per_seed = {int(seed): {k: float(v) for k, v in m.items()}
+                    for seed, m in (doc.get("details") or {}).get("per_seed", {}).items()}
         return Result(doc["scale"], doc["paper"], int(doc["table"]), doc["row"], doc["job"],
-                      dict(doc["metrics"]), dict(doc["provenance"]), path)
+                      dict(doc["metrics"]), dict(doc["provenance"]), path, per_seed)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a valid result file ({e})") from None
 

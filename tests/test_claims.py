@@ -52,3 +52,39 @@ def test_a_claim_against_a_cited_row_has_no_reproduced_counterpart():
     reproduced["traj_mn2_16x1"] = {"avg_acc": 72.0}
     status = {r.id: r.status for r in check_claims(spec, reproduced)}
     assert status == {"traj-beats-s3d": "held", "step2-beats-step1": "held", "on-par-with-c3d": "cited"}
+
+
+def test_seed_tally_pairs_seeds_and_needs_two():
+    from repro.claims import seed_tally
+
+    claim = _c(">", "y")
+    per_seed = {"x": {0: {"top1": 40.0}, 1: {"top1": 30.0}, 2: {"top1": 50.0}},
+                "y": {0: {"top1": 35.0}, 1: {"top1": 35.0}}}
+    assert seed_tally(claim, per_seed) == (1, 2)  # seed 2 has no partner in y
+    assert seed_tally(_c(">", 20.0), per_seed) == (3, 3)  # against a number: every seed of x
+    assert seed_tally(claim, {"x": {0: {"top1": 40.0}}, "y": {0: {"top1": 35.0}}}) is None  # one seed decides nothing
+    assert seed_tally(claim, {"x": per_seed["x"]}) is None
+
+
+def test_a_rendered_table_says_how_many_seeds_a_mean_is_and_on_how_many_a_claim_held(tmp_path):
+    # TrajectoryNet Table 5's real spec: a claim that holds on the means of two seeds but on one
+    # seed only must say so, and each mean must say it is one.
+    from repro.render import build_table, to_markdown
+    from repro.results import load_results, provenance, write_result
+    from repro.spec.loader import default_specs_dir, load_specs
+
+    spec = load_specs(default_specs_dir(), check_models=False)["trajectorynet:table5"]
+    runs = {"s3d_step2": {0: 60.0, 1: 72.0}, "traj_mn17_unsup_step2": {0: 75.0, 1: 70.0}}
+    for row, seeds in runs.items():
+        per_seed = {str(s): {"top1": v, "top5": 99.0} for s, v in seeds.items()}
+        mean = {"top1": sum(seeds.values()) / 2, "top5": 99.0}
+        write_result(tmp_path, scale="mini", paper="trajectorynet", table=5, row=row, job="train", metrics=mean,
+                     provenance=provenance(scale="mini", seed=[0, 1], spec_hash=None, data="synth mini"),
+                     details={"per_seed": per_seed})
+    table = build_table(spec, load_results(tmp_path), scale="mini")
+    md = to_markdown(table)
+    assert md.count("mini scale: synth mini; mean of 2 seeds") == 2
+    assert "| held (72.50 vs 66.00; on 1 of 2 seeds) |" in md  # top-1: 75 > 60 but 70 < 72
+    assert "| failed (99.00 vs 99.00; on 0 of 2 seeds) |" in md  # top-5: equal, so ">" fails on each
+    assert table.rows[0]["reproduced_per_seed"] == {"0": {"top1": 60.0, "top5": 99.0},
+                                                    "1": {"top1": 72.0, "top5": 99.0}}

@@ -97,3 +97,28 @@ def test_row_hash_ignores_fields_left_at_their_default():
     other_spec = spec.model_copy(update={"rows": [changed if r.id == row.id else r for r in spec.rows]})
     assert row_hash(same_spec, row.id) == row_hash(spec, row.id)
     assert row_hash(other_spec, row.id) != row_hash(spec, row.id)
+
+
+def test_provenance_dirty_flag_ignores_the_harness_outputs(tmp_path):
+    # A table run writes its first row's result into results/ and then builds the next row's
+    # provenance: that row must not read "dirty". Edited code or specs must.
+    import subprocess
+
+    from repro.results import code_is_dirty
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for name in ("results/mini/r.json", "tables/t.md", "repro/m.py", "specs/s.yaml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert code_is_dirty(tmp_path) is False
+    (tmp_path / "results/mini/r.json").write_text("1\n")
+    (tmp_path / "tables/t.md").write_text("1\n")
+    assert code_is_dirty(tmp_path) is False
+    (tmp_path / "specs/s.yaml").write_text("1\n")
+    assert code_is_dirty(tmp_path) is True

@@ -377,6 +377,10 @@ def test_motionnet_is_pretrained_without_labels_then_frozen(dirs):
     assert done["history"] == report["history"]
     for key, value in again.state_dict().items():
         torch.testing.assert_close(value, pretrained[key])
+    # a result assembled later from the finished run still says which pre-training it started from
+    assembled = train_row(spec, spec.row("motionnet-frozen"), "mini", work_root=dirs["work"], data_dir=dirs["data"],
+                          progress=False)
+    assert assembled.details["motionnet_pretrain"]["0"] == report
 
 
 def test_a_row_started_beside_a_running_motionnet_pretraining_waits_and_reuses_it(tmp_path):

@@ -381,6 +381,26 @@ def test_motionnet_is_pretrained_without_labels_then_frozen(dirs):
     assembled = train_row(spec, spec.row("motionnet-frozen"), "mini", work_root=dirs["work"], data_dir=dirs["data"],
                           progress=False)
     assert assembled.details["motionnet_pretrain"]["0"] == report
+    assert assembled.details["train_threads"] == run.details["train_threads"] == {"0": torch.get_num_threads()}
+
+
+def test_motionnet_pretraining_repeats_bit_for_bit_on_the_same_threads(tmp_path):
+    # Same seed, same data, same thread count: the same weights exactly (what a re-run of a row
+    # at mini relies on; a different thread count sums floats in another order and drifts).
+    from repro.engine.motionnet_pretrain import pretrain_motionnet
+    from repro.models.motionnet import motionnet_2
+
+    g = torch.Generator().manual_seed(0)
+    clips = [{"video": torch.rand(3, 3, 32, 32, generator=g)} for _ in range(4)]
+    states = []
+    for name in ("a.pt", "b.pt"):
+        torch.manual_seed(0)
+        net = motionnet_2(width=0.125)
+        pretrain_motionnet(net, clips, epochs=1, batch_size=2, lr=1e-3, video_mean=torch.zeros(1, 3, 1, 1, 1),
+                           video_std=torch.ones(1, 3, 1, 1, 1), out=tmp_path / name, seed=0, progress=False)
+        states.append(net.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
 
 
 def test_a_row_started_beside_a_running_motionnet_pretraining_waits_and_reuses_it(tmp_path):

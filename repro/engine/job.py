@@ -211,6 +211,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     per_seed: dict[int, dict[str, float]] = {}
     histories: dict[int, list] = {}
     times: dict[int, float] = {}
+    threads: dict[int, int | None] = {}  # torch threads each seed trained with (None: not recorded)
     init_reports: dict[int, Any] = {}
     pretrain_reports: dict[int, Any] = {}
     same_run_as: dict[int, str] = {}
@@ -247,6 +248,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                 log.info("%s seed %d: already trained (%s)", where, seed, final)
                 per_seed[seed], histories[seed] = dict(done["metrics"]), list(done["history"])
                 times[seed] = float(done["train_time_s"])
+                threads[seed] = done.get("threads")
                 if (run_dir / PRETRAIN_REPORT).is_file():
                     pretrain_reports[seed] = json.loads((run_dir / PRETRAIN_REPORT).read_text())
                 continue
@@ -264,6 +266,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         result = fit(model, data.train, data.val, settings, run_dir, num_classes=data.num_classes,
                      resume=resume, progress=progress, pass_flow=pass_flow)
         per_seed[seed], histories[seed], times[seed] = result.metrics, result.history, result.train_time_s
+        threads[seed] = torch.get_num_threads()
 
     keys = sorted(set.intersection(*(set(m) for m in per_seed.values())) - {"count"})
     mean = {k: sum(per_seed[s][k] for s in seeds) / len(seeds) for k in keys}
@@ -279,6 +282,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     if len(seeds) > 1:
         details["per_seed"] = {str(s): {k: per_seed[s][k] for k in keys} for s in seeds}
         details["train_time_s_per_seed"] = {str(s): round(times[s], 2) for s in seeds}
+    details["train_threads"] = {str(s): threads[s] for s in seeds}
     if init_reports:
         details["init"] = {str(s): r for s, r in init_reports.items()}
     if pretrain_reports:

@@ -503,7 +503,10 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
     if run_dir is not None and info.is_main:
         ckpt_io.atomic_torch_save({"format": ckpt_io.CHECKPOINT_FORMAT, "model": ckpt_io.unwrap(model).state_dict(),
                                    "metrics": metrics, "history": history, "settings": settings.fingerprint(),
-                                   "train_time_s": train_time}, run_dir / "final.pt")
+                                   "train_time_s": train_time,
+                                   # float sums run in another order on another thread count: a run is
+                                   # bit-for-bit repeatable only on the same number of threads
+                                   "threads": torch.get_num_threads()}, run_dir / "final.pt")
     return FitResult(metrics=metrics, history=history, train_time_s=train_time, epochs=settings.epochs,
                      resumed_from=resumed_from)
 

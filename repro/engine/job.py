@@ -12,7 +12,6 @@ Something-Something / UCF101 chains; the classifier is dropped when its shape di
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -27,7 +26,6 @@ from repro.engine import checkpoint as ckpt_io
 from repro.engine.data import RunData, build_run_data
 from repro.engine.distributed import barrier, dist_info
 from repro.engine.trainer import evaluate, fit, model_takes_flow, resolve_settings, same_settings
-from repro.fileio import atomic_write_json
 from repro.jobs import JobContext, JobOutput, NotRunnable, register_job
 from repro.registry import create_model
 from repro.spec.schema import Row, RunConfig, TableSpec
@@ -40,8 +38,6 @@ log = logging.getLogger("repro.engine")
 TRAIN_KEYS = ("top1", "top5", "avg_top1_top5", "mean_class_acc", "epe")
 #: RunConfig fields that do not change what a run computes (left out of its identity).
 _NOT_IDENTITY = {"seeds", "notes", "test_clips", "test_crops"}
-#: Which pre-trained MotionNet a run started from (file, unsupervised-loss history, settings).
-PRETRAIN_REPORT = "motionnet_pretrain.json"
 
 
 @dataclass
@@ -237,8 +233,6 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                 # e.g. TrajectoryNet Table 7's MotionNet-(17) row at mini is Table 5's): re-use it.
                 log.info("%s seed %d: the same run as %s; re-using it", where, seed, twin)
                 run_dir.mkdir(parents=True, exist_ok=True)
-                if (twin.parent / PRETRAIN_REPORT).is_file():
-                    shutil.copyfile(twin.parent / PRETRAIN_REPORT, run_dir / PRETRAIN_REPORT)
                 shutil.copyfile(twin, final)
                 same_run_as[seed] = str(twin.parent)
             barrier()
@@ -249,22 +243,22 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                 per_seed[seed], histories[seed] = dict(done["metrics"]), list(done["history"])
                 times[seed] = float(done["train_time_s"])
                 threads[seed] = done.get("threads")
-                if (run_dir / PRETRAIN_REPORT).is_file():
-                    pretrain_reports[seed] = json.loads((run_dir / PRETRAIN_REPORT).read_text())
+                if done.get("motionnet_pretrain") is not None:
+                    pretrain_reports[seed] = done["motionnet_pretrain"]
                 continue
         ckpt_io.seed_everything(seed)  # model initialisation: identical on every process
         model = build_row_model(row, cfg, data.num_classes)
         if cfg.motionnet_pretrain is not None:
             pretrain_reports[seed] = _pretrain_motionnet(model, cfg, data, work_root, scale, seed, where, progress)
-            if dist_info().is_main:  # kept beside the run, so a result assembled later from final.pt still has it
-                run_dir.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(run_dir / PRETRAIN_REPORT, pretrain_reports[seed])
         if init is not None:
             report = ckpt_io.load_init_weights(model, init)
             init_reports[seed] = {"from": str(init), "dropped": report["dropped"], "missing": report["missing"]}
         pass_flow = _pass_flow(cfg, model, where)
         result = fit(model, data.train, data.val, settings, run_dir, num_classes=data.num_classes,
-                     resume=resume, progress=progress, pass_flow=pass_flow)
+                     resume=resume, progress=progress, pass_flow=pass_flow,
+                     # in final.pt, so a result assembled later from it (or from an identical row's
+                     # copy of it) still says which MotionNet pre-training the run started from
+                     record={"motionnet_pretrain": pretrain_reports.get(seed)})
         per_seed[seed], histories[seed], times[seed] = result.metrics, result.history, result.train_time_s
         threads[seed] = torch.get_num_threads()
 

@@ -330,7 +330,8 @@ def _gather_rng_states() -> list[dict[str, Any]]:
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings: TrainSettings,
         run_dir: Path | str | None, *, num_classes: int, device: torch.device | str | None = None,
         resume: bool = True, progress: bool = True, pass_flow: bool = False,
-        on_checkpoint: Callable[[Path, dict[str, Any]], None] | None = None) -> FitResult:
+        on_checkpoint: Callable[[Path, dict[str, Any]], None] | None = None,
+        record: dict[str, Any] | None = None) -> FitResult:
     """Train ``model`` for ``settings.epochs``; evaluate on ``val_set``; return metrics + history.
 
     The caller seeds and builds the model (identically on every process).  ``run_dir`` holds
@@ -338,6 +339,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
     when ``resume``) and ``final.pt``; ``None`` disables checkpoints.  Under a process group
     the model is wrapped in DistributedDataParallel and every process trains its slice of each
     global batch.  ``on_checkpoint(path, state)`` is called after each checkpoint is written.
+    ``record``: more entries for ``final.pt`` (what the run started from, for whoever reads it later).
     """
     from tqdm.auto import tqdm
 
@@ -506,7 +508,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
                                    "train_time_s": train_time,
                                    # float sums run in another order on another thread count: a run is
                                    # bit-for-bit repeatable only on the same number of threads
-                                   "threads": torch.get_num_threads()}, run_dir / "final.pt")
+                                   "threads": torch.get_num_threads(), **(record or {})}, run_dir / "final.pt")
     return FitResult(metrics=metrics, history=history, train_time_s=train_time, epochs=settings.epochs,
                      resumed_from=resumed_from)
 

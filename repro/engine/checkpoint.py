@@ -14,8 +14,6 @@ Layout of a row's work folder (the runner's ``<work>/<scale>/<paper>/table<N>/<r
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from repro.fileio import atomic_write
+from repro.fileio import atomic_torch_save  # noqa: F401 - re-exported: the one atomic save
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -55,22 +53,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside a DistributedDataParallel / DataParallel wrapper."""
     return model.module if hasattr(model, "module") and isinstance(model, nn.Module) and \
         isinstance(getattr(model, "module"), nn.Module) else model
-
-
-def atomic_torch_save(obj: Any, path: Path | str) -> None:
-    """``torch.save`` so that ``path`` is always either the old file or the complete new one."""
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -33,6 +33,8 @@ __all__ = [
     "eval_shard",
     "broadcast_object",
     "broadcast_flag",
+    "all_reduce_sum",
+    "all_reduce_sums",
     "barrier",
 ]
 
@@ -96,14 +98,38 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def _collective_device() -> torch.device:
+    """Where the process group's collectives run: the current GPU under NCCL, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def broadcast_flag(flag: bool, src: int = 0) -> bool:
     """Rank ``src``'s boolean on every rank, as one small tensor (cheap enough for every step)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return flag
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    box = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    box = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device())
     dist.broadcast(box, src=src)
     return bool(box.item())
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of ``tensor`` over all processes, as a new CPU tensor (call on every
+    rank; ``tensor`` itself without a process group).  Sums of counts and of per-sample values
+    reduce to exactly the single-process figures (integers; float64 sums in rank order)."""
+    if not dist_info().enabled:
+        return tensor
+    flat = tensor.detach().to(_collective_device(), copy=True)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    return flat.cpu()
+
+
+def all_reduce_sums(values: dict[str, float]) -> dict[str, float]:
+    """:func:`all_reduce_sum` of named floats (float64), keys in sorted order on every rank."""
+    if not dist_info().enabled:
+        return dict(values)
+    keys = sorted(values)
+    flat = all_reduce_sum(torch.tensor([values[k] for k in keys], dtype=torch.float64))
+    return dict(zip(keys, flat.tolist()))
 
 
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:

@@ -15,7 +15,9 @@ Accuracies are reported in percent, as the papers print them.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
+
+from repro.engine.distributed import all_reduce_sum
+from repro.ops.epe import end_point_error
 
 __all__ = ["ClassificationMeter", "EPEMeter", "end_point_error", "topk_correct"]
 
@@ -56,14 +58,7 @@ class ClassificationMeter:
 
     def all_reduce(self) -> None:
         """Sum the counts over all processes (call on every rank; no-op without a process group)."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return
-        flat = torch.cat([self.confusion.flatten(), self.top5_hits.view(1)])
-        backend = dist.get_backend()
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        flat = flat.to(device)
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        flat = flat.cpu()
+        flat = all_reduce_sum(torch.cat([self.confusion.flatten(), self.top5_hits.view(1)]))
         n2 = self.num_classes ** 2
         self.confusion = flat[:n2].view(self.num_classes, self.num_classes).clone()
         self.top5_hits = flat[n2].clone()
@@ -87,13 +82,6 @@ class ClassificationMeter:
         }
 
 
-def end_point_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-pixel end-point error ``||pred - gt||_2`` over the flow channel (dim 1, size 2)."""
-    if pred.shape != gt.shape or pred.shape[1] != 2:
-        raise ValueError(f"flow: expected equal shapes (B, 2, ...), got {tuple(pred.shape)} and {tuple(gt.shape)}")
-    return (pred.float() - gt.float()).pow(2).sum(dim=1).sqrt()
-
-
 class EPEMeter:
     """Mean end-point error over all pixels of all evaluated flows (sum and count)."""
 
@@ -107,13 +95,8 @@ class EPEMeter:
         self.pixels += err.numel()
 
     def all_reduce(self) -> None:
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return
-        backend = dist.get_backend()
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        flat = torch.stack([self.total, self.pixels.double()]).to(device)
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        flat = flat.cpu()
+        """Sum over all processes (call on every rank; no-op without a process group)."""
+        flat = all_reduce_sum(torch.stack([self.total, self.pixels.double()]))
         self.total, self.pixels = flat[0].clone(), flat[1].round().long()
 
     def compute(self) -> float | None:

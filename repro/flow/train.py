@@ -22,13 +22,16 @@ from tqdm import tqdm
 from repro.flow.methods import FlowMethod, TVNetFlow, create_flow_method
 from repro.flow.pairs import FlowPair
 from repro.models.tvnet import TVNet, epe_loss, tvnet_flow_loss
+from repro.ops.epe import end_point_error
 
 __all__ = ["pairs_to_tensors", "train_tvnet_on_pairs", "evaluate_epe", "endpoint_error"]
 
 
 def endpoint_error(flow: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """Average end-point error, Eq. (14), over ``valid`` pixels (all when ``None``)."""
-    error = np.sqrt(((np.asarray(flow, np.float64) - target) ** 2).sum(-1))
+    """Average end-point error, Eq. (14), over ``valid`` pixels (all when ``None``); ``flow``,
+    ``target`` ``(H, W, 2)`` arrays (float64, :func:`repro.ops.epe.end_point_error`)."""
+    flow64, target64 = (torch.from_numpy(np.ascontiguousarray(a, np.float64)) for a in (flow, target))
+    error = end_point_error(flow64, target64, dim=-1).numpy()
     if valid is not None:
         error = error[valid]
     return float(error.mean()) if error.size else float("nan")

@@ -2,7 +2,8 @@
 
 :func:`fit` trains ``model`` on ``train_set`` and evaluates it on ``val_set`` as a row's
 :class:`~repro.spec.schema.RunConfig` says (see :func:`resolve_settings` for the engine's
-defaults).  Datasets are map-style and return dicts ``{"video": (C,T,H,W) float, "label": int,
+defaults); a :class:`Trainer` does it in stages (set-up, restore, one epoch, one step, save,
+evaluate).  Datasets are map-style and return dicts ``{"video": (C,T,H,W) float, "label": int,
 "index": int}`` plus optional ``"flow_fwd"``/``"flow_bwd"`` ``(2,T,H,W)``; a test sample may hold
 several views ``(V,C,T,H,W)`` whose scores are averaged.
 
@@ -40,12 +41,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from repro.engine import checkpoint as ckpt_io
-from repro.engine.distributed import TrainBatchSampler, broadcast_flag, dist_info, eval_shard
+from repro.engine.distributed import TrainBatchSampler, all_reduce_sums, broadcast_flag, dist_info, eval_shard
 from repro.engine.metrics import ClassificationMeter, EPEMeter
 from repro.engine.optim import apply_partial_bn, build_optimizer, lr_factor, set_learning_rate
+from repro.fileio import atomic_torch_save
 from repro.spec.schema import LRSchedule, RunConfig
 
-__all__ = ["TrainSettings", "resolve_settings", "same_settings", "SeededDataset", "FitResult", "fit", "evaluate",
+__all__ = ["TrainSettings", "resolve_settings", "same_settings", "SeededDataset", "FitResult", "Trainer", "fit",
+           "evaluate",
            "forward_model", "model_takes_flow", "autocast_dtype"]
 
 log = logging.getLogger("repro.engine")
@@ -304,18 +307,6 @@ def _eval_batch_size(settings: TrainSettings, val_set: Dataset) -> int:
     return max(1, settings.batch_size // views)
 
 
-def _all_reduce_sums(values: dict[str, float]) -> dict[str, float]:
-    info = dist_info()
-    if not info.enabled:
-        return dict(values)
-    keys = sorted(values)
-    backend = dist.get_backend()
-    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-    flat = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(flat)
-    return dict(zip(keys, flat.cpu().tolist()))
-
-
 def _gather_rng_states() -> list[dict[str, Any]]:
     """Every process's RNG state (rank order), so a resumed process continues its own stream."""
     state = ckpt_io.capture_rng_state()
@@ -325,6 +316,247 @@ def _gather_rng_states() -> list[dict[str, Any]]:
     gathered: list[Any] = [None] * info.world_size
     dist.all_gather_object(gathered, state)
     return gathered
+
+
+def _add_batch_sums(sums: dict[str, float], loss: torch.Tensor, cls_loss: torch.Tensor,
+                    aux: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Add one batch to an epoch's running sums (per-sample sums, so that processes add up)."""
+    n = labels.numel()
+    sums["n"] = sums.get("n", 0.0) + n
+    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
+    sums["cls_loss"] = sums.get("cls_loss", 0.0) + float(cls_loss.detach()) * n
+    sums["correct"] = sums.get("correct", 0.0) + float((logits.detach().argmax(1) == labels).sum())
+    for k, v in aux.items():
+        sums[f"aux_{k}"] = sums.get(f"aux_{k}", 0.0) + float(v.detach()) * n
+
+
+def _epoch_entry(epoch: int, lr: float, totals: dict[str, float]) -> dict[str, float]:
+    """An epoch's history entry from its all-reduced sums."""
+    entry = {"epoch": epoch + 1, "lr": lr, "train_loss": totals["loss"] / totals["n"],
+             "train_cls_loss": totals["cls_loss"] / totals["n"],
+             "train_top1": 100.0 * totals["correct"] / totals["n"]}
+    entry.update({k: v / totals["n"] for k, v in totals.items() if k.startswith("aux_")})
+    return entry
+
+
+class Trainer:
+    """Trains one model as ``settings`` say, one stage per method (see :func:`fit` for the arguments).
+
+    ``__init__`` sets up (device, optimiser, AMP, the per-process RNG stream); :meth:`run` calls
+    :meth:`restore` (from ``last.pt``), then :meth:`train_epoch` per epoch (:meth:`train_step` per
+    batch, :meth:`save` every ``checkpoint_interval_s`` and after each epoch), :meth:`evaluate` and
+    :meth:`save_final`.  The run's position (``epoch``, ``batch``, ``history``, ``partial`` sums) is
+    what a checkpoint stores.  Under a process group every rank calls the same methods in the same
+    order: :meth:`save` and the epoch sums are collectives.
+    """
+
+    def __init__(self, model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings: TrainSettings,
+                 run_dir: Path | str | None, *, num_classes: int, device: torch.device | str | None = None,
+                 progress: bool = True, pass_flow: bool = False,
+                 on_checkpoint: Callable[[Path, dict[str, Any]], None] | None = None,
+                 record: dict[str, Any] | None = None):
+        self.info = info = dist_info()
+        if device is None:
+            device = torch.device("cuda", info.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        self.device = torch.device(device)
+        self.model, self.train_model, self.settings = model, model, settings
+        self.train_set, self.val_set, self.num_classes = train_set, val_set, num_classes
+        self.seeded = SeededDataset(train_set)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.last_path = self.run_dir / "last.pt" if self.run_dir is not None else None
+        self.progress, self.pass_flow, self.on_checkpoint, self.record = progress, pass_flow, on_checkpoint, record
+
+        model.to(self.device)
+        if settings.partial_bn:
+            apply_partial_bn(model)  # before the optimiser: frozen BN parameters get no group
+        self.optimizer = build_optimizer(model, name=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
+                                         weight_decay=settings.weight_decay, branch_lr=settings.branch_lr)
+        self.amp_dtype = autocast_dtype(self.device, settings.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.iters = TrainBatchSampler.batches_per_epoch(len(train_set), settings.batch_size)  # type: ignore[arg-type]
+        if self.iters < 1:
+            raise ValueError(f"the training set has {len(train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
+                             f"{settings.batch_size}; lower batch_size")
+        # where the run stands: what a checkpoint stores and :meth:`restore` reads back
+        self.epoch, self.batch, self.history, self.partial = 0, 0, [], {}
+        self.elapsed_before, self.resumed_from = 0.0, None
+        self._first_step = True
+        self._start_time, self._last_ckpt_time = time.perf_counter(), time.monotonic()
+        # Per-process RNG stream (dropout etc.); the model was built before this, identically everywhere.
+        ckpt_io.seed_everything(settings.seed * 1000 + info.rank)
+
+    # ------------------------------------------------------------------------------- the run
+    def run(self, resume: bool = True) -> FitResult:
+        """Restore (when ``resume``), train the remaining epochs, evaluate, write ``final.pt``."""
+        if resume:
+            self.restore()
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # find_unused_parameters: models may leave parameters out of the training graph (heads
+            # used only in eval, e.g. a predicted-flow head; frozen MotionNet branches)
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
+                                                                   find_unused_parameters=True)
+        self._start_time, self._last_ckpt_time = time.perf_counter(), time.monotonic()
+        for epoch in range(self.epoch, self.settings.epochs):
+            self.train_epoch(epoch)
+        train_time = self.elapsed()
+        metrics = self.evaluate(progress=self.progress) if self.val_set is not None else {}
+        self.save_final(metrics, train_time)
+        return FitResult(metrics=metrics, history=self.history, train_time_s=train_time,
+                         epochs=self.settings.epochs, resumed_from=self.resumed_from)
+
+    def elapsed(self) -> float:
+        """Training seconds so far, over every interrupted and resumed part of the run."""
+        return self.elapsed_before + time.perf_counter() - self._start_time
+
+    # ----------------------------------------------------------------------------- restore
+    def restore(self) -> bool:
+        """Continue from ``last.pt`` if there is one: weights, optimiser, scaler, position, RNG."""
+        if self.last_path is None or not self.last_path.is_file():
+            return False
+        state = ckpt_io.load_checkpoint(self.last_path, map_location="cpu")
+        if state.get("format") != ckpt_io.CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.last_path}: unknown checkpoint format {state.get('format')!r}")
+        if not same_settings(state.get("settings"), self.settings.fingerprint()):
+            raise ValueError(f"{self.last_path}: was written with different training settings ({state.get('settings')} "
+                             f"vs {self.settings.fingerprint()}); delete it or use a new work dir")
+        ckpt_io.unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch_in_epoch"])
+        self.history, self.elapsed_before = list(state["history"]), float(state["elapsed_s"])
+        # the partial sums are rank 0's all-reduced ones: the other ranks start theirs from zero
+        self.partial = dict(state["partial"]) if self.info.is_main else {k: 0.0 for k in state["partial"]}
+        rng = state["rng"]
+        ckpt_io.restore_rng_state(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
+        self.resumed_from = {"epoch": self.epoch, "batch": self.batch}
+        log.info("resuming %s at epoch %d, batch %d", self.last_path, self.epoch, self.batch)
+        return True
+
+    # ------------------------------------------------------------------------------- epoch
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train ``epoch`` from the current position; append its history entry; checkpoint it."""
+        from tqdm.auto import tqdm
+
+        first_batch, sums = self.batch, dict(self.partial)
+        bar = tqdm(total=self.iters, initial=first_batch, desc=f"epoch {epoch + 1}/{self.settings.epochs}",
+                   unit="batch", leave=False, disable=not self.progress or not self.info.is_main, file=sys.stderr)
+        for b, batch in enumerate(self._loader(epoch, first_batch), start=first_batch):
+            lr = set_learning_rate(self.optimizer, self.settings.lr, self._lr_factor(epoch + b / self.iters))
+            loss, cls_loss, aux, logits, labels = self.train_step(batch, epoch, b)
+            _add_batch_sums(sums, loss, cls_loss, aux, logits, labels)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", lr=f"{lr:.3g}")
+            self._save_if_due(epoch, b + 1, sums)
+        bar.close()
+
+        entry = _epoch_entry(epoch, lr, all_reduce_sums(sums))
+        every = self.settings.eval_every
+        if self.val_set is not None and every and (epoch + 1) % every == 0 and epoch + 1 < self.settings.epochs:
+            entry.update({f"val_{k}": v for k, v in self.evaluate().items() if k != "count"})
+        self.history.append(entry)
+        if self.info.is_main:
+            log.info("epoch %d/%d %s", epoch + 1, self.settings.epochs,
+                     " ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "epoch"))
+        self.epoch, self.batch, self.partial = epoch + 1, 0, {}
+        if self.last_path is not None:
+            self.save(epoch + 1, 0, {})
+        return entry
+
+    def _loader(self, epoch: int, first_batch: int) -> DataLoader:
+        """Put the model in training mode and return ``epoch``'s loader from ``first_batch`` on."""
+        s = self.settings
+        self.train_model.train()
+        if s.partial_bn:
+            apply_partial_bn(self.model)
+        set_epoch = getattr(self.train_set, "set_epoch", None)
+        if callable(set_epoch):  # datasets that seed their own augmentation by (seed, epoch, index)
+            set_epoch(epoch)
+        sampler = TrainBatchSampler(len(self.train_set), s.batch_size, seed=s.seed, epoch=epoch,  # type: ignore[arg-type]
+                                    rank=self.info.rank, world_size=self.info.world_size, start_batch=first_batch)
+        loader_gen = torch.Generator().manual_seed(s.seed * 7919 + epoch)  # keeps the global RNG untouched
+        return DataLoader(self.seeded, batch_sampler=sampler, num_workers=s.num_workers, collate_fn=_collate,
+                          pin_memory=self.device.type == "cuda", generator=loader_gen, persistent_workers=False)
+
+    def _lr_factor(self, fractional_epoch: float) -> float:
+        s = self.settings
+        return lr_factor(fractional_epoch, epochs=s.epochs, schedule=s.schedule, warmup_epochs=s.warmup_epochs)
+
+    # -------------------------------------------------------------------------------- step
+    def train_step(self, batch: dict[str, Any], epoch: int, b: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Forward, loss, backward and update on one batch; ``(loss, cls_loss, aux, logits, labels)``."""
+        s, device = self.settings, self.device
+        labels = batch["label"].to(device, non_blocking=True)
+        with _autocast(device, self.amp_dtype):
+            logits, extras = forward_model(self.train_model, batch, device, self.pass_flow)
+            cls_loss = F.cross_entropy(logits.float(), labels)
+            aux = _aux_losses(extras)
+            loss = cls_loss + sum((s.loss_weights.get(k, 1.0) * v.float() for k, v in aux.items()),
+                                  torch.zeros((), device=device))
+        if self._first_step:
+            self._first_step = False
+            unused = sorted(set(s.loss_weights) - set(aux))
+            if unused and self.info.is_main:
+                log.warning("loss_weights name %s, which the model does not return (it returns %s)",
+                            unused, sorted(aux) or "no auxiliary loss")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
+                                     "lower the learning rate or enable clip_grad")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if s.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss, cls_loss, aux, logits, labels
+
+    # -------------------------------------------------------------------------------- save
+    def _save_if_due(self, epoch: int, done: int, sums: dict[str, float]) -> None:
+        """Checkpoint mid-epoch once ``checkpoint_interval_s`` has passed (rank 0's clock decides)."""
+        if done >= self.iters or self.last_path is None:
+            return  # the end of the epoch is saved by :meth:`train_epoch`
+        due = time.monotonic() - self._last_ckpt_time >= self.settings.checkpoint_interval_s
+        if broadcast_flag(due):  # every rank joins the collective in :meth:`save`
+            self.save(epoch, done, sums)
+
+    def save(self, epoch: int, batch_in_epoch: int, partial_sums: dict[str, float]) -> None:
+        """Write ``last.pt`` at (``epoch``, ``batch_in_epoch``); a collective: every rank calls it."""
+        rng_states = _gather_rng_states()
+        sums = all_reduce_sums(partial_sums) if partial_sums else {}
+        if self.last_path is not None and self.info.is_main:
+            state = {
+                "format": ckpt_io.CHECKPOINT_FORMAT, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                "model": ckpt_io.unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None, "rng": rng_states,
+                "history": self.history, "partial": sums, "settings": self.settings.fingerprint(),
+                "elapsed_s": self.elapsed(),
+            }
+            atomic_torch_save(state, self.last_path)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(self.last_path, state)
+        self._last_ckpt_time = time.monotonic()
+
+    def save_final(self, metrics: dict[str, float], train_time: float) -> None:
+        """Write ``final.pt``: the trained weights, metrics, history and ``record`` (rank 0)."""
+        if self.run_dir is None or not self.info.is_main:
+            return
+        atomic_torch_save({"format": ckpt_io.CHECKPOINT_FORMAT, "model": ckpt_io.unwrap(self.model).state_dict(),
+                           "metrics": metrics, "history": self.history, "settings": self.settings.fingerprint(),
+                           "train_time_s": train_time,
+                           # float sums run in another order on another thread count: a run is
+                           # bit-for-bit repeatable only on the same number of threads
+                           "threads": torch.get_num_threads(), **(self.record or {})}, self.run_dir / "final.pt")
+
+    # ---------------------------------------------------------------------------- evaluate
+    def evaluate(self, progress: bool = False) -> dict[str, float]:
+        """:func:`evaluate` on the validation set with the run's batch size, workers and AMP."""
+        assert self.val_set is not None
+        return evaluate(self.model, self.val_set, num_classes=self.num_classes,
+                        batch_size=_eval_batch_size(self.settings, self.val_set), num_workers=self.settings.num_workers,
+                        device=self.device, amp_dtype=self.amp_dtype, pass_flow=self.pass_flow, progress=progress)
 
 
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings: TrainSettings,
@@ -340,175 +572,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings:
     the model is wrapped in DistributedDataParallel and every process trains its slice of each
     global batch.  ``on_checkpoint(path, state)`` is called after each checkpoint is written.
     ``record``: more entries for ``final.pt`` (what the run started from, for whoever reads it later).
+    A thin wrapper: :class:`Trainer` does the work.
     """
-    from tqdm.auto import tqdm
-
-    info = dist_info()
-    if device is None:
-        device = torch.device("cuda", info.local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(device)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    last_path = run_dir / "last.pt" if run_dir is not None else None
-
-    model.to(device)
-    if settings.partial_bn:
-        apply_partial_bn(model)  # before the optimiser: frozen BN parameters get no group
-    optimizer = build_optimizer(model, name=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay, branch_lr=settings.branch_lr)
-    amp_dtype = autocast_dtype(device, settings.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    iters = TrainBatchSampler.batches_per_epoch(len(train_set), settings.batch_size)  # type: ignore[arg-type]
-    if iters < 1:
-        raise ValueError(f"the training set has {len(train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
-                         f"{settings.batch_size}; lower batch_size")
-    start_epoch, start_batch, history, elapsed_before = 0, 0, [], 0.0
-    partial: dict[str, float] = {}
-    resumed_from = None
-    # Per-process RNG stream (dropout etc.); the model was built before this, identically everywhere.
-    ckpt_io.seed_everything(settings.seed * 1000 + info.rank)
-
-    if resume and last_path is not None and last_path.is_file():
-        state = ckpt_io.load_checkpoint(last_path, map_location="cpu")
-        if state.get("format") != ckpt_io.CHECKPOINT_FORMAT:
-            raise ValueError(f"{last_path}: unknown checkpoint format {state.get('format')!r}")
-        if not same_settings(state.get("settings"), settings.fingerprint()):
-            raise ValueError(f"{last_path}: was written with different training settings "
-                             f"({state.get('settings')} vs {settings.fingerprint()}); delete it or use a new work dir")
-        ckpt_io.unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, start_batch = int(state["epoch"]), int(state["batch_in_epoch"])
-        history = list(state["history"])
-        elapsed_before = float(state["elapsed_s"])
-        partial = dict(state["partial"]) if info.is_main else {k: 0.0 for k in state["partial"]}
-        rng = state["rng"]
-        ckpt_io.restore_rng_state(rng[info.rank] if info.rank < len(rng) else rng[0])
-        resumed_from = {"epoch": start_epoch, "batch": start_batch}
-        log.info("resuming %s at epoch %d, batch %d", last_path, start_epoch, start_batch)
-
-    train_model: nn.Module = model
-    if info.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        # find_unused_parameters: models may leave parameters out of the training graph (heads
-        # used only in eval, e.g. a predicted-flow head; frozen MotionNet branches)
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-
-    seeded = SeededDataset(train_set)
-    start_time = time.perf_counter()
-    last_ckpt_time = time.monotonic()
-
-    def save(epoch: int, batch_in_epoch: int, partial_sums: dict[str, float]) -> None:
-        nonlocal last_ckpt_time
-        rng_states = _gather_rng_states()  # collective: every rank calls save()
-        sums = _all_reduce_sums(partial_sums) if partial_sums else {}
-        if last_path is not None and info.is_main:
-            state = {
-                "format": ckpt_io.CHECKPOINT_FORMAT, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "model": ckpt_io.unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None, "rng": rng_states,
-                "history": history, "partial": sums, "settings": settings.fingerprint(),
-                "elapsed_s": elapsed_before + time.perf_counter() - start_time,
-            }
-            ckpt_io.atomic_torch_save(state, last_path)
-            if on_checkpoint is not None:
-                on_checkpoint(last_path, state)
-        last_ckpt_time = time.monotonic()
-
-    for epoch in range(start_epoch, settings.epochs):
-        first_batch = start_batch if epoch == start_epoch else 0
-        sums = dict(partial) if epoch == start_epoch else {}
-        train_model.train()
-        if settings.partial_bn:
-            apply_partial_bn(model)
-        set_epoch = getattr(train_set, "set_epoch", None)
-        if callable(set_epoch):  # datasets that seed their own augmentation by (seed, epoch, index)
-            set_epoch(epoch)
-        sampler = TrainBatchSampler(len(train_set), settings.batch_size, seed=settings.seed,  # type: ignore[arg-type]
-                                    epoch=epoch, rank=info.rank, world_size=info.world_size,
-                                    start_batch=first_batch)
-        loader_gen = torch.Generator().manual_seed(settings.seed * 7919 + epoch)  # keeps the global RNG untouched
-        loader = DataLoader(seeded, batch_sampler=sampler, num_workers=settings.num_workers, collate_fn=_collate,
-                            pin_memory=device.type == "cuda", generator=loader_gen,
-                            persistent_workers=False)
-        bar = tqdm(total=iters, initial=first_batch, desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch",
-                   leave=False, disable=not progress or not info.is_main, file=sys.stderr)
-        for b, batch in enumerate(loader, start=first_batch):
-            lr = set_learning_rate(optimizer, settings.lr,
-                                   lr_factor(epoch + b / iters, epochs=settings.epochs, schedule=settings.schedule,
-                                             warmup_epochs=settings.warmup_epochs))
-            labels = batch["label"].to(device, non_blocking=True)
-            with _autocast(device, amp_dtype):
-                logits, extras = forward_model(train_model, batch, device, pass_flow)
-                cls_loss = F.cross_entropy(logits.float(), labels)
-                aux = _aux_losses(extras)
-                loss = cls_loss + sum((settings.loss_weights.get(k, 1.0) * v.float() for k, v in aux.items()),
-                                      torch.zeros((), device=device))
-            if epoch == start_epoch and b == first_batch:
-                unused = sorted(set(settings.loss_weights) - set(aux))
-                if unused and info.is_main:
-                    log.warning("loss_weights name %s, which the model does not return (it returns %s)",
-                                unused, sorted(aux) or "no auxiliary loss")
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
-                                         "lower the learning rate or enable clip_grad")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if settings.clip_grad:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-
-            n = labels.numel()
-            sums["n"] = sums.get("n", 0.0) + n
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
-            sums["cls_loss"] = sums.get("cls_loss", 0.0) + float(cls_loss.detach()) * n
-            sums["correct"] = sums.get("correct", 0.0) + float((logits.detach().argmax(1) == labels).sum())
-            for k, v in aux.items():
-                sums[f"aux_{k}"] = sums.get(f"aux_{k}", 0.0) + float(v.detach()) * n
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", lr=f"{lr:.3g}")
-
-            done = b + 1
-            if done < iters and last_path is not None:
-                due = time.monotonic() - last_ckpt_time >= settings.checkpoint_interval_s
-                if broadcast_flag(due):  # rank 0's clock decides, so every rank joins the collective
-                    save(epoch, done, sums)
-        bar.close()
-
-        totals = _all_reduce_sums(sums)
-        entry = {"epoch": epoch + 1, "lr": lr, "train_loss": totals["loss"] / totals["n"],
-                 "train_cls_loss": totals["cls_loss"] / totals["n"],
-                 "train_top1": 100.0 * totals["correct"] / totals["n"]}
-        entry.update({k: v / totals["n"] for k, v in totals.items() if k.startswith("aux_")})
-        if val_set is not None and settings.eval_every and (epoch + 1) % settings.eval_every == 0 \
-                and epoch + 1 < settings.epochs:
-            val = evaluate(model, val_set, num_classes=num_classes, batch_size=_eval_batch_size(settings, val_set),
-                           num_workers=settings.num_workers, device=device,
-                           amp_dtype=amp_dtype, pass_flow=pass_flow)
-            entry.update({f"val_{k}": v for k, v in val.items() if k != "count"})
-        history.append(entry)
-        if info.is_main:
-            log.info("epoch %d/%d %s", epoch + 1, settings.epochs,
-                     " ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "epoch"))
-        if last_path is not None:
-            save(epoch + 1, 0, {})
-
-    train_time = elapsed_before + time.perf_counter() - start_time
-    metrics: dict[str, float] = {}
-    if val_set is not None:
-        metrics = evaluate(model, val_set, num_classes=num_classes, batch_size=_eval_batch_size(settings, val_set),
-                           num_workers=settings.num_workers, device=device, amp_dtype=amp_dtype,
-                           pass_flow=pass_flow, progress=progress)
-    if run_dir is not None and info.is_main:
-        ckpt_io.atomic_torch_save({"format": ckpt_io.CHECKPOINT_FORMAT, "model": ckpt_io.unwrap(model).state_dict(),
-                                   "metrics": metrics, "history": history, "settings": settings.fingerprint(),
-                                   "train_time_s": train_time,
-                                   # float sums run in another order on another thread count: a run is
-                                   # bit-for-bit repeatable only on the same number of threads
-                                   "threads": torch.get_num_threads(), **(record or {})}, run_dir / "final.pt")
-    return FitResult(metrics=metrics, history=history, train_time_s=train_time, epochs=settings.epochs,
-                     resumed_from=resumed_from)
-
+    trainer = Trainer(model, train_set, val_set, settings, run_dir, num_classes=num_classes, device=device,
+                      progress=progress, pass_flow=pass_flow, on_checkpoint=on_checkpoint, record=record)
+    return trainer.run(resume=resume)

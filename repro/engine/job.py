@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from repro.engine import checkpoint as ckpt_io
+from repro.engine.aggregate import SeedRun, aggregate_seeds
 from repro.engine.data import RunData, build_run_data
 from repro.engine.distributed import barrier, dist_info
 from repro.engine.trainer import evaluate, fit, model_takes_flow, resolve_settings, same_settings
@@ -262,27 +263,16 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         per_seed[seed], histories[seed], times[seed] = result.metrics, result.history, result.train_time_s
         threads[seed] = torch.get_num_threads()
 
-    keys = sorted(set.intersection(*(set(m) for m in per_seed.values())) - {"count"})
-    mean = {k: sum(per_seed[s][k] for s in seeds) / len(seeds) for k in keys}
+    runs = {s: SeedRun(per_seed[s], histories[s], times[s], threads[s], init=init_reports.get(s),
+                       motionnet_pretrain=pretrain_reports.get(s), same_run_as=same_run_as.get(s)) for s in seeds}
+    mean, seed_details = aggregate_seeds(runs)
     details: dict[str, Any] = {
         "skipped_videos": data.skipped,
         "epochs": resolve_settings(cfg, seed=seeds[0], **overrides).epochs,
-        "train_time_s": round(sum(times.values()) / len(times), 2),
-        "history": histories[seeds[0]] if len(seeds) == 1 else {str(s): histories[s] for s in seeds},
         "model": row.model.name,
         "num_classes": data.num_classes,
-        "val_videos": int(per_seed[seeds[0]].get("count", 0)),
+        **seed_details,
     }
-    if len(seeds) > 1:
-        details["per_seed"] = {str(s): {k: per_seed[s][k] for k in keys} for s in seeds}
-        details["train_time_s_per_seed"] = {str(s): round(times[s], 2) for s in seeds}
-    details["train_threads"] = {str(s): threads[s] for s in seeds}
-    if init_reports:
-        details["init"] = {str(s): r for s, r in init_reports.items()}
-    if pretrain_reports:
-        details["motionnet_pretrain"] = {str(s): r for s, r in pretrain_reports.items()}
-    if same_run_as:
-        details["same_run_as"] = {str(s): p for s, p in same_run_as.items()}
     return RowRun(metrics=mean, per_seed=per_seed, data=data.description, seeds=seeds, details=details)
 
 

@@ -241,8 +241,8 @@ def trajectory_conv(
     if sampler != "grid_sample":
         raise ValueError(f"sampler: expected 'grid_sample', 'triton' or 'trt_plugin', got {sampler!r}")
 
-    n, channels, length, height, width = x.shape
-    c_out = weight.shape[0]
+    n, _, length, height, width = x.shape
+    c_out, channels = weight.shape[:2]  # the weight's (== x's, checked): static in a dynamic-batch ONNX graph
     w = weight.reshape(c_out, channels, 2 * dt + 1)
     # Centre tap (τ = 0, p̃_t = p) needs no sampling: an ordinary 1×1 convolution.
     centre = x.transpose(1, 2).reshape(n * length, channels, height, width)

@@ -1,0 +1,69 @@
+"""ONNX export and ONNX Runtime sessions: the one place the project does either.
+
+Every exported graph (the profiler's ``onnxruntime`` latency backend, the benchmarks, the
+TensorRT plugin engine builder, the tests) goes through :func:`export_onnx`, so the opset and
+the exporter are chosen once, here, and every runtime reads the same graph.
+
+    >>> path = export_onnx(model, (video, flow_fwd, flow_bwd), "traj.onnx",
+    ...                    input_names=["video", "flow_fwd", "flow_bwd"])
+    >>> session = ort_session(path, threads=1)
+    >>> (logits,) = session.run(None, {"video": video.numpy(), ...})
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from repro.fileio import atomic_write
+
+__all__ = ["ONNX_OPSET", "export_onnx", "ort_session"]
+
+#: The ONNX opset of every exported graph.  Why 17 and not newer:
+#:
+#: * ONNX ``GridSample`` takes 4-D input from opset 16; 5-D input needs opset 20 and TensorRT
+#:   rejects it, so the warps sample frames as ``(N*T, C, H, W)`` (:mod:`repro.ops.warp`; see
+#:   /work/shared/REFERENCES.md, "Export and TensorRT");
+#: * the TorchScript exporter (``dynamo=False``) honours opset 17 exactly, where the dynamo
+#:   exporter starts at 18 and would change the graphs (and their 4-D GridSample) behind our back.
+ONNX_OPSET = 17
+
+
+def export_onnx(model: nn.Module, inputs: torch.Tensor | Sequence[Any], path: str | os.PathLike, *,
+                input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+                dynamic_batch: bool = True, custom_opsets: dict[str, int] | None = None) -> Path:
+    """Export ``model(*inputs)`` to ``path`` at :data:`ONNX_OPSET` with the TorchScript exporter.
+
+    ``input_names`` default to ``input_0, input_1, ...``; ``dynamic_batch`` makes dim 0 of every
+    input (and of every named output) a ``"batch"`` dimension, so one file serves any batch size
+    (``False``: the example's shapes are baked in).  ``custom_opsets`` declares the domains of
+    custom nodes (e.g. the TensorRT plugin's, :data:`repro.ops.trajectory_conv.PLUGIN_NAMESPACE`).
+    The file is written atomically; the exporter's warnings (tracer notes) are silenced.
+    """
+    args = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    names = list(input_names) if input_names is not None else [f"input_{i}" for i in range(len(args))]
+    outputs = list(output_names) if output_names is not None else None
+    dynamic_axes = {name: {0: "batch"} for name in names + (outputs or [])} if dynamic_batch else None
+    path = Path(path)
+    with atomic_write(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, str(tmp), opset_version=ONNX_OPSET, dynamo=False, input_names=names,
+                          output_names=outputs, dynamic_axes=dynamic_axes, custom_opsets=custom_opsets)
+    return path
+
+
+def ort_session(path: str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime CPU session of ``path``; ``threads``: intra-op threads (one inter-op
+    thread), ``None``: ONNX Runtime's default."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -25,11 +25,11 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from typing import Callable
 
 import torch
 
+from repro.deploy.onnx import export_onnx, ort_session
 from repro.ops.trajectory_conv import trajectory_conv, trajectory_conv_reference
 from repro.registry import create_model
 
@@ -136,21 +136,18 @@ def bench_components(s3d, traj, video, flow_fwd, flow_bwd, repeats: int, skip_on
     out["eager_component_conv3d_ms"] = statistics.median(times["s3d"]) * 1e3
     out["eager_component_trajectory_ms"] = statistics.median(times["trajectorynet"]) * 1e3
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         skip_onnx = True
     if skip_onnx:
         return out
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
         conv_path, part_path = os.path.join(tmp, "conv.onnx"), os.path.join(tmp, "part.onnx")
-        torch.onnx.export(conv, (x,), conv_path, opset_version=17, dynamo=False, input_names=["x"])
-        torch.onnx.export(part, (x, flow_fwd, flow_bwd), part_path, opset_version=17, dynamo=False,
-                          input_names=["x", "flow_fwd", "flow_bwd"])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        s_conv = ort.InferenceSession(conv_path, options, providers=["CPUExecutionProvider"])
-        s_part = ort.InferenceSession(part_path, options, providers=["CPUExecutionProvider"])
+        export_onnx(conv, (x,), conv_path, input_names=["x"], dynamic_batch=False)
+        export_onnx(part, (x, flow_fwd, flow_bwd), part_path, input_names=["x", "flow_fwd", "flow_bwd"],
+                    dynamic_batch=False)
+        s_conv = ort_session(conv_path, threads=torch.get_num_threads())
+        s_part = ort_session(part_path, threads=torch.get_num_threads())
         feeds = {"x": x.numpy(), "flow_fwd": flow_fwd.numpy(), "flow_bwd": flow_bwd.numpy()}
         times = interleaved_times(
             {"s3d": lambda: s_conv.run(None, {"x": feeds["x"]}), "trajectorynet": lambda: s_part.run(None, feeds)},
@@ -181,23 +178,18 @@ def bench_model(repeats: int, skip_onnx: bool) -> dict:
     if skip_onnx:
         return result
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         _log("onnxruntime missing: ONNX timing skipped")
         return result
     _log("model: ONNX export + ONNX Runtime")
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
         s3d_path, traj_path = os.path.join(tmp, "s3d.onnx"), os.path.join(tmp, "traj.onnx")
-        torch.onnx.export(s3d, (video,), s3d_path, opset_version=17, dynamo=False, input_names=["video"])
-        torch.onnx.export(
-            traj, (video, flow_fwd, flow_bwd), traj_path, opset_version=17, dynamo=False,
-            input_names=["video", "flow_fwd", "flow_bwd"],
-        )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        s_s3d = ort.InferenceSession(s3d_path, options, providers=["CPUExecutionProvider"])
-        s_traj = ort.InferenceSession(traj_path, options, providers=["CPUExecutionProvider"])
+        export_onnx(s3d, (video,), s3d_path, input_names=["video"], dynamic_batch=False)
+        export_onnx(traj, (video, flow_fwd, flow_bwd), traj_path, input_names=["video", "flow_fwd", "flow_bwd"],
+                    dynamic_batch=False)
+        s_s3d = ort_session(s3d_path, threads=torch.get_num_threads())
+        s_traj = ort_session(traj_path, threads=torch.get_num_threads())
         feeds_s3d = {"video": video.numpy()}
         feeds_traj = {"video": video.numpy(), "flow_fwd": flow_fwd.numpy(), "flow_bwd": flow_bwd.numpy()}
         ort_times = interleaved_times(

@@ -42,7 +42,8 @@ Latency (:func:`measure_latency`): median and spread of ``repeats`` timed forwar
 ``torch.inference_mode`` after ``warmup`` untimed ones, with a chosen thread count (restored
 afterwards).  Backends are small runner factories in :data:`LATENCY_BACKENDS`
 (:func:`register_latency_backend` adds one, e.g. torch.compile or TensorRT): ``eager``,
-``channels_last_3d`` and ``onnxruntime`` (export with opset 17, so only 4-D ``grid_sample``).
+``channels_last_3d`` and ``onnxruntime`` (export at :data:`repro.deploy.onnx.ONNX_OPSET`, so only
+4-D ``grid_sample``).
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ import torch.nn as nn
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 from torch import Tensor
+
+from repro.deploy.onnx import ONNX_OPSET, export_onnx, ort_session  # noqa: F401 - ONNX_OPSET re-exported
 
 __all__ = [
     "MacReport",
@@ -465,28 +468,18 @@ def _channels_last_backend(model: nn.Module, inputs: tuple[Any, ...], threads: i
     return lambda: converted(*converted_inputs)
 
 
-ONNX_OPSET = 17
-
-
 @register_latency_backend("onnxruntime")
 def _onnxruntime_backend(model: nn.Module, inputs: tuple[Any, ...], threads: int) -> Runner:
-    # Opset 17: GridSample exists for 4-D input only (5-D needs opset 20 and TensorRT rejects
-    # it), so models must warp frames as (N*T, C, H, W).
-    import onnxruntime as ort
+    # Export at ONNX_OPSET: 4-D GridSample only, so models must warp frames as (N*T, C, H, W).
+    import onnxruntime  # noqa: F401 - missing: fail before exporting
 
     if not all(isinstance(x, Tensor) for x in inputs):
         raise TypeError("the onnxruntime backend takes tensor inputs only")
     names = [f"input_{i}" for i in range(len(inputs))]
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # The TorchScript exporter honours opset 17 exactly (dynamo export starts at 18).
-            torch.onnx.export(model, inputs, path, opset_version=ONNX_OPSET, dynamo=False, input_names=names)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        # the example's shapes baked in (no dynamic batch): the graph timed is the one timed before
+        path = export_onnx(model, inputs, os.path.join(tmp, "model.onnx"), input_names=names, dynamic_batch=False)
+        session = ort_session(path, threads)
     feed = {name: x.detach().cpu().numpy() for name, x in zip(names, inputs)}
     return lambda: session.run(None, feed)
 

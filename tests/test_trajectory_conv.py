@@ -2,12 +2,11 @@
 gradients, offsets, module, ONNX export."""
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from repro.deploy.onnx import export_onnx, ort_session
 from repro.ops.trajectory_conv import (
     PLUGIN_NAMESPACE,
     PLUGIN_OP_TYPE,
@@ -204,14 +203,12 @@ class _Wrap(torch.nn.Module):
 
 
 def _export(module, args, path, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), opset_version=17, dynamo=False, **kwargs)
+    export_onnx(module, args, path, dynamic_batch=False, **kwargs)  # fixed shapes: checked below
 
 
 def test_onnx_export_4d_gridsample_matches_onnxruntime(tmp_path):
     onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     x, ff, fb = _inputs(n=1, c=4, t=5, dtype=torch.float32)
     model = _Wrap().eval()
     path = tmp_path / "traj.onnx"
@@ -221,7 +218,7 @@ def test_onnx_export_4d_gridsample_matches_onnxruntime(tmp_path):
     assert grid_samples, "expected GridSample nodes"
     ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in list(graph.value_info) + list(graph.input)}
     assert all(ranks[node.input[0]] == 4 for node in grid_samples), "5-D GridSample in the graph"
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort_session(path)
     (got,) = session.run(None, {"x": x.numpy(), "flow_fwd": ff.numpy(), "flow_bwd": fb.numpy()})
     with torch.no_grad():
         expected = model(x, ff, fb)

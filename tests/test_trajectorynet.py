@@ -1,11 +1,10 @@
 """TrajectoryNet model (NeurIPS 2018 §3.4-3.5, Tables 2-4) on S3D-ResNet-18."""
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
+from repro.deploy.onnx import export_onnx, ort_session
 from repro.models.trajectorynet import (
     TrajectoryNet,
     TrajectoryTemporalConv,
@@ -198,18 +197,15 @@ def test_bad_options_are_named():
 
 def test_onnx_export_max_pool_and_trajectory_feature(tmp_path):
     onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = create_model("trajectorynet_resnet18", num_classes=5, downsample="max", motion="trajectory").eval()
     video, flow, bwd = _video_and_flow(shape=(1, 3, 8, 32, 32))
     path = tmp_path / "trajectorynet.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (video, flow, bwd), str(path), opset_version=17, dynamo=False,
-                          input_names=["video", "flow_fwd", "flow_bwd"])
+    export_onnx(model, (video, flow, bwd), path, input_names=["video", "flow_fwd", "flow_bwd"], dynamic_batch=False)
     graph = onnx.load(str(path)).graph
     assert any(node.op_type == "GridSample" for node in graph.node)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort_session(path)
     (got,) = session.run(None, {"video": video.numpy(), "flow_fwd": flow.numpy(), "flow_bwd": bwd.numpy()})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(got), model(video, flow, bwd), rtol=1e-3, atol=1e-4)

@@ -14,15 +14,15 @@ import argparse
 import os
 import sys
 import tempfile
-import warnings
+
+from repro.fileio import atomic_write_bytes
 
 PLUGIN_OP_TYPE = "trajectory_sample"
 
 
 def export_onnx_with_plugin(module, example_inputs: tuple, path: str, input_names=None, output_names=None) -> None:
     """Export ``module`` (its TrajectoryConv3d layers switched to ``sampler="trt_plugin"``)."""
-    import torch
-
+    from repro.deploy.onnx import export_onnx
     from repro.ops.trajectory_conv import PLUGIN_NAMESPACE, TrajectoryConv3d
 
     previous = {}
@@ -31,12 +31,9 @@ def export_onnx_with_plugin(module, example_inputs: tuple, path: str, input_name
             previous[name] = sub.sampler
             sub.sampler = "trt_plugin"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, example_inputs, path, opset_version=17, dynamo=False,
-                custom_opsets={PLUGIN_NAMESPACE: 1}, input_names=input_names, output_names=output_names,
-            )
+        # fixed shapes: the engine is built for the example's shapes
+        export_onnx(module, example_inputs, path, input_names=input_names, output_names=output_names,
+                    dynamic_batch=False, custom_opsets={PLUGIN_NAMESPACE: 1})
     finally:
         for name, sub in module.named_modules():
             if name in previous:
@@ -60,9 +57,7 @@ def prepare_onnx(src: str, dst: str, aot: bool = True) -> int:
         node.attribute.append(onnx.helper.make_attribute("aot", int(aot)))
     if count == 0:
         raise ValueError(f"{src}: no '{PLUGIN_OP_TYPE}' node; export with sampler='trt_plugin'")
-    tmp = dst + ".tmp"
-    onnx.save(model, tmp)
-    os.replace(tmp, dst)
+    atomic_write_bytes(dst, model.SerializeToString())
     return count
 
 
@@ -147,10 +142,7 @@ def demo(out_path: str, aot: bool = True) -> float:
         export_onnx_with_plugin(model, (x, ff, fb), raw, ["x", "flow_fwd", "flow_bwd"], ["y"])
         prepare_onnx(raw, ready, aot=aot)
         engine = build_engine(ready)
-    tmp_out = out_path + ".tmp"
-    with open(tmp_out, "wb") as f:
-        f.write(engine)
-    os.replace(tmp_out, out_path)
+    atomic_write_bytes(out_path, engine)
     got = run_engine(engine, {"x": x, "flow_fwd": ff, "flow_bwd": fb})["y"].cpu()
     with torch.no_grad():
         expected = model(x, ff, fb)
@@ -174,10 +166,7 @@ def main(argv=None) -> int:
         ready = os.path.join(tmp, "ready.onnx")
         n = prepare_onnx(args.onnx, ready, aot=not args.jit)
         engine = build_engine(ready)
-    tmp_out = args.out + ".tmp"
-    with open(tmp_out, "wb") as f:
-        f.write(engine)
-    os.replace(tmp_out, args.out)
+    atomic_write_bytes(args.out, engine)
     print(f"{n} trajectory_sample plugin node(s); engine written to {args.out}", file=sys.stderr)
     return 0
 

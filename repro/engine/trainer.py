@@ -373,10 +373,11 @@ class Trainer:
                                          weight_decay=settings.weight_decay, branch_lr=settings.branch_lr)
         self.amp_dtype = autocast_dtype(self.device, settings.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.iters = TrainBatchSampler.batches_per_epoch(len(train_set), settings.batch_size)  # type: ignore[arg-type]
+        clips = len(train_set)  # type: ignore[arg-type]
+        self.iters = TrainBatchSampler.batches_per_epoch(clips, settings.batch_size)
         if self.iters < 1:
-            raise ValueError(f"the training set has {len(train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
-                             f"{settings.batch_size}; lower batch_size")
+            raise ValueError(f"the training set has {clips} clips, fewer than one batch of {settings.batch_size}; "
+                             "lower batch_size")
         # where the run stands: what a checkpoint stores and :meth:`restore` reads back
         self.epoch, self.batch, self.history, self.partial = 0, 0, [], {}
         self.elapsed_before, self.resumed_from = 0.0, None
@@ -473,8 +474,8 @@ class Trainer:
         set_epoch = getattr(self.train_set, "set_epoch", None)
         if callable(set_epoch):  # datasets that seed their own augmentation by (seed, epoch, index)
             set_epoch(epoch)
-        sampler = TrainBatchSampler(len(self.train_set), s.batch_size, seed=s.seed, epoch=epoch,  # type: ignore[arg-type]
-                                    rank=self.info.rank, world_size=self.info.world_size, start_batch=first_batch)
+        sampler = TrainBatchSampler(len(self.seeded), s.batch_size, seed=s.seed, epoch=epoch, rank=self.info.rank,
+                                    world_size=self.info.world_size, start_batch=first_batch)
         loader_gen = torch.Generator().manual_seed(s.seed * 7919 + epoch)  # keeps the global RNG untouched
         return DataLoader(self.seeded, batch_sampler=sampler, num_workers=s.num_workers, collate_fn=_collate,
                           pin_memory=self.device.type == "cuda", generator=loader_gen, persistent_workers=False)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import logging
 import os
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from repro.cli_output import emit as _emit
 
 __all__ = ["main", "build_parser"]
 
@@ -68,14 +69,6 @@ def _load_specs(args: argparse.Namespace, check_models: bool = True):
             raise UserError(f"unknown paper '{paper}'; expected one of {sorted(PAPERS)}")
         specs = {k: s for k, s in specs.items() if s.paper == paper}
     return specs
-
-
-def _emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
-    if args.format == "json":
-        json.dump(payload, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(text())
 
 
 # ----------------------------------------------------------------------------- list
@@ -131,7 +124,10 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
             run_tasks(tasks, results_dir=args.results, work_dir=args.work_dir, data_dir=args.data_dir,
                       progress=not args.quiet, threads=args.threads, command=" ".join(["python -m repro", *sys.argv[1:]]))
         all_tasks += tasks
-    results = load_results(args.results)
+    try:
+        results = load_results(args.results)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     rendered, written = [], []
     for spec in specs.values():
         status: dict[str, str] = {}
@@ -174,9 +170,6 @@ def cmd_all(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- profile
-_ROW_REF = re.compile(r"^(?P<paper>[a-z0-9_]+):(?:table)?(?P<table>\d+):(?P<row>[A-Za-z0-9_\-]+)$")
-
-
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(p) for p in re.split(r"[x×,]", text.strip()))
@@ -203,17 +196,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from repro.profile import profile
     from repro.registry import model_entry
 
-    m = _ROW_REF.match(args.target)
+    from repro.spec.refs import find_row, looks_like_row_ref
+
     model_args = _parse_kv(args.arg)
-    if m:
-        specs = _load_specs(args)
-        key = f"{m['paper']}:table{m['table']}"
-        if key not in specs:
-            raise UserError(f"no table '{key}' in {args.specs}")
+    if looks_like_row_ref(args.target):
         try:
-            row = specs[key].row(m["row"])
-        except KeyError:
-            raise UserError(f"table {key} has no row '{m['row']}'; rows: {[r.id for r in specs[key].rows]}") from None
+            _, row = find_row(_load_specs(args), args.target)
+        except ValueError as e:
+            raise UserError(str(e)) from None
         if row.model is None:
             raise UserError(f"row {args.target} has no model to profile ({row.needs or row.kind})")
         name, model_args = row.model.name, {**row.model.args, **model_args}
@@ -244,6 +234,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def _fixed_scales() -> str:
+    """What the job declarations say about jobs that run at one scale whatever is asked."""
+    from repro.jobs import JOBS
+
+    fixed = [f"{j.name} always runs at {j.scales[0]}" for j in JOBS.values() if len(j.scales) == 1]
+    return "; ".join(fixed) or "every job runs at the scale asked for"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro", description="Reproduce and compare motion-representation action "
                                 "recognition papers: TrajectoryNet, TVNet, Disentangling Dynamics, LGD.")
@@ -266,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("number", type=int, help=argparse.SUPPRESS)
         s.add_argument("--paper", help="only this paper")
         s.add_argument("--scale", default="mini", choices=("mini", "small", "full"),
-                       help="scale of train/flow runs (profile always measures the full-scale model)")
+                       help=f"scale of the runs ({_fixed_scales()})")
         s.add_argument("--no-run", action="store_true", help="only render what results/ holds")
         s.add_argument("--force", action="store_true", help="re-run even where a result is cached")
         s.add_argument("--rows", nargs="+", help="only these row ids")

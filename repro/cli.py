@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.cli_output import emit as _emit
+from repro.spec.schema import SCALES
 
 __all__ = ["main", "build_parser"]
 
@@ -251,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("list", help="papers, tables, rows and what is runnable at which scale")
     _common(s)
     s.add_argument("--paper", help="only this paper")
-    s.add_argument("--scale", default="mini", choices=("mini", "small", "full"))
+    s.add_argument("--scale", default="mini", choices=SCALES)
     s.add_argument("--models", action="store_true", help="list registered models instead")
     s.add_argument("pattern", nargs="?", help="with --models: a shell pattern, e.g. 'r2plus1d*'")
     s.set_defaults(func=cmd_list)
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "table":
             s.add_argument("number", type=int, help=argparse.SUPPRESS)
         s.add_argument("--paper", help="only this paper")
-        s.add_argument("--scale", default="mini", choices=("mini", "small", "full"),
+        s.add_argument("--scale", default="mini", choices=SCALES,
                        help=f"scale of the runs ({_fixed_scales()})")
         s.add_argument("--no-run", action="store_true", help="only render what results/ holds")
         s.add_argument("--force", action="store_true", help="re-run even where a result is cached")

@@ -76,7 +76,9 @@ def data_fingerprint(row: Any, scale: str) -> dict | None:
         return None
     from repro.data import synth
 
-    preset = synth.PRESETS.get(cfg.preset or "mini")
+    from repro.spec.schema import resolved_config
+
+    preset = synth.PRESETS.get(resolved_config(cfg)["preset"])
     return None if preset is None else {"synth": preset.to_dict(), "generator": synth.GENERATOR_VERSION}
 
 

@@ -72,7 +72,7 @@ def dataset_root(cfg: RunConfig, data_dir: Path | str, *, progress: bool = True)
     if cfg.dataset == SYNTH:
         from repro.data import synth
 
-        preset = cfg.preset or "mini"
+        preset = resolved_config(cfg)["preset"]
         root = layout.synth_root(data_dir, preset)
         if preset not in synth.PRESETS:
             # a custom preset someone generated there (e.g. a test's tiny one) is used as it is
@@ -127,8 +127,8 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
                               f"not for dataset '{cfg.dataset}'")
         pair_flow = pair_flow or resolve_pair_flow(flow)
     root = dataset_root(cfg, data_dir, progress=progress)
-    views = (cfg.test_clips or 1, cfg.test_crops or 1)
     resolved = resolved_config(cfg)
+    views = (resolved["test_clips"], resolved["test_crops"])
     common: dict[str, Any] = dict(frames=resolved["frames"], step=cfg.step, size=resolved["size"],
                                   with_flow=flow == "gt", seed=seed)
     if cfg.dataset in NO_FLIP_DATASETS:
@@ -146,7 +146,7 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
                                                         progress=progress))
     n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
     if cfg.dataset == SYNTH:
-        desc = f"built-in benchmark (synth {cfg.preset or 'mini'}, {n_train} train / {n_val} val clips)"
+        desc = f"built-in benchmark (synth {resolved['preset']}, {n_train} train / {n_val} val clips)"
     else:
         split = f" {cfg.split}" if cfg.split else ""
         desc = f"{cfg.dataset}{split} ({n_train} train / {n_val} val videos)"

@@ -35,7 +35,7 @@ from repro.jobs.base import JobContext, JobOutput, NotRunnable
 from repro.jobs.train import TRAIN_KEYS
 from repro.registry import create_model
 from repro.spec.refs import parse_row_ref
-from repro.spec.schema import Row, RunConfig, TableSpec
+from repro.spec.schema import Row, RunConfig, TableSpec, resolved_config
 
 __all__ = ["RowRun", "train_row", "evaluate_row", "train_job", "build_row_model"]
 
@@ -303,7 +303,7 @@ def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str
     device = torch.device("cuda", dist_info().local_rank) if torch.cuda.is_available() else torch.device("cpu")
     model.to(device)
     metrics = evaluate(model, data.val, num_classes=data.num_classes,
-                       batch_size=batch_size or max(1, (cfg.batch_size or 16) // int(getattr(data.val, "num_views", 1))),
+                       batch_size=batch_size or max(1, resolved_config(cfg)["batch_size"] // int(getattr(data.val, "num_views", 1))),
                        num_workers=num_workers, device=device,
                        pass_flow=_pass_flow(cfg, model, where), progress=progress)
     metrics["checkpoint"] = str(checkpoint)  # type: ignore[assignment]

@@ -160,6 +160,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "lr_schedule": {"type": "cosine"},
     "frames": 8,
     "size": 56,
+    "preset": "mini",  # built-in benchmark preset, for dataset: synth
+    "test_clips": 1,
+    "test_crops": 1,
 }
 
 

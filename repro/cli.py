@@ -81,6 +81,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         names = list_models(args.pattern or "*")
         _emit(args, names, lambda: "\n".join(names) + "\n")
         return 0
+    if args.jobs:
+        from repro.jobs import JOBS
+
+        jobs = [{"name": j.name, "keys": list(j.keys), "planned": list(j.planned), "scales": list(j.scales),
+                 "reads_data": j.reads_data, "doc": j.doc} for j in JOBS.values()]
+        _emit(args, jobs, lambda: "".join(
+            f"{j['name']}: {j['doc']}\n    scales {', '.join(j['scales'])}; reads data: {'yes' if j['reads_data'] else 'no'}"
+            f"\n    keys {', '.join(j['keys'])}" + (f"\n    planned {', '.join(j['planned'])}" if j["planned"] else "")
+            + "\n" for j in jobs))
+        return 0
     specs = _load_specs(args)
     out = []
     for spec in specs.values():
@@ -254,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--paper", help="only this paper")
     s.add_argument("--scale", default="mini", choices=SCALES)
     s.add_argument("--models", action="store_true", help="list registered models instead")
+    s.add_argument("--jobs", action="store_true", help="list the jobs: the keys each reports, where it runs")
     s.add_argument("pattern", nargs="?", help="with --models: a shell pattern, e.g. 'r2plus1d*'")
     s.set_defaults(func=cmd_list)
 

@@ -120,3 +120,14 @@ def test_resolved_config_is_the_one_place_defaults_live():
     assert (s.epochs, s.batch_size, s.lr, s.weight_decay) == tuple(RUN_DEFAULTS[k] for k in ("epochs", "batch_size",
                                                                                                  "lr", "weight_decay"))
     assert s.optimizer == "sgd" and s.momentum == 0.9
+
+
+def test_list_jobs_shows_the_declarations(capsys):
+    import json
+
+    from repro.cli import main
+
+    assert main(["list", "--jobs", "--format", "json"]) == 0
+    jobs = {j["name"]: j for j in json.loads(capsys.readouterr().out)}
+    assert jobs["profile"]["scales"] == ["full"] and "frame_fps" in jobs["profile"]["keys"]
+    assert jobs["train"]["reads_data"] is True and jobs["flow"]["keys"] == ["epe", "rho", "fps"]

@@ -68,14 +68,12 @@ def code_fingerprint() -> str:
 
 
 # ------------------------------------------------------------------------------------ results
-def data_fingerprint(row: Any, scale: str) -> dict | None:
-    """The definition of the built-in benchmark preset a row's run reads at ``scale`` (None for
-    real datasets, which the spec names completely, and for custom presets)."""
-    cfg = row.run_config(scale)
+def data_fingerprint(cfg: Any) -> dict | None:
+    """The definition of the built-in benchmark preset a run with ``RunConfig`` ``cfg`` reads
+    (None for real datasets, which the spec names completely, and for custom presets)."""
     if not cfg or cfg.dataset != "synth":
         return None
     from repro.data import synth
-
     from repro.spec.schema import resolved_config
 
     preset = synth.PRESETS.get(resolved_config(cfg)["preset"])
@@ -105,7 +103,7 @@ def result_key(spec: Any, row: Any, job: str, scale: str) -> str:
     """Freshness key of a row's result for ``job`` at ``scale`` (provenance ``spec_hash``)."""
     from repro.jobs import get_job
 
-    return spec_key(spec, row.id, data_fingerprint(row, scale) if get_job(job).reads_data else None)
+    return spec_key(spec, row.id, data_fingerprint(row.run_config(scale)) if get_job(job).reads_data else None)
 
 
 def run_id(key: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -203,6 +204,12 @@ def test_row_identical_to_a_trained_row_reuses_its_run(dirs, tmp_path, monkeypat
     # found by a lookup of the run's identity key, not by loading every checkpoint
     (entry,) = (tmp_path / "runs" / "mini" / "by-identity").glob("*.json")
     assert json.loads(entry.read_text())["run_dir"] == "../trajectorynet/table3/appearance/seed0"
+    # runs finished before the index existed are indexed once, the first time a scale is looked up
+    shutil.rmtree(entry.parent)
+    third = first.model_copy(update={"id": "a-third-copy"})
+    spec3 = spec.model_copy(update={"rows": [*spec.rows, third]})
+    assert engine_job.train_row(spec3, third, "mini", **kwargs).details["same_run_as"] == {
+        "0": str(tmp_path / "runs" / "mini" / "trajectorynet" / "table3" / "appearance" / "seed0")}
 
     other_lr = same.model_copy(update={"id": "other-lr", "mini": same.mini.model_copy(update={"lr": 0.01})})
     with pytest.raises(AssertionError, match="trained again"):  # one setting differs: not the same run

@@ -160,7 +160,13 @@ def _identical_finished_run(work_root: Path, scale: str, key: str, data_root: Pa
     only its name; a benchmark regenerated from a new definition is newer than every run trained
     on the old one, so a candidate must be newer than the data's ``meta.json``.
     """
-    candidate = _indexed_final(layout.identity_index_path(work_root, scale, key))
+    index = layout.identity_index_path(work_root, scale, key)
+    if dist_info().is_main and not index.parent.is_dir():
+        from repro.migrations.index_runs import index_finished_runs
+
+        index_finished_runs(work_root, scale)  # once: runs finished before the index existed
+    barrier()
+    candidate = _indexed_final(index)
     meta = Path(data_root) / "meta.json"
     data_time = meta.stat().st_mtime if meta.is_file() else 0.0
     if candidate is None or candidate.parent == Path(exclude).resolve() or candidate.stat().st_mtime <= data_time:
@@ -217,7 +223,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         settings = resolve_settings(cfg, seed=seed, **overrides)
         settings.identity = _identity(row, cfg, data.num_classes, init)
         fingerprint = settings.fingerprint()
-        key = run_key(fingerprint, data_fingerprint(row, scale))
+        key = run_key(fingerprint, data_fingerprint(cfg))
         _set_aside_if_stale(run_dir, fingerprint)
         final = run_dir / "final.pt"
         if resume and not final.is_file() and not (run_dir / "last.pt").is_file():

@@ -27,8 +27,12 @@ from repro.jobs.base import Job, JobContext, JobOutput, NotRunnable
 __all__ = ["PROFILE", "PROFILE_KEYS", "PART_KEY", "frames_per_input", "time_parts"]
 
 PART_KEY = "part_ms_per_frame"
-LATENCY_KEYS = ("latency_s", "latency_ms", "fps", "latency_ms_per_frame", "frame_fps", f"{PART_KEY}:*")
-PROFILE_KEYS = ("params", "params_m", "macs", "gmacs", "gflops") + LATENCY_KEYS
+LATENCY_KEYS = ("latency_s", "latency_ms", "fps", "latency_ms_per_frame", "frame_fps")
+PROFILE_KEYS = ("params", "params_m", "macs", "gmacs", "gflops", *LATENCY_KEYS, f"{PART_KEY}:*")
+
+
+def _is_part(key: str) -> bool:
+    return key.startswith(f"{PART_KEY}:")
 
 
 def frames_per_input(shape: tuple[int, ...] | list[int]) -> int:
@@ -72,7 +76,8 @@ def run_profile(ctx: JobContext) -> JobOutput:
     shape = tuple(row.input_shape or entry.default_input or ())
     if not shape:
         raise NotRunnable(f"row gives no input_shape and model '{entry.name}' has no default_input")
-    timed = any(k in LATENCY_KEYS or k.startswith(f"{PART_KEY}:") for k in ctx.wanted)
+    parts = [k for k in ctx.wanted if _is_part(k)]
+    timed = bool(parts) or any(k in LATENCY_KEYS for k in ctx.wanted)
     prof = profile(row.model.name, shape, latency=timed, threads=ctx.threads, **row.model.args)
     metrics: dict[str, float] = {key: prof[key] for key in ("params", "macs", "gmacs", "gflops")}
     metrics["params_m"] = prof["params"] / 1e6
@@ -81,10 +86,9 @@ def run_profile(ctx: JobContext) -> JobOutput:
         ms = prof["latency_ms"]
         metrics.update(latency_ms=ms, latency_s=ms / 1e3, fps=1e3 / ms * shape[0],
                        latency_ms_per_frame=ms / frames, frame_fps=1e3 / ms * frames)
-        if any(k.startswith(f"{PART_KEY}:") for k in ctx.wanted):
+        if parts:
             torch.manual_seed(0)
             model = create_model(row.model.name, **row.model.args)
-            parts = [k for k in ctx.wanted if k.startswith(f"{PART_KEY}:")]
             metrics.update(time_parts(model, example_inputs(model, shape), parts, ctx.threads, frames))
     details = {k: v for k, v in prof.items() if k not in metrics}
     data = "full-scale architecture at the paper's input" + (", latency on this machine's CPU" if timed else "")

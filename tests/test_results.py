@@ -159,3 +159,18 @@ def test_committed_results_are_all_per_job():
     assert names and all(len(n.split(".")) == 3 for n in names), [n for n in names if len(n.split(".")) != 3]
     assert {p.name for p in (root / "full" / "trajectorynet" / "table3").iterdir()} >= {
         "appearance.profile.json", "trajectory_dim4.profile.json"}
+
+
+def test_profile_and_train_tasks_of_one_row_at_full_are_both_cached(tmp_path):
+    """The planner sees each job's own file: writing one job's result never makes the other stale."""
+    from repro.identity import result_key
+    from repro.runner import plan_table
+    from repro.spec.loader import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "trajectorynet" / "table3.yaml")
+    row = spec.row("trajectory_dim4")
+    for job, metrics in (("profile", {"params_m": 15.5}), ("train", {"top1": 40.0, "top5": 70.0})):
+        write_result(tmp_path, scale="full", paper=spec.paper, table=spec.table, row=row.id, job=job, metrics=metrics,
+                     provenance=_prov() | {"spec_hash": result_key(spec, row, job, "full")})
+    states = {t.job: t.state for t in plan_table(spec, "full", tmp_path, rows=[row.id])}
+    assert states == {"profile": "cached", "train": "cached"}

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import logging
 import os
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from repro.cli_output import emit as _emit
+from repro.spec.schema import SCALES
 
 __all__ = ["main", "build_parser"]
 
@@ -70,14 +72,6 @@ def _load_specs(args: argparse.Namespace, check_models: bool = True):
     return specs
 
 
-def _emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
-    if args.format == "json":
-        json.dump(payload, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(text())
-
-
 # ----------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
     from repro.registry import list_models
@@ -86,6 +80,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.models:
         names = list_models(args.pattern or "*")
         _emit(args, names, lambda: "\n".join(names) + "\n")
+        return 0
+    if args.jobs:
+        from repro.jobs import JOBS
+
+        jobs = [{"name": j.name, "keys": list(j.keys), "planned": list(j.planned), "scales": list(j.scales),
+                 "reads_data": j.reads_data, "doc": j.doc} for j in JOBS.values()]
+        _emit(args, jobs, lambda: "".join(
+            f"{j['name']}: {j['doc']}\n    scales {', '.join(j['scales'])}; reads data: {'yes' if j['reads_data'] else 'no'}"
+            f"\n    keys {', '.join(j['keys'])}" + (f"\n    planned {', '.join(j['planned'])}" if j["planned"] else "")
+            + "\n" for j in jobs))
         return 0
     specs = _load_specs(args)
     out = []
@@ -131,7 +135,10 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
             run_tasks(tasks, results_dir=args.results, work_dir=args.work_dir, data_dir=args.data_dir,
                       progress=not args.quiet, threads=args.threads, command=" ".join(["python -m repro", *sys.argv[1:]]))
         all_tasks += tasks
-    results = load_results(args.results)
+    try:
+        results = load_results(args.results)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     rendered, written = [], []
     for spec in specs.values():
         status: dict[str, str] = {}
@@ -174,9 +181,6 @@ def cmd_all(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- profile
-_ROW_REF = re.compile(r"^(?P<paper>[a-z0-9_]+):(?:table)?(?P<table>\d+):(?P<row>[A-Za-z0-9_\-]+)$")
-
-
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(p) for p in re.split(r"[x×,]", text.strip()))
@@ -203,17 +207,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from repro.profile import profile
     from repro.registry import model_entry
 
-    m = _ROW_REF.match(args.target)
+    from repro.spec.refs import find_row, looks_like_row_ref
+
     model_args = _parse_kv(args.arg)
-    if m:
-        specs = _load_specs(args)
-        key = f"{m['paper']}:table{m['table']}"
-        if key not in specs:
-            raise UserError(f"no table '{key}' in {args.specs}")
+    if looks_like_row_ref(args.target):
         try:
-            row = specs[key].row(m["row"])
-        except KeyError:
-            raise UserError(f"table {key} has no row '{m['row']}'; rows: {[r.id for r in specs[key].rows]}") from None
+            _, row = find_row(_load_specs(args), args.target)
+        except ValueError as e:
+            raise UserError(str(e)) from None
         if row.model is None:
             raise UserError(f"row {args.target} has no model to profile ({row.needs or row.kind})")
         name, model_args = row.model.name, {**row.model.args, **model_args}
@@ -244,6 +245,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def _fixed_scales() -> str:
+    """What the job declarations say about jobs that run at one scale whatever is asked."""
+    from repro.jobs import JOBS
+
+    fixed = [f"{j.name} always runs at {j.scales[0]}" for j in JOBS.values() if len(j.scales) == 1]
+    return "; ".join(fixed) or "every job runs at the scale asked for"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro", description="Reproduce and compare motion-representation action "
                                 "recognition papers: TrajectoryNet, TVNet, Disentangling Dynamics, LGD.")
@@ -253,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("list", help="papers, tables, rows and what is runnable at which scale")
     _common(s)
     s.add_argument("--paper", help="only this paper")
-    s.add_argument("--scale", default="mini", choices=("mini", "small", "full"))
+    s.add_argument("--scale", default="mini", choices=SCALES)
     s.add_argument("--models", action="store_true", help="list registered models instead")
+    s.add_argument("--jobs", action="store_true", help="list the jobs: the keys each reports, where it runs")
     s.add_argument("pattern", nargs="?", help="with --models: a shell pattern, e.g. 'r2plus1d*'")
     s.set_defaults(func=cmd_list)
 
@@ -265,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "table":
             s.add_argument("number", type=int, help=argparse.SUPPRESS)
         s.add_argument("--paper", help="only this paper")
-        s.add_argument("--scale", default="mini", choices=("mini", "small", "full"),
-                       help="scale of train/flow runs (profile always measures the full-scale model)")
+        s.add_argument("--scale", default="mini", choices=SCALES,
+                       help=f"scale of the runs ({_fixed_scales()})")
         s.add_argument("--no-run", action="store_true", help="only render what results/ holds")
         s.add_argument("--force", action="store_true", help="re-run even where a result is cached")
         s.add_argument("--rows", nargs="+", help="only these row ids")

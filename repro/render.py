@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from repro.claims import ClaimResult, check_claims, reported_values, seed_tally
-from repro.results import Result, atomic_write_text
+from repro.jobs import JOBS
+from repro.results import Result, ResultKey, atomic_write_text
 from repro.spec.schema import Claim, TableSpec
 
 __all__ = ["RenderedTable", "build_table", "write_table", "scale_label"]
@@ -71,9 +72,9 @@ def _reproduced_for(spec: TableSpec, row_id: str, results: dict, scale: str
     for m in spec.metrics:
         if not m.job:
             continue
-        run_scale = "full" if m.job == "profile" else scale
-        res = results.get((run_scale, spec.paper, spec.table, row_id))
-        if res is not None and res.job == m.job and m.job_key in res.metrics:
+        run_scale = JOBS[m.job].scale_for(scale)
+        res = results.get((run_scale, spec.paper, spec.table, row_id, m.job))
+        if res is not None and m.job_key in res.metrics:
             values[m.key] = res.metrics[m.job_key]
             sources[m.key] = res
             for seed, seed_metrics in res.per_seed.items():
@@ -82,7 +83,7 @@ def _reproduced_for(spec: TableSpec, row_id: str, results: dict, scale: str
     return values, sources, per_seed
 
 
-def build_table(spec: TableSpec, results: dict[tuple[str, str, int, str], Result], scale: str = "mini",
+def build_table(spec: TableSpec, results: dict[ResultKey, Result], scale: str = "mini",
                 status: dict[str, str] | None = None) -> RenderedTable:
     """``status[row_id]``: what to say for rows without reproduced numbers (e.g. what is missing)."""
     status = status or {}

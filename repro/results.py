@@ -1,8 +1,9 @@
-"""Measured results with provenance: ``results/<scale>/<paper>/table<N>/<row>.json``.
+"""Measured results with provenance: ``results/<scale>/<paper>/table<N>/<row>.<job>.json``.
 
 A result file holds the metrics one job measured for one table row at one scale, and the
-provenance needed to trust it (git commit, spec hash, seed(s), library versions, machine,
-threads, scale, data, date, command).  Files are written atomically (temp file in the same
+provenance needed to trust it (git commit, code fingerprint, spec hash, seed(s), library
+versions, machine, threads, scale, data, date, command).  A row's ``profile`` and ``train``
+results are two files: neither overwrites the other.  Files are written atomically (temp file in the same
 folder + ``os.replace``) under an advisory lock, so two concurrent runs never corrupt one.
 
 Reported numbers never come from here and reproduced numbers never come from anywhere else.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro import layout
 from repro.fileio import atomic_write_text, lock_beside
+from repro.identity import code_fingerprint
 
 __all__ = [
     "Result",
@@ -31,7 +33,6 @@ __all__ = [
     "provenance",
     "read_result",
     "result_path",
-    "row_hash",
     "write_result",
 ]
 
@@ -42,25 +43,8 @@ def default_results_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "results"
 
 
-def result_path(root: Path | str, scale: str, paper: str, table: int, row: str) -> Path:
-    return Path(root) / scale / paper / f"table{table}" / f"{row}.json"
-
-
-def row_hash(spec: Any, row_id: str, data: dict[str, Any] | None = None) -> str:
-    """Hash of everything that defines how a row is run (its row entry and the table's metric
-    definitions), so a cached result is reused only while the spec is unchanged.  ``data``: what
-    defines the data the job reads when the spec names it only by name (a built-in benchmark
-    preset's definition), so redefining the preset invalidates results measured on the old one."""
-    row = spec.row(row_id)
-    # exclude_defaults: a field added to the schema later (with a default) leaves every existing
-    # row's hash -- and so every cached result -- valid.
-    payload = {
-        "row": row.model_dump(mode="json", exclude_defaults=True, exclude={"label", "note", "cells", "reported", "cite"}),
-        "metrics": [m.model_dump(mode="json", exclude_defaults=True) for m in spec.metrics],
-    }
-    if data:
-        payload["data"] = data
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+def result_path(root: Path | str, scale: str, paper: str, table: int, row: str, job: str) -> Path:
+    return layout.result_path(root, scale, paper, table, row, job)
 
 
 #: What the harness itself writes into the checkout; edits there do not change what a run measures.
@@ -111,6 +95,7 @@ def provenance(*, scale: str, seed: int | list[int] | None, spec_hash: str | Non
         "commit": commit,
         "dirty": dirty,
         "spec_hash": spec_hash,
+        "code": code_fingerprint(),
         "seed": seed,
         "scale": scale,
         "data": data,
@@ -146,7 +131,7 @@ def write_result(root: Path | str, *, scale: str, paper: str, table: int, row: s
     """Atomically write one row's measured metrics with their provenance."""
     if "commit" not in provenance:
         raise ValueError("provenance must carry 'commit' (build it with repro.results.provenance)")
-    path = result_path(root, scale, paper, table, row)
+    path = result_path(root, scale, paper, table, row, job)
     doc = {
         "schema": SCHEMA_VERSION,
         "paper": paper,
@@ -174,18 +159,28 @@ def _parse(path: Path) -> Result:
         raise ValueError(f"{path}: not a valid result file ({e})") from None
 
 
-def read_result(root: Path | str, scale: str, paper: str, table: int, row: str) -> Result | None:
-    path = result_path(root, scale, paper, table, row)
+def read_result(root: Path | str, scale: str, paper: str, table: int, row: str, job: str) -> Result | None:
+    path = result_path(root, scale, paper, table, row, job)
     return _parse(path) if path.is_file() else None
 
 
-def load_results(root: Path | str | None = None) -> dict[tuple[str, str, int, str], Result]:
-    """Every result under ``root`` keyed ``(scale, paper, table, row)``."""
+#: Key of a result: ``(scale, paper, table, row, job)``.
+ResultKey = tuple[str, str, int, str, str]
+
+
+def load_results(root: Path | str | None = None) -> dict[ResultKey, Result]:
+    """Every result under ``root`` keyed ``(scale, paper, table, row, job)``.  A file whose name
+    is not ``<row>.<job>.json`` (e.g. one written before results were per job) is an error naming
+    it: run ``python -m repro.migrations.results_per_job`` once."""
     root = Path(root) if root is not None else default_results_dir()
-    out: dict[tuple[str, str, int, str], Result] = {}
+    out: dict[ResultKey, Result] = {}
     if not root.is_dir():
         return out
     for path in sorted(root.glob("*/*/table*/*.json")):
+        named = layout.parse_result_name(path.name)
         r = _parse(path)
-        out[(r.scale, r.paper, r.table, r.row)] = r
+        if named != (r.row, r.job):
+            raise ValueError(f"{path}: a result file is named <row>.<job>.json ({r.row}.{r.job}.json); "
+                             "migrate old results with `python -m repro.migrations.results_per_job`")
+        out[(r.scale, r.paper, r.table, r.row, r.job)] = r
     return out

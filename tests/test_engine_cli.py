@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -143,16 +144,16 @@ def test_errors_name_the_problem(dirs, capsys):
 
 
 def test_train_job_through_the_runner_layout(dirs, capsys):
-    """The job the runner calls: row folder <work>/<scale>/<paper>/table<N>/<row>, JobOutput fields."""
+    """The job the runner calls: given the work root, it trains in the row's folder
+    <work>/<scale>/<paper>/table<N>/<row> (repro.layout); JobOutput fields."""
     from repro.engine.job import train_job
     from repro.jobs import JobContext, NotRunnable
     from repro.spec.loader import load_specs
 
     spec = load_specs(dirs["specs"])["trajectorynet:table3"]
     _run(["train", "trajectorynet:table3:appearance", "--no-save"], dirs, capsys)  # trained (or cached)
-    row_dir = dirs["work"] / "mini" / "trajectorynet" / "table3" / "finetuned"
     ctx = JobContext(spec=spec, row=spec.row("finetuned"), scale="mini", wanted=["top1", "top5"],
-                     results_dir=dirs["results"], work_dir=row_dir, data_dir=dirs["data"], progress=False)
+                     results_dir=dirs["results"], work_dir=dirs["work"], data_dir=dirs["data"], progress=False)
     out = train_job(ctx)
     assert set(out.metrics) >= {"top1", "top5", "avg_top1_top5", "mean_class_acc"}
     assert out.seed == 0
@@ -200,6 +201,15 @@ def test_row_identical_to_a_trained_row_reuses_its_run(dirs, tmp_path, monkeypat
                                                      "appearance" / "seed0")}
     copied = tmp_path / "runs" / "mini" / "trajectorynet" / "table3" / "appearance-in-another-table" / "seed0"
     assert (copied / "final.pt").is_file()  # evaluable like any trained row
+    # found by a lookup of the run's identity key, not by loading every checkpoint
+    (entry,) = (tmp_path / "runs" / "mini" / "by-identity").glob("*.json")
+    assert json.loads(entry.read_text())["run_dir"] == "../trajectorynet/table3/appearance/seed0"
+    # runs finished before the index existed are indexed once, the first time a scale is looked up
+    shutil.rmtree(entry.parent)
+    third = first.model_copy(update={"id": "a-third-copy"})
+    spec3 = spec.model_copy(update={"rows": [*spec.rows, third]})
+    assert engine_job.train_row(spec3, third, "mini", **kwargs).details["same_run_as"] == {
+        "0": str(tmp_path / "runs" / "mini" / "trajectorynet" / "table3" / "appearance" / "seed0")}
 
     other_lr = same.model_copy(update={"id": "other-lr", "mini": same.mini.model_copy(update={"lr": 0.01})})
     with pytest.raises(AssertionError, match="trained again"):  # one setting differs: not the same run

@@ -35,7 +35,7 @@ def test_flow_rows_run_and_render(tmp_path, capsys):
         assert 0.0 < epe < 3.0, (rid, epe)  # a real flow on sub-pixel-to-2px synthetic motion
         assert rows[rid]["reproduced"]["fps"] > 0
         assert rows[rid]["sources"]["epe"]["scale"] == "mini"
-    saved = json.loads((tmp_path / "results" / "mini" / "tvnet" / "table1" / "tvnet_u0.json").read_text())
+    saved = json.loads((tmp_path / "results" / "mini" / "tvnet" / "table1" / "tvnet_u0.flow.json").read_text())
     assert saved["details"]["train"]["iters"] == 3 and saved["provenance"]["commit"] is not None
     assert "built-in benchmark" in saved["provenance"]["data"]
     md = (tmp_path / "tables" / "tvnet" / "table1.md").read_text()
@@ -43,5 +43,5 @@ def test_flow_rows_run_and_render(tmp_path, capsys):
     # cached: a second run does not re-run (the file is unchanged)
     before = saved["provenance"]["date"]
     assert main(["table1", "--paper", "tvnet", "-q", *dirs]) == 0
-    again = json.loads((tmp_path / "results" / "mini" / "tvnet" / "table1" / "tvnet_u0.json").read_text())
+    again = json.loads((tmp_path / "results" / "mini" / "tvnet" / "table1" / "tvnet_u0.flow.json").read_text())
     assert again["provenance"]["date"] == before

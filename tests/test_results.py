@@ -20,7 +20,7 @@ def _prov(**kw):
 
 def test_provenance_fields():
     p = _prov()
-    for key in ("commit", "spec_hash", "seed", "scale", "data", "versions", "machine", "threads", "date", "command"):
+    for key in ("commit", "code", "spec_hash", "seed", "scale", "data", "versions", "machine", "threads", "date", "command"):
         assert key in p
     assert p["versions"]["torch"]
     assert p["machine"]["cores"] >= 1
@@ -29,10 +29,11 @@ def test_provenance_fields():
 def test_write_read_roundtrip(tmp_path):
     path = write_result(tmp_path, scale="mini", paper="tvnet", table=1, row="tvnet-50", job="flow",
                         metrics={"epe": 0.25}, provenance=_prov())
-    assert path == result_path(tmp_path, "mini", "tvnet", 1, "tvnet-50")
-    r = read_result(tmp_path, "mini", "tvnet", 1, "tvnet-50")
+    assert path == result_path(tmp_path, "mini", "tvnet", 1, "tvnet-50", "flow")
+    assert path.name == "tvnet-50.flow.json"
+    r = read_result(tmp_path, "mini", "tvnet", 1, "tvnet-50", "flow")
     assert r.metrics == {"epe": 0.25} and r.job == "flow" and r.data == "unit test"
-    assert list(load_results(tmp_path)) == [("mini", "tvnet", 1, "tvnet-50")]
+    assert list(load_results(tmp_path)) == [("mini", "tvnet", 1, "tvnet-50", "flow")]
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -42,7 +43,7 @@ def test_provenance_required(tmp_path):
 
 
 def test_corrupt_result_names_file(tmp_path):
-    path = result_path(tmp_path, "mini", "tvnet", 1, "x")
+    path = result_path(tmp_path, "mini", "tvnet", 1, "x", "flow")
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     with pytest.raises(ValueError, match=str(path)):
@@ -62,7 +63,7 @@ def test_concurrent_writers_never_corrupt(tmp_path):
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
         assert sorted(pool.map(_writer, [(str(tmp_path), 1), (str(tmp_path), 2)])) == [1, 2]
-    doc = json.loads(result_path(tmp_path, "mini", "lgd", 2, "r").read_text())
+    doc = json.loads(result_path(tmp_path, "mini", "lgd", 2, "r", "train").read_text())
     assert doc["metrics"]["top1"] in (1029.0, 2029.0)
     assert doc["provenance"]["writer"] == int(doc["metrics"]["top1"]) // 1000
 
@@ -71,7 +72,7 @@ def test_redefining_a_builtin_preset_invalidates_train_results_only(monkeypatch)
     import dataclasses
 
     from repro.data import synth
-    from repro.runner import task_hash
+    from repro.identity import result_key as task_hash
     from repro.spec.loader import load_spec
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "tvnet" / "table3.yaml")
@@ -86,7 +87,7 @@ def test_redefining_a_builtin_preset_invalidates_train_results_only(monkeypatch)
 
 def test_row_hash_ignores_fields_left_at_their_default():
     # so a field added to the schema later (with a default) keeps every cached result valid
-    from repro.results import row_hash
+    from repro.identity import spec_key as row_hash
     from repro.spec.loader import load_spec
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "tvnet" / "table3.yaml")
@@ -122,3 +123,54 @@ def test_provenance_dirty_flag_ignores_the_harness_outputs(tmp_path):
     assert code_is_dirty(tmp_path) is False
     (tmp_path / "specs/s.yaml").write_text("1\n")
     assert code_is_dirty(tmp_path) is True
+
+
+def test_profile_and_train_results_of_one_row_keep_two_files(tmp_path):
+    """At scale full a row's profile and train results used to share one file and overwrite each other."""
+    for job, metrics in (("profile", {"params_m": 15.2}), ("train", {"top1": 34.9})):
+        write_result(tmp_path, scale="full", paper="trajectorynet", table=3, row="trajectory_dim4", job=job,
+                     metrics=metrics, provenance=_prov())
+    results = load_results(tmp_path)
+    assert results[("full", "trajectorynet", 3, "trajectory_dim4", "profile")].metrics == {"params_m": 15.2}
+    assert results[("full", "trajectorynet", 3, "trajectory_dim4", "train")].metrics == {"top1": 34.9}
+
+
+def test_migration_renames_results_per_job_and_notes_it(tmp_path):
+    from repro.migrations.results_per_job import migrate
+
+    old = tmp_path / "mini" / "tvnet" / "table1" / "tvl1_10.json"
+    old.parent.mkdir(parents=True)
+    prov = {"commit": "abc", "spec_hash": "1234", "job": "flow"}
+    old.write_text(json.dumps({"schema": 1, "paper": "tvnet", "table": 1, "row": "tvl1_10", "scale": "mini",
+                               "job": "flow", "metrics": {"epe": 0.5}, "provenance": prov, "details": {}}))
+    with pytest.raises(ValueError, match="tvl1_10.json: a result file is named"):
+        load_results(tmp_path)  # an old name is an error naming the file, never silently read
+    moved = migrate(tmp_path, commit="deadbee")
+    assert [(a.name, b.name) for a, b in moved] == [("tvl1_10.json", "tvl1_10.flow.json")]
+    r = load_results(tmp_path)[("mini", "tvnet", 1, "tvl1_10", "flow")]
+    assert r.metrics == {"epe": 0.5} and r.provenance["spec_hash"] == "1234" and r.provenance["commit"] == "abc"
+    assert r.provenance["migrated"] == "from tvl1_10.json at deadbee: results per (row, job)"
+    assert migrate(tmp_path) == []  # run twice: nothing left to do
+
+
+def test_committed_results_are_all_per_job():
+    root = Path(__file__).resolve().parents[1] / "results"
+    names = [p.name for p in root.rglob("*.json")]
+    assert names and all(len(n.split(".")) == 3 for n in names), [n for n in names if len(n.split(".")) != 3]
+    assert {p.name for p in (root / "full" / "trajectorynet" / "table3").iterdir()} >= {
+        "appearance.profile.json", "trajectory_dim4.profile.json"}
+
+
+def test_profile_and_train_tasks_of_one_row_at_full_are_both_cached(tmp_path):
+    """The planner sees each job's own file: writing one job's result never makes the other stale."""
+    from repro.identity import result_key
+    from repro.runner import plan_table
+    from repro.spec.loader import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "trajectorynet" / "table3.yaml")
+    row = spec.row("trajectory_dim4")
+    for job, metrics in (("profile", {"params_m": 15.5}), ("train", {"top1": 40.0, "top5": 70.0})):
+        write_result(tmp_path, scale="full", paper=spec.paper, table=spec.table, row=row.id, job=job, metrics=metrics,
+                     provenance=_prov() | {"spec_hash": result_key(spec, row, job, "full")})
+    states = {t.job: t.state for t in plan_table(spec, "full", tmp_path, rows=[row.id])}
+    assert states == {"profile": "cached", "train": "cached"}

@@ -109,3 +109,41 @@ def test_a_row_left_out_at_one_scale_says_why(tmp_path):
     path.write_text(text.replace("    mini: false\n", ""))  # runnable at every scale: needs nothing
     with pytest.raises(SpecError, match="needs"):
         load_spec(path)
+
+
+def _copy_specs(tmp_path):
+    import shutil
+
+    root = Path(__file__).resolve().parents[1] / "specs"
+    shutil.copytree(root, tmp_path / "specs")
+    return tmp_path / "specs"
+
+
+def test_measure_key_the_job_does_not_report_exits_2_with_one_line(tmp_path, capsys):
+    from repro.cli import main
+
+    specs = _copy_specs(tmp_path)
+    path = specs / "dynamics" / "table3.yaml"
+    path.write_text(path.read_text().replace('measure: "profile:frame_fps"', 'measure: "profile:frame_fpz"'))
+    assert main(["list", "--specs", str(specs), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for part in ("table3.yaml", "column 'fps'", "frame_fpz", "did you mean 'frame_fps'?", "it offers params"):
+        assert part in err, err
+
+
+def test_measure_of_an_unknown_job_names_the_jobs(tmp_path):
+    specs = _copy_specs(tmp_path)
+    path = specs / "trajectorynet" / "table3.yaml"
+    path.write_text(path.read_text().replace('measure: "train:top1"', 'measure: "trian:top1"'))
+    with pytest.raises(SpecError, match=r"unknown job 'trian'.*did you mean 'train'\?"):
+        load_specs(specs)
+
+
+def test_every_measure_is_a_key_its_job_reports_or_plans():
+    from repro.jobs import JOBS
+
+    for spec in load_specs().values():
+        for m in spec.metrics:
+            if m.job:
+                assert JOBS[m.job].offers(m.job_key) or JOBS[m.job].plans(m.job_key), (spec.key, m.measure)

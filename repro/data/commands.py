@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
+
+from repro.cli_output import emit, fail
 
 __all__ = ["add_commands", "cmd_synth"]
 
@@ -33,8 +34,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             flow_splits=flow_splits, frames_format=args.frames_format, force=args.force, workers=args.workers,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(str(err))
     seconds = time.perf_counter() - started
     meta = synth.read_meta(out)
     reused = meta_before is not None and meta_before == (out / "meta.json").read_bytes() and not args.force
@@ -48,15 +48,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         "bytes": _dir_bytes(out),
         "reused": reused,
     }
-    if args.format == "json":
-        print(json.dumps(result))
-    else:
-        verb = "already up to date" if reused else f"generated in {seconds:.1f} s"
-        print(
-            f"synth benchmark '{meta['preset']}' (seed {meta['seed']}) at {out}: {verb}; "
-            f"{meta['num_clips']['train']} train / {meta['num_clips']['val']} val clips, "
-            f"{len(meta['classes'])} classes, {result['bytes'] / 1e6:.1f} MB"
-        )
+    verb = "already up to date" if reused else f"generated in {seconds:.1f} s"
+    emit(args, result, f"synth benchmark '{meta['preset']}' (seed {meta['seed']}) at {out}: {verb}; "
+                       f"{meta['num_clips']['train']} train / {meta['num_clips']['val']} val clips, "
+                       f"{len(meta['classes'])} classes, {result['bytes'] / 1e6:.1f} MB")
     return 0
 
 

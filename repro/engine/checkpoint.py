@@ -7,7 +7,7 @@ NumPy, Python's ``random``) converted to tensors and plain types, so that nothin
 tensors, numbers, strings, lists and dicts is pickled.  Files are written atomically: to a
 temporary file in the same folder, flushed and fsync'ed, then ``os.replace``'d.
 
-Layout of a row's work folder (the runner's ``<work>/<scale>/<paper>/table<N>/<row>``)::
+Layout of a row's work folder (:func:`repro.layout.row_work_dir`)::
 
     seed<k>/last.pt     the latest training state (resumed from)
     seed<k>/final.pt    the trained weights and final metrics (what ``init: row:...`` loads)
@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from repro.fileio import atomic_torch_save  # noqa: F401 - re-exported: the one atomic save
+from repro.layout import row_work_dir, seed_dir  # noqa: F401 - re-exported: where a row's checkpoints live
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -38,15 +39,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
-
-
-def row_work_dir(work_root: Path | str, scale: str, paper: str, table: int, row: str) -> Path:
-    """A row's work folder, laid out as :func:`repro.runner.run_tasks` lays it out."""
-    return Path(work_root) / scale / paper / f"table{table}" / row
-
-
-def seed_dir(row_dir: Path | str, seed: int) -> Path:
-    return Path(row_dir) / f"seed{seed}"
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -12,12 +12,13 @@ result (metrics + provenance) to the results folder like the table runner does
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable
+
+from repro.cli_output import emit as _emit
+from repro.cli_output import fail as _fail
 
 __all__ = ["add_commands", "cmd_train", "cmd_eval"]
 
@@ -67,26 +68,12 @@ def add_commands(subparsers: Any, common: Callable[[argparse.ArgumentParser], No
         s.set_defaults(func=fn)
 
 
-def _fail(message: str) -> int:
-    print(f"repro: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _load_row(args: argparse.Namespace):
-    from repro.engine.job import find_row
     from repro.spec.loader import load_specs
+    from repro.spec.refs import find_row
 
     specs = load_specs(args.specs)
     return find_row(specs, args.row)
-
-
-def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    if args.format == "json":
-        json.dump(payload, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(text)
-    sys.stdout.flush()
 
 
 def _fmt_metrics(metrics: dict[str, Any]) -> str:
@@ -97,10 +84,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from repro.engine.distributed import init_distributed, shutdown_distributed
-    from repro.engine.job import TRAIN_KEYS, train_row
-    from repro.jobs import NotRunnable
+    from repro.engine.job import train_row
+    from repro.identity import result_key, run_id
+    from repro.jobs.base import NotRunnable
+    from repro.jobs.train import TRAIN_KEYS
     from repro.results import provenance, write_result
-    from repro.runner import task_hash
 
     info = init_distributed()
     if args.threads:
@@ -130,7 +118,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = None
         complete = all(k in reported for k in wanted)
         if not args.no_save and complete and args.epochs is None and args.batch_size is None:
-            prov = provenance(scale=args.scale, seed=seed, spec_hash=task_hash(spec, row, "train", args.scale), data=run.data,
+            key = result_key(spec, row, "train", args.scale)
+            prov = provenance(scale=args.scale, seed=seed, spec_hash=key, run_id=run_id(key), data=run.data,
                               job="train", world_size=info.world_size)
             path = write_result(args.results, scale=args.scale, paper=spec.paper, table=spec.table, row=row.id,
                                 job="train", metrics=reported, provenance=prov, details=run.details)
@@ -151,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from repro.engine.distributed import dist_info, init_distributed, shutdown_distributed
     from repro.engine.job import evaluate_row
-    from repro.jobs import NotRunnable
+    from repro.jobs.base import NotRunnable
 
     init_distributed()
     if args.threads:

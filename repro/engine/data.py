@@ -14,7 +14,6 @@ benchmark's ``meta.json`` configuration and rebuilt when that changes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -26,19 +25,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
+from repro import layout
 from repro.data.datasets import VideoClipDataset, build_dataset
 from repro.fileio import atomic_save_npy, file_lock
-from repro.jobs import NotRunnable
-from repro.spec.schema import RunConfig
+from repro.identity import files_fingerprint
+from repro.jobs.base import NotRunnable
+from repro.spec.schema import RunConfig, resolved_config
 
 __all__ = ["RunData", "dataset_root", "build_run_data", "num_classes_of", "DecodedSplit", "decoded_split",
            "CachedClipDataset", "CachedFlowSource", "resolve_pair_flow", "PairFlow"]
 
 log = logging.getLogger("repro.engine")
 
-#: Sampling defaults when a RunConfig leaves them empty (the mini protocol).
-DEFAULT_FRAMES = 8
-DEFAULT_SIZE = 56
 SYNTH = "synth"
 #: Datasets whose labels depend on direction ("moving something left/right", clockwise /
 #: counter-clockwise): a horizontal flip would turn a clip into another class, so training
@@ -74,8 +72,8 @@ def dataset_root(cfg: RunConfig, data_dir: Path | str, *, progress: bool = True)
     if cfg.dataset == SYNTH:
         from repro.data import synth
 
-        preset = cfg.preset or "mini"
-        root = data_dir / SYNTH / preset
+        preset = resolved_config(cfg)["preset"]
+        root = layout.synth_root(data_dir, preset)
         if preset not in synth.PRESETS:
             # a custom preset someone generated there (e.g. a test's tiny one) is used as it is
             if (root / "meta.json").is_file() and synth.read_meta(root).get("preset") == preset:
@@ -129,8 +127,9 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
                               f"not for dataset '{cfg.dataset}'")
         pair_flow = pair_flow or resolve_pair_flow(flow)
     root = dataset_root(cfg, data_dir, progress=progress)
-    views = (cfg.test_clips or 1, cfg.test_crops or 1)
-    common: dict[str, Any] = dict(frames=cfg.frames or DEFAULT_FRAMES, step=cfg.step, size=cfg.size or DEFAULT_SIZE,
+    resolved = resolved_config(cfg)
+    views = (resolved["test_clips"], resolved["test_crops"])
+    common: dict[str, Any] = dict(frames=resolved["frames"], step=cfg.step, size=resolved["size"],
                                   with_flow=flow == "gt", seed=seed)
     if cfg.dataset in NO_FLIP_DATASETS:
         common["flip"] = False
@@ -147,7 +146,7 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
                                                         progress=progress))
     n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
     if cfg.dataset == SYNTH:
-        desc = f"built-in benchmark (synth {cfg.preset or 'mini'}, {n_train} train / {n_val} val clips)"
+        desc = f"built-in benchmark (synth {resolved['preset']}, {n_train} train / {n_val} val clips)"
     else:
         split = f" {cfg.split}" if cfg.split else ""
         desc = f"{cfg.dataset}{split} ({n_train} train / {n_val} val videos)"
@@ -172,18 +171,9 @@ class DecodedSplit:
 
 
 def _cache_key(root: Path, records: list) -> str:
-    """Identity of the decoded data: the benchmark's meta.json and every video file's size and
-    modification time (a regenerated or replaced video invalidates the cache)."""
-    digest = hashlib.sha256()
-    meta = root / "meta.json"
-    digest.update(meta.read_bytes() if meta.is_file() else b"")
-    for rec in records:
-        try:
-            st = Path(rec.path).stat()
-            digest.update(f"{rec.video_id}:{st.st_size}:{st.st_mtime_ns};".encode())
-        except OSError:
-            digest.update(f"{rec.video_id}:missing;".encode())
-    return digest.hexdigest()[:16]
+    """Identity of the decoded data (:func:`repro.identity.files_fingerprint`): the benchmark's
+    meta.json and every video file's size and modification time."""
+    return files_fingerprint(root / "meta.json", [(rec.video_id, Path(rec.path)) for rec in records])
 
 
 #: A two-frame flow method: ``(frame0, frame1)`` uint8 ``(H, W, 3)`` -> flow ``(H, W, 2)`` float32
@@ -285,7 +275,7 @@ def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | Non
     frames, both directions, once per video (e.g. OpenCV TV-L1).
     """
     root = Path(root)
-    folder = root / "decoded"
+    folder = layout.decoded_dir(root)
     records = dataset.records
     key = _cache_key(root, records)
     ids = [r.video_id for r in records]

@@ -2,9 +2,11 @@
 
 A row names a model (``row.model``) and, per scale, a ``RunConfig`` (dataset, sampling,
 optimisation, seeds).  :func:`train_row` trains one model per seed in the row's work folder
-(``<work>/<scale>/<paper>/table<N>/<row>/seed<k>``), resuming an interrupted run from its
+(:func:`repro.layout.row_work_dir` / ``seed<k>``), resuming an interrupted run from its
 ``last.pt`` and re-using a finished one (``final.pt``) when its settings are unchanged, and
-returns the seeds' mean metrics (percent) and every seed's own.
+returns the seeds' mean metrics (percent) and every seed's own.  A finished run is recorded in the
+identity index (:func:`repro.identity.run_key`); a row that is the very same run as one already
+finished (same model, settings, data and seed) re-uses it by looking its key up.
 
 Initialisation (``RunConfig.init``): a local checkpoint path, or ``row:<paper>:<table>:<row>``
 for the trained weights of another row at the same scale (the papers' Kinetics ->
@@ -12,6 +14,7 @@ Something-Something / UCF101 chains; the classifier is dropped when its shape di
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -22,21 +25,23 @@ from typing import Any
 
 import torch
 
+from repro import layout
 from repro.engine import checkpoint as ckpt_io
 from repro.engine.aggregate import SeedRun, aggregate_seeds
 from repro.engine.data import RunData, build_run_data
 from repro.engine.distributed import barrier, dist_info
 from repro.engine.trainer import evaluate, fit, model_takes_flow, resolve_settings, same_settings
-from repro.jobs import JobContext, JobOutput, NotRunnable, register_job
+from repro.identity import code_fingerprint, data_fingerprint, run_key
+from repro.jobs.base import JobContext, JobOutput, NotRunnable
+from repro.jobs.train import TRAIN_KEYS
 from repro.registry import create_model
-from repro.spec.schema import Row, RunConfig, TableSpec
+from repro.spec.refs import parse_row_ref
+from repro.spec.schema import Row, RunConfig, TableSpec, resolved_config
 
-__all__ = ["TRAIN_KEYS", "RowRun", "parse_row_ref", "train_row", "evaluate_row", "train_job", "build_row_model"]
+__all__ = ["RowRun", "train_row", "evaluate_row", "train_job", "build_row_model"]
 
 log = logging.getLogger("repro.engine")
 
-#: Metrics the train job reports (``measure: "train:<key>"``).
-TRAIN_KEYS = ("top1", "top5", "avg_top1_top5", "mean_class_acc", "epe")
 #: RunConfig fields that do not change what a run computes (left out of its identity).
 _NOT_IDENTITY = {"seeds", "notes", "test_clips", "test_crops"}
 
@@ -48,31 +53,6 @@ class RowRun:
     data: str
     seeds: list[int]
     details: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_row_ref(ref: str) -> tuple[str, int, str]:
-    """``paper:table3:row`` or ``paper:3:row`` -> ``("paper", 3, "row")``."""
-    parts = ref.split(":")
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"row reference: expected '<paper>:<table>:<row>' (e.g. trajectorynet:table3:appearance), got {ref!r}")
-    paper, table, row = parts
-    digits = table[5:] if table.startswith("table") else table
-    if not digits.isdigit():
-        raise ValueError(f"row reference {ref!r}: table must be 'table<N>' or '<N>', got {table!r}")
-    return paper, int(digits), row
-
-
-def find_row(specs: dict[str, TableSpec], ref: str) -> tuple[TableSpec, Row]:
-    paper, table, row_id = parse_row_ref(ref)
-    key = f"{paper}:table{table}"
-    if key not in specs:
-        raise ValueError(f"row reference {ref!r}: no spec {key} (known: {', '.join(specs) or 'none'})")
-    spec = specs[key]
-    try:
-        return spec, spec.row(row_id)
-    except KeyError:
-        raise ValueError(f"row reference {ref!r}: {key} has no row '{row_id}' "
-                         f"(rows: {', '.join(r.id for r in spec.rows)})") from None
 
 
 def _config(row: Row, scale: str, where: str) -> RunConfig:
@@ -108,8 +88,8 @@ def _init_path(cfg: RunConfig, work_root: Path, scale: str, seed: int, where: st
         return None
     if cfg.init.startswith("row:"):
         paper, table, row_id = parse_row_ref(cfg.init[4:])
-        src_dir = ckpt_io.row_work_dir(work_root, scale, paper, table, row_id)
-        candidates = [ckpt_io.seed_dir(src_dir, seed) / "final.pt"] + sorted(src_dir.glob("seed*/final.pt"))
+        src_dir = layout.row_work_dir(work_root, scale, paper, table, row_id)
+        candidates = [layout.seed_dir(src_dir, seed) / "final.pt"] + sorted(src_dir.glob("seed*/final.pt"))
         for path in candidates:
             if path.is_file():
                 return path
@@ -153,27 +133,46 @@ def _identity(row: Row, cfg: RunConfig, num_classes: int, init: Path | None) -> 
             "config": {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_IDENTITY}}
 
 
-def _identical_finished_run(work_root: Path, scale: str, seed: int, fingerprint: dict[str, Any], data_root: Path,
-                            exclude: Path) -> Path | None:
-    """A finished run (``final.pt`` with metrics) of another row at ``scale`` whose settings --
-    model and arguments, run config, seed -- are exactly ``fingerprint``: the same run.
+def _index_finished_run(work_root: Path, scale: str, key: str, run_dir: Path) -> None:
+    """Record ``run_dir`` (holding a finished ``final.pt``) under its identity ``key``."""
+    if not dist_info().is_main:
+        return
+    from repro.fileio import atomic_write_json
 
-    Checkpoints do not record a built-in benchmark's definition, only its name; a benchmark
-    regenerated from a new definition is newer than every run trained on the old one, so a
-    candidate must be newer than the data's ``meta.json``.
+    path = layout.identity_index_path(work_root, scale, key)
+    rel = os.path.relpath(run_dir, path.parent)
+    if path.is_file() and _indexed_final(path) is not None:
+        return  # the first run with this identity stays the one others re-use
+    atomic_write_json(path, {"run_dir": rel, "code": code_fingerprint()})
+
+
+def _indexed_final(path: Path) -> Path | None:
+    try:
+        final = (path.parent / json.loads(path.read_text())["run_dir"] / "final.pt").resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an unreadable index entry names no run
+    return final if final.is_file() else None
+
+
+def _identical_finished_run(work_root: Path, scale: str, key: str, data_root: Path, exclude: Path) -> Path | None:
+    """The ``final.pt`` of a finished run of another row with identity ``key``: the same run.
+
+    A lookup in the identity index.  Checkpoints do not record a custom benchmark's definition,
+    only its name; a benchmark regenerated from a new definition is newer than every run trained
+    on the old one, so a candidate must be newer than the data's ``meta.json``.
     """
+    index = layout.identity_index_path(work_root, scale, key)
+    if dist_info().is_main and not index.parent.is_dir():
+        from repro.migrations.index_runs import index_finished_runs
+
+        index_finished_runs(work_root, scale)  # once: runs finished before the index existed
+    barrier()
+    candidate = _indexed_final(index)
     meta = Path(data_root) / "meta.json"
     data_time = meta.stat().st_mtime if meta.is_file() else 0.0
-    for candidate in sorted(Path(work_root, scale).glob(f"*/table*/*/seed{seed}/final.pt")):
-        if candidate.parent.resolve() == Path(exclude).resolve() or candidate.stat().st_mtime <= data_time:
-            continue
-        try:
-            done = ckpt_io.load_checkpoint(candidate)
-        except ValueError:
-            continue  # an unreadable checkpoint is nobody's twin
-        if done.get("metrics") and same_settings(done.get("settings"), fingerprint):
-            return candidate
-    return None
+    if candidate is None or candidate.parent == Path(exclude).resolve() or candidate.stat().st_mtime <= data_time:
+        return None
+    return candidate
 
 
 def _set_aside_if_stale(run_dir: Path, fingerprint: dict[str, Any]) -> None:
@@ -201,7 +200,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     where = f"{spec.paper}:table{spec.table}:{row.id} ({scale})"
     cfg = _config(row, scale, where)
     work_root = Path(work_root)
-    row_dir = ckpt_io.row_work_dir(work_root, scale, spec.paper, spec.table, row.id)
+    row_dir = layout.row_work_dir(work_root, scale, spec.paper, spec.table, row.id)
     seeds = list(seeds if seeds is not None else cfg.seeds)
     overrides = dict(overrides or {})
 
@@ -213,7 +212,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     pretrain_reports: dict[int, Any] = {}
     same_run_as: dict[int, str] = {}
     for seed in seeds:
-        run_dir = ckpt_io.seed_dir(row_dir, seed)
+        run_dir = layout.seed_dir(row_dir, seed)
         init = _init_path(cfg, work_root, scale, seed, where)
         # the datasets' own augmentation streams are seeded by the run's seed too
         data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress)
@@ -225,10 +224,11 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         settings = resolve_settings(cfg, seed=seed, **overrides)
         settings.identity = _identity(row, cfg, data.num_classes, init)
         fingerprint = settings.fingerprint()
+        key = run_key(fingerprint, data_fingerprint(cfg))
         _set_aside_if_stale(run_dir, fingerprint)
         final = run_dir / "final.pt"
         if resume and not final.is_file() and not (run_dir / "last.pt").is_file():
-            twin = _identical_finished_run(work_root, scale, seed, fingerprint, data.root, exclude=run_dir)
+            twin = _identical_finished_run(work_root, scale, key, data.root, exclude=run_dir)
             if twin is not None and dist_info().is_main:
                 # Another table's row is the very same run (same model, settings, data and seed:
                 # e.g. TrajectoryNet Table 7's MotionNet-(17) row at mini is Table 5's): re-use it.
@@ -241,6 +241,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
             done = ckpt_io.load_checkpoint(final)
             if done.get("metrics"):
                 log.info("%s seed %d: already trained (%s)", where, seed, final)
+                _index_finished_run(work_root, scale, key, run_dir)
                 per_seed[seed], histories[seed] = dict(done["metrics"]), list(done["history"])
                 times[seed] = float(done["train_time_s"])
                 threads[seed] = done.get("threads")
@@ -260,6 +261,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                      # in final.pt, so a result assembled later from it (or from an identical row's
                      # copy of it) still says which MotionNet pre-training the run started from
                      record={"motionnet_pretrain": pretrain_reports.get(seed)})
+        _index_finished_run(work_root, scale, key, run_dir)
         per_seed[seed], histories[seed], times[seed] = result.metrics, result.history, result.train_time_s
         threads[seed] = torch.get_num_threads()
 
@@ -285,7 +287,7 @@ def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str
     cfg = _config(row, scale, where)
     seed = cfg.seeds[0] if seed is None else seed
     if checkpoint is None:
-        run_dir = ckpt_io.seed_dir(ckpt_io.row_work_dir(work_root, scale, spec.paper, spec.table, row.id), seed)
+        run_dir = layout.seed_dir(layout.row_work_dir(work_root, scale, spec.paper, spec.table, row.id), seed)
         checkpoint = next((p for p in (run_dir / "final.pt", run_dir / "last.pt") if p.is_file()), None)
         if checkpoint is None:
             raise FileNotFoundError(f"{where}: no checkpoint in {run_dir}; train it first "
@@ -297,21 +299,11 @@ def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str
     device = torch.device("cuda", dist_info().local_rank) if torch.cuda.is_available() else torch.device("cpu")
     model.to(device)
     metrics = evaluate(model, data.val, num_classes=data.num_classes,
-                       batch_size=batch_size or max(1, (cfg.batch_size or 16) // int(getattr(data.val, "num_views", 1))),
+                       batch_size=batch_size or max(1, resolved_config(cfg)["batch_size"] // int(getattr(data.val, "num_views", 1))),
                        num_workers=num_workers, device=device,
                        pass_flow=_pass_flow(cfg, model, where), progress=progress)
     metrics["checkpoint"] = str(checkpoint)  # type: ignore[assignment]
     return metrics, data
-
-
-def _work_root(ctx: JobContext) -> Path:
-    """The runner hands a row's own folder (``<work>/<scale>/<paper>/table<N>/<row>``); the
-    root is what chains between rows resolve against."""
-    wd = Path(ctx.work_dir)
-    expected = (ctx.scale, ctx.spec.paper, f"table{ctx.spec.table}", ctx.row.id)
-    if len(wd.parts) >= 4 and tuple(wd.parts[-4:]) == expected:
-        return wd.parents[3]
-    return wd
 
 
 def _limit_opencv_threads(threads: int) -> None:
@@ -322,7 +314,6 @@ def _limit_opencv_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-@register_job("train")
 def train_job(ctx: JobContext) -> JobOutput:
     """Train and evaluate the row at ``ctx.scale``; metrics in percent (mean over seeds)."""
     unknown = set(ctx.wanted) - set(TRAIN_KEYS)
@@ -333,7 +324,7 @@ def train_job(ctx: JobContext) -> JobOutput:
         _limit_opencv_threads(ctx.threads)  # pre-computed flow (e.g. TV-L1) runs in OpenCV
     opts = dict(ctx.options)
     seeds = opts.pop("seeds", None)
-    run = train_row(ctx.spec, ctx.row, ctx.scale, work_root=_work_root(ctx), data_dir=ctx.data_dir, seeds=seeds,
+    run = train_row(ctx.spec, ctx.row, ctx.scale, work_root=ctx.work_dir, data_dir=ctx.data_dir, seeds=seeds,
                     resume=ctx.resume, progress=ctx.progress, overrides=opts)
     missing = [k for k in ctx.wanted if k not in run.metrics]
     if missing:

@@ -16,8 +16,6 @@ file, the others wait for it and load its result.  Labels are never read.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from pathlib import Path
@@ -26,8 +24,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from repro import layout
 from repro.engine import checkpoint as ckpt_io
 from repro.fileio import lock_beside
+from repro.identity import digest
 from repro.models.motionnet import MotionNet, bidirectional_flows
 
 __all__ = ["pretrain_motionnet", "pretrained_motionnet_path"]
@@ -38,10 +38,9 @@ log = logging.getLogger("repro.engine")
 def pretrained_motionnet_path(work_root: Path | str, scale: str, net: MotionNet, settings: dict[str, Any],
                               data: str, seed: int) -> Path:
     """Where the pre-trained weights for this network, these settings and this data live."""
-    key = json.dumps({"frames": net.num_frames, "width": net.width, "settings": settings, "data": data,
-                      "seed": seed}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return Path(work_root) / scale / "motionnet" / f"motionnet{net.num_frames}-w{net.width:g}-{digest}.pt"
+    key = digest({"frames": net.num_frames, "width": net.width, "settings": settings, "data": data, "seed": seed},
+                 length=12)
+    return layout.motionnet_cache_dir(work_root, scale) / f"motionnet{net.num_frames}-w{net.width:g}-{key}.pt"
 
 
 def pretrain_motionnet(net: MotionNet, dataset: Dataset, *, epochs: int, batch_size: int, lr: float,

@@ -1,9 +1,9 @@
 """The training loop: train a video classifier, checkpoint it, resume it, evaluate it.
 
 :func:`fit` trains ``model`` on ``train_set`` and evaluates it on ``val_set`` as a row's
-:class:`~repro.spec.schema.RunConfig` says (see :func:`resolve_settings` for the engine's
-defaults); a :class:`Trainer` does it in stages (set-up, restore, one epoch, one step, save,
-evaluate).  Datasets are map-style and return dicts ``{"video": (C,T,H,W) float, "label": int,
+:class:`~repro.spec.schema.RunConfig` says (defaults: :func:`repro.spec.schema.resolved_config`);
+a :class:`Trainer` does it in stages (set-up, restore, one epoch, one step, save, evaluate).
+Datasets are map-style and return dicts ``{"video": (C,T,H,W) float, "label": int,
 "index": int}`` plus optional ``"flow_fwd"``/``"flow_bwd"`` ``(2,T,H,W)``; a test sample may hold
 several views ``(V,C,T,H,W)`` whose scores are averaged.
 
@@ -45,7 +45,7 @@ from repro.engine.distributed import TrainBatchSampler, all_reduce_sums, broadca
 from repro.engine.metrics import ClassificationMeter, EPEMeter
 from repro.engine.optim import apply_partial_bn, build_optimizer, lr_factor, set_learning_rate
 from repro.fileio import atomic_torch_save
-from repro.spec.schema import LRSchedule, RunConfig
+from repro.spec.schema import LRSchedule, RunConfig, resolved_config
 
 __all__ = ["TrainSettings", "resolve_settings", "same_settings", "SeededDataset", "FitResult", "Trainer", "fit",
            "evaluate",
@@ -53,32 +53,25 @@ __all__ = ["TrainSettings", "resolve_settings", "same_settings", "SeededDataset"
 
 log = logging.getLogger("repro.engine")
 
-#: What a ``RunConfig`` field left empty becomes (the mini protocol of /work/notes/SPECS_GUIDE).
-ENGINE_DEFAULTS: dict[str, Any] = {
-    "epochs": 6,
-    "batch_size": 16,
-    "lr": 0.05,
-    "weight_decay": 1e-4,
-    "lr_schedule": {"type": "cosine"},
-}
-
-
 @dataclass
 class TrainSettings:
-    """Everything the loop needs, resolved from a ``RunConfig`` (plain types, checkpointable)."""
+    """Everything the loop needs, resolved from a ``RunConfig`` (plain types, checkpointable).
 
-    epochs: int = 6
-    batch_size: int = 16
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_schedule: dict[str, Any] = field(default_factory=lambda: {"type": "cosine"})
-    warmup_epochs: float = 0.0
-    clip_grad: float | None = None
-    partial_bn: bool = False
-    branch_lr: dict[str, float] = field(default_factory=dict)
-    loss_weights: dict[str, float] = field(default_factory=dict)
+    The fields taken from the run's config have no defaults here: :func:`resolve_settings` fills
+    them from :func:`repro.spec.schema.resolved_config`, the one place defaults live."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    lr_schedule: dict[str, Any]
+    warmup_epochs: float
+    clip_grad: float | None
+    partial_bn: bool
+    branch_lr: dict[str, float]
+    loss_weights: dict[str, float]
     seed: int = 0
     eval_batch_size: int | None = None
     num_workers: int = 0
@@ -99,44 +92,23 @@ class TrainSettings:
 
 
 def same_settings(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool:
-    """Whether a checkpoint's stored fingerprint describes the current run.  The run's
-    ``identity.config`` (a ``RunConfig`` dump) is compared without fields at their default, so a
-    checkpoint written before a defaulted field existed (e.g. ``motionnet_pretrain``) still matches."""
-    if stored is None:
-        return False
+    """Whether a checkpoint's stored fingerprint describes the current run: equal in the normal
+    form of :func:`repro.identity.normal_settings` (config fields at their default left out, so a
+    checkpoint written before a defaulted field existed, e.g. ``motionnet_pretrain``, still matches)."""
+    from repro.identity import normal_settings
 
-    def normalised(fp: dict[str, Any]) -> dict[str, Any]:
-        identity = fp.get("identity") or {}
-        config = identity.get("config")
-        if not isinstance(config, dict):
-            return fp
-        defaults = {name: f.get_default(call_default_factory=True) for name, f in RunConfig.model_fields.items()}
-        if config.get("flow") == "none":  # the spec's explicit "none" is the default, no flow
-            config = {**config, "flow": None}
-        kept = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
-        model_args = identity.get("model_args")
-        if isinstance(model_args, dict) and "num_classes" in identity:
-            # the spec's head size (174 for Sth-Sth, 400 for Kinetics) is replaced by the data's
-            # class count, which ``identity.num_classes`` records: the built model is the same
-            model_args = {k: v for k, v in model_args.items() if k != "num_classes"}
-        return {**fp, "identity": {**identity, "config": kept, "model_args": model_args}}
-
-    return normalised(stored) == normalised(current)
+    return stored is not None and normal_settings(stored) == normal_settings(current)
 
 
 def resolve_settings(cfg: RunConfig | None, *, seed: int, **overrides: Any) -> TrainSettings:
-    """:class:`TrainSettings` from a row's ``RunConfig``, empty fields taking :data:`ENGINE_DEFAULTS`."""
-    c = cfg.model_dump() if cfg is not None else {}
-
-    def pick(key: str) -> Any:
-        return c.get(key) if c.get(key) is not None else ENGINE_DEFAULTS[key]
-
+    """:class:`TrainSettings` from a row's ``RunConfig`` resolved by :func:`~repro.spec.schema.resolved_config`
+    (``None``: every field at its default), then ``overrides`` (engine fields, smoke-run epochs)."""
+    c = resolved_config(cfg)
     settings = TrainSettings(
-        epochs=int(pick("epochs")), batch_size=int(pick("batch_size")), optimizer=c.get("optimizer", "sgd"),
-        lr=float(pick("lr")), momentum=float(c.get("momentum", 0.9)), weight_decay=float(pick("weight_decay")),
-        lr_schedule=dict(pick("lr_schedule")), warmup_epochs=float(c.get("warmup_epochs", 0.0)),
-        clip_grad=c.get("clip_grad"), partial_bn=bool(c.get("partial_bn", False)),
-        branch_lr=dict(c.get("branch_lr") or {}), loss_weights=dict(c.get("loss_weights") or {}), seed=seed,
+        epochs=int(c["epochs"]), batch_size=int(c["batch_size"]), optimizer=c["optimizer"], lr=float(c["lr"]),
+        momentum=float(c["momentum"]), weight_decay=float(c["weight_decay"]), lr_schedule=dict(c["lr_schedule"]),
+        warmup_epochs=float(c["warmup_epochs"]), clip_grad=c["clip_grad"], partial_bn=bool(c["partial_bn"]),
+        branch_lr=dict(c["branch_lr"]), loss_weights=dict(c["loss_weights"]), seed=seed,
     )
     for key, value in overrides.items():
         if not hasattr(settings, key):

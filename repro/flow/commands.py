@@ -12,13 +12,15 @@ Video output (``--as jpg``, the default) is stored the two-stream way: ``DIR/x_0
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+from repro.cli_output import emit as _emit
+from repro.cli_output import fail as _fail
 
 __all__ = ["add_commands", "cmd_flow", "cmd_flowbench", "iter_video_frames", "parse_size"]
 
@@ -48,17 +50,6 @@ def _apply_threads(args: argparse.Namespace) -> None:
         cv2.setNumThreads(threads)
 
 
-def _fail(message: str) -> int:
-    print(f"repro: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
-    if args.format == "json":
-        json.dump(payload, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 # ----------------------------------------------------------------------------------------------

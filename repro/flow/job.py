@@ -19,10 +19,10 @@ from repro.flow.bench import run_flowbench
 from repro.flow.methods import TVNetFlow, create_flow_method
 from repro.flow.pairs import FlowPair, middlebury_pairs, synthetic_benchmark_pairs
 from repro.flow.train import train_tvnet_on_pairs
-from repro.jobs import JobContext, JobOutput, NotRunnable, register_job
+from repro.jobs.base import JobContext, JobOutput, NotRunnable
+from repro.jobs.flow import FLOW_KEYS
 from repro.models.tvnet import TVNet, parse_tvnet_name
 
-FLOW_KEYS = {"epe", "rho", "fps"}
 TRAIN_PAIRS, EVAL_PAIRS = 32, 16
 
 
@@ -44,12 +44,11 @@ def _pairs(ctx: JobContext) -> tuple[list[FlowPair], list[FlowPair], str]:
     raise NotRunnable(f"the flow job has no data for dataset '{cfg.dataset}' (synth or middlebury)")
 
 
-@register_job("flow")
 def flow_job(ctx: JobContext) -> JobOutput:
     row, cfg = ctx.row, ctx.config
     if row.flow_method is None:
         raise NotRunnable(row.needs or "no flow_method named for this row")
-    unknown = set(ctx.wanted) - FLOW_KEYS
+    unknown = set(ctx.wanted) - set(FLOW_KEYS)
     if unknown:
         raise NotRunnable(f"the flow job does not measure {sorted(unknown)}")
     train_pairs, eval_pairs, data = _pairs(ctx)

@@ -118,8 +118,28 @@ def _merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "rows": rows}
 
 
+def _check_measures(path: Path, spec: TableSpec) -> None:
+    """Every column's ``measure`` names a job and a key that job declares it reports."""
+    from repro.jobs import JOBS
+
+    for i, m in enumerate(spec.metrics):
+        if m.measure is None:
+            continue
+        where = f"metrics[{i}] (column '{m.key}')"
+        job = JOBS.get(m.job)
+        if job is None:
+            raise SpecError(path, f"unknown job '{m.job}' in {m.measure!r}: expected '<job>:<metric>' with job one of "
+                            f"{sorted(JOBS)}{_hint(m.job, list(JOBS))}", where, "measure")
+        if not (job.offers(m.job_key) or job.plans(m.job_key)):
+            raise SpecError(path, f"the {job.name} job reports no '{m.job_key}'"
+                            f"{_hint(m.job_key, [k for k in job.keys if not k.endswith('*')])}; it offers "
+                            f"{', '.join(job.keys)}", where, "measure")
+
+
 def _cross_check(path: Path, spec: TableSpec, check_models: bool) -> None:
     from repro.registry import is_model, list_models
+
+    _check_measures(path, spec)
 
     seen: dict[str, int] = {}
     metric_keys = [m.key for m in spec.metrics]

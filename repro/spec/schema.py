@@ -46,10 +46,6 @@ PAPERS: dict[str, str] = {
     "lgd": "Learning Spatio-Temporal Representation with Local and Global Diffusion (Qiu et al.; CVPR 2019)",
 }
 
-#: Jobs that can reproduce a metric.  ``measure: "<job>:<metric>"`` on a column says which job
-#: produces it and under which key the job reports it.
-JOBS = ("profile", "train", "flow")
-
 #: Scales a row can be run at.  ``mini`` is the embedded default (built-in benchmark, 2 CPU cores).
 SCALES = ("mini", "small", "full")
 
@@ -76,7 +72,8 @@ class Metric(_Strict):
     higher_is_better: bool | None = None
     #: ``"<job>:<key>"``: which job reproduces this column and the key it reports, e.g.
     #: ``"profile:params_m"``, ``"train:top1"``, ``"flow:epe"``; ``None``: not reproducible
-    #: (a property of the setting, e.g. "effective coverage").
+    #: (a property of the setting, e.g. "effective coverage").  The loader checks the job and
+    #: the key against the job's declaration (:mod:`repro.jobs`).
     measure: str | None = None
 
     @field_validator("measure")
@@ -85,8 +82,8 @@ class Metric(_Strict):
         if v is None:
             return v
         job, sep, key = v.partition(":")
-        if not sep or job not in JOBS or not key:
-            raise ValueError(f"expected '<job>:<metric>' with job one of {list(JOBS)}, got {v!r}")
+        if not sep or not job or not key:
+            raise ValueError(f"expected '<job>:<metric>', e.g. 'train:top1', got {v!r}")
         return v
 
     @property
@@ -150,6 +147,31 @@ class RunConfig(_Strict):
     model_args: dict[str, Any] = Field(default_factory=dict)  # merged over the row's model args
     seeds: list[int] = Field(default_factory=lambda: [0])
     notes: str | None = None
+
+
+#: What a ``RunConfig`` field left empty (``None``) means: the mini protocol.  The one place the
+#: engine's defaults live (:func:`resolved_config`); the spec keeps ``None`` so that a row's hash
+#: and its checkpoints' fingerprints do not change when a default does not.
+RUN_DEFAULTS: dict[str, Any] = {
+    "epochs": 6,
+    "batch_size": 16,
+    "lr": 0.05,
+    "weight_decay": 1e-4,
+    "lr_schedule": {"type": "cosine"},
+    "frames": 8,
+    "size": 56,
+    "preset": "mini",  # built-in benchmark preset, for dataset: synth
+    "test_clips": 1,
+    "test_crops": 1,
+}
+
+
+def resolved_config(cfg: "RunConfig | None") -> dict[str, Any]:
+    """Every ``RunConfig`` field with the value a run uses: the spec's, else the schema's field
+    default, else :data:`RUN_DEFAULTS` (``cfg=None``: a run with nothing specified)."""
+    given = cfg.model_dump() if cfg is not None else {
+        name: f.get_default(call_default_factory=True) for name, f in RunConfig.model_fields.items()}
+    return {k: (RUN_DEFAULTS[k] if v is None and k in RUN_DEFAULTS else v) for k, v in given.items()}
 
 
 class ModelRef(_Strict):

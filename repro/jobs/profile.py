@@ -1,0 +1,99 @@
+"""The ``profile`` job: params, MACs and latency of a row's full-scale model on this machine.
+
+It needs no data: the model is built with the paper's arguments (``row.model``) and fed the
+paper's per-clip input (``row.input_shape``), so it runs -- and its results are stored -- at scale
+``full`` whatever scale is asked for.  Latency is only measured when the table wants a latency or
+speed key (it is machine dependent; the machine is in the provenance).
+
+Keys (``measure: "profile:<key>"``):
+
+* ``params``, ``params_m`` (millions), ``macs``, ``gmacs``, ``gflops`` (= 2 x MACs);
+* ``latency_ms``, ``latency_s``: median forward time of one input; ``fps``: inputs per second
+  (clips for a video model: ``batch / latency``);
+* ``latency_ms_per_frame`` and ``frame_fps``: the same per frame (``batch x T`` frames of a
+  ``(B, C, T, H, W)`` clip; ``batch`` for an image input), as per-frame speed tables print it;
+* ``part_ms_per_frame:<part>``: per-frame time of one part of a model that declares its parts
+  (e.g. Dynamics Table 9's shared displacement map and each branch's own layers).  The hook: a
+  model with a method ``profile_parts(inputs) -> {part: (module, module_inputs)}`` has each
+  ``module`` timed on its ``module_inputs`` like the whole model; a part the table asks for and the
+  model does not have (Dynamics' static branch shares no displacement map) costs 0 ms.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from repro.jobs.base import Job, JobContext, JobOutput, NotRunnable
+
+__all__ = ["PROFILE", "PROFILE_KEYS", "PART_KEY", "frames_per_input", "time_parts"]
+
+PART_KEY = "part_ms_per_frame"
+LATENCY_KEYS = ("latency_s", "latency_ms", "fps", "latency_ms_per_frame", "frame_fps")
+PROFILE_KEYS = ("params", "params_m", "macs", "gmacs", "gflops", *LATENCY_KEYS, f"{PART_KEY}:*")
+
+
+def _is_part(key: str) -> bool:
+    return key.startswith(f"{PART_KEY}:")
+
+
+def frames_per_input(shape: tuple[int, ...] | list[int]) -> int:
+    """Frames in one input of ``shape``: ``B x T`` for a clip ``(B, C, T, H, W)``, ``B`` otherwise."""
+    return int(shape[0]) * (int(shape[2]) if len(shape) == 5 else 1)
+
+
+def _needs(row, scale: str) -> str | None:
+    return (row.needs or "no model named") if row.model is None else None
+
+
+def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None, frames: int) -> dict[str, float]:
+    """``part_ms_per_frame:<part>`` for each wanted part of a model with ``profile_parts``."""
+    from repro.profile import measure_latency
+
+    hook = getattr(model, "profile_parts", None)
+    if not callable(hook):
+        raise NotRunnable(f"{type(model).__name__} declares no parts (profile_parts()) to time")
+    parts = hook(inputs)
+    out = {}
+    for key in wanted:
+        part = key.partition(":")[2]
+        if part not in parts:
+            out[key] = 0.0  # the model has no such part: it costs nothing
+            continue
+        module, part_inputs = parts[part]
+        out[key] = measure_latency(module, part_inputs, threads=threads).median_ms / frames
+    return out
+
+
+def run_profile(ctx: JobContext) -> JobOutput:
+    import torch
+
+    from repro.profile import example_inputs, profile
+    from repro.registry import create_model, model_entry
+
+    row = ctx.row
+    if row.model is None:
+        raise NotRunnable(row.needs or "no model named for this row")
+    entry = model_entry(row.model.name)
+    shape = tuple(row.input_shape or entry.default_input or ())
+    if not shape:
+        raise NotRunnable(f"row gives no input_shape and model '{entry.name}' has no default_input")
+    parts = [k for k in ctx.wanted if _is_part(k)]
+    timed = bool(parts) or any(k in LATENCY_KEYS for k in ctx.wanted)
+    prof = profile(row.model.name, shape, latency=timed, threads=ctx.threads, **row.model.args)
+    metrics: dict[str, float] = {key: prof[key] for key in ("params", "macs", "gmacs", "gflops")}
+    metrics["params_m"] = prof["params"] / 1e6
+    frames = frames_per_input(shape)
+    if timed:
+        ms = prof["latency_ms"]
+        metrics.update(latency_ms=ms, latency_s=ms / 1e3, fps=1e3 / ms * shape[0],
+                       latency_ms_per_frame=ms / frames, frame_fps=1e3 / ms * frames)
+        if parts:
+            torch.manual_seed(0)
+            model = create_model(row.model.name, **row.model.args)
+            metrics.update(time_parts(model, example_inputs(model, shape), parts, ctx.threads, frames))
+    details = {k: v for k, v in prof.items() if k not in metrics}
+    data = "full-scale architecture at the paper's input" + (", latency on this machine's CPU" if timed else "")
+    return JobOutput(metrics=metrics, data=data, seed=0, details=details)
+
+
+PROFILE = Job(name="profile", keys=PROFILE_KEYS, scales=("full",), reads_data=False, needs=_needs, run=run_profile,
+              doc="params, MACs and latency of the full-scale model at the paper's input (no data)")

@@ -1,0 +1,62 @@
+"""Where everything the harness writes lives: one function per place, nothing else composes paths.
+
+    results/<scale>/<paper>/table<N>/<row>.<job>.json     one job's metrics for one row (repro.results)
+    <work>/<scale>/<paper>/table<N>/<row>/seed<k>/        a train run: last.pt, final.pt (repro.engine)
+    <work>/<scale>/by-identity/<run key>.json             index of finished runs by identity (repro.identity)
+    <work>/<scale>/motionnet/                             MotionNet pre-training cache
+    <data>/synth/<preset>/                                the built-in benchmark
+    <data>/synth/<preset>/decoded/                        its decoded frames and flow (repro.engine.data)
+
+``<work>`` is ``--work-dir`` (default ``runs/``), ``<data>`` is ``--data-dir`` (default ``data/``).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+__all__ = ["result_path", "result_glob", "parse_result_name", "row_work_dir", "seed_dir", "identity_index_path",
+           "motionnet_cache_dir", "synth_root", "decoded_dir"]
+
+_RESULT_NAME = re.compile(r"^(?P<row>[a-z0-9][a-z0-9_\-]*)\.(?P<job>[a-z]+)\.json$")
+
+
+def result_path(root: Path | str, scale: str, paper: str, table: int, row: str, job: str) -> Path:
+    """The result of ``job`` for one row at one scale."""
+    return Path(root) / scale / paper / f"table{table}" / f"{row}.{job}.json"
+
+
+def result_glob() -> str:
+    """Every result file under a results root (``Path.glob`` pattern)."""
+    return "*/*/table*/*.*.json"
+
+
+def parse_result_name(name: str) -> tuple[str, str] | None:
+    """``"appearance.train.json"`` -> ``("appearance", "train")``; None for any other name."""
+    m = _RESULT_NAME.match(name)
+    return (m["row"], m["job"]) if m else None
+
+
+def row_work_dir(work_root: Path | str, scale: str, paper: str, table: int, row: str) -> Path:
+    """A row's work folder: its train runs, one per seed."""
+    return Path(work_root) / scale / paper / f"table{table}" / row
+
+
+def seed_dir(row_dir: Path | str, seed: int) -> Path:
+    return Path(row_dir) / f"seed{seed}"
+
+
+def identity_index_path(work_root: Path | str, scale: str, run_key: str) -> Path:
+    """Where the finished run with identity key ``run_key`` is recorded (twin runs are looked up here)."""
+    return Path(work_root) / scale / "by-identity" / f"{run_key}.json"
+
+
+def motionnet_cache_dir(work_root: Path | str, scale: str) -> Path:
+    return Path(work_root) / scale / "motionnet"
+
+
+def synth_root(data_dir: Path | str, preset: str) -> Path:
+    return Path(data_dir) / "synth" / preset
+
+
+def decoded_dir(dataset_root: Path | str) -> Path:
+    return Path(dataset_root) / "decoded"

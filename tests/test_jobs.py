@@ -1,0 +1,133 @@
+"""Job declarations, the run identity and the work-folder layout."""
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from repro.jobs import JOBS, JobContext
+from repro.spec.loader import load_specs
+from repro.spec.schema import Row
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+
+def test_each_job_is_declared_once_with_its_scales_and_data_needs():
+    assert sorted(JOBS) == ["flow", "profile", "train"]
+    assert JOBS["profile"].scale_for("mini") == "full" and JOBS["profile"].scale_for("full") == "full"
+    assert JOBS["train"].scale_for("small") == "small" and JOBS["flow"].scale_for("mini") == "mini"
+    assert JOBS["train"].reads_data and not JOBS["flow"].reads_data and not JOBS["profile"].reads_data
+    assert JOBS["profile"].offers("part_ms_per_frame:shared") and not JOBS["profile"].offers("frame_fpz")
+    assert JOBS["train"].plans("top1@ucf101") and not JOBS["train"].offers("top1@ucf101")
+
+
+def test_missing_reasons_come_from_the_declaration():
+    cited = Row(id="c", label="C", kind="cited")
+    needs = Row(id="n", label="N", kind="method", needs="a branch not implemented")
+    model = Row.model_validate({"id": "m", "label": "M", "kind": "method", "model": {"name": "s3d_resnet18"},
+                                "mini": {"dataset": "synth"}})
+    assert JOBS["train"].missing_reason(cited, "mini") == "cited from another paper"
+    assert JOBS["profile"].missing_reason(needs, "full") == "a branch not implemented"
+    assert JOBS["train"].missing_reason(model, "full") == "no 'full' configuration in the spec"
+    assert JOBS["train"].missing_reason(model, "mini", ["top1"]) is None
+    assert JOBS["train"].missing_reason(model, "mini", ["top1@hmdb51"]) == "the train job does not measure top1@hmdb51 yet"
+
+
+def test_job_modules_import_without_the_engine():
+    import subprocess
+    import sys
+
+    code = "import sys, repro.jobs; assert 'repro.engine.job' not in sys.modules and 'repro.flow.job' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+class _TwoParts(nn.Module):
+    """A model declaring a shared stage and its own head through the profile hook."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Conv3d(3, 4, 3, padding=1)
+        self.own = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))
+
+    def forward(self, x):
+        return self.own(self.shared(x))
+
+    def profile_parts(self, inputs):
+        (x,) = inputs
+        return {"shared": (self.shared, (x,)), "own": (self.own, (self.shared(x).detach(),))}
+
+
+def test_profile_parts_hook_times_each_declared_part_per_frame():
+    from repro.jobs.profile import frames_per_input, time_parts
+
+    model = _TwoParts()
+    x = torch.randn(2, 3, 4, 8, 8)
+    assert frames_per_input(x.shape) == 8 and frames_per_input((3, 3, 32, 32)) == 3
+    wanted = ["part_ms_per_frame:shared", "part_ms_per_frame:own", "part_ms_per_frame:absent"]
+    out = time_parts(model, (x,), wanted, threads=1, frames=8)
+    assert set(out) == set(wanted)
+    assert out["part_ms_per_frame:shared"] > 0 and out["part_ms_per_frame:own"] > 0
+    assert out["part_ms_per_frame:absent"] == 0.0  # a part the model does not have costs nothing
+
+
+def test_profile_job_reports_per_frame_speed(tmp_path, monkeypatch):
+    import repro.profile as prof_mod
+    from repro.jobs.profile import run_profile
+
+    spec = load_specs(SPECS)["trajectorynet:table3"]
+    row = spec.row("appearance")
+    fake = {"params": 10, "macs": 20, "gmacs": 2e-8, "gflops": 4e-8, "latency_ms": 50.0}
+    monkeypatch.setattr(prof_mod, "profile", lambda *a, **k: dict(fake))
+    ctx = JobContext(spec=spec, row=row, scale="full", wanted=["frame_fps", "latency_ms_per_frame"],
+                     results_dir=tmp_path, work_dir=tmp_path, data_dir=tmp_path)
+    out = run_profile(ctx)
+    frames = row.input_shape[0] * row.input_shape[2]
+    assert out.metrics["latency_ms_per_frame"] == pytest.approx(50.0 / frames)
+    assert out.metrics["frame_fps"] == pytest.approx(1e3 / 50.0 * frames)
+    assert out.metrics["fps"] == pytest.approx(1e3 / 50.0 * row.input_shape[0])
+
+
+def test_layout_composes_every_path():
+    from repro import layout
+
+    assert layout.result_path("r", "full", "tvnet", 3, "a", "train") == Path("r/full/tvnet/table3/a.train.json")
+    assert layout.parse_result_name("a_b-1.profile.json") == ("a_b-1", "profile")
+    assert layout.parse_result_name("a_b.json") is None
+    assert layout.seed_dir(layout.row_work_dir("w", "mini", "p", 2, "r"), 1) == Path("w/mini/p/table2/r/seed1")
+
+
+def test_identity_normalises_once():
+    from repro.identity import code_fingerprint, digest, normal, normal_settings, run_key
+
+    assert digest({"a": (1, 2), "b": Path("x")}) == digest({"b": "x", "a": [1, 2]})
+    assert normal({"k": (1, {"p": Path("q")})}) == {"k": [1, {"p": "q"}]}
+    fp = {"epochs": 2, "identity": {"model": "m", "model_args": {"num_classes": 174}, "num_classes": 12,
+                                    "config": {"dataset": "synth", "flow": "none", "momentum": 0.9}}}
+    same = {"epochs": 2, "identity": {"model": "m", "model_args": {}, "num_classes": 12,
+                                      "config": {"dataset": "synth"}}}
+    assert normal_settings(fp) == normal_settings(same)
+    assert run_key(fp, None) == run_key(same, None) != run_key(same, {"synth": 1})
+    assert len(code_fingerprint()) == 16 and code_fingerprint() == code_fingerprint()
+
+
+def test_resolved_config_is_the_one_place_defaults_live():
+    from repro.engine.trainer import resolve_settings
+    from repro.spec.schema import RUN_DEFAULTS, RunConfig, resolved_config
+
+    r = resolved_config(RunConfig(dataset="synth", lr=0.01))
+    assert r["lr"] == 0.01 and r["epochs"] == RUN_DEFAULTS["epochs"] and r["frames"] == RUN_DEFAULTS["frames"]
+    s = resolve_settings(None, seed=0)
+    assert (s.epochs, s.batch_size, s.lr, s.weight_decay) == tuple(RUN_DEFAULTS[k] for k in ("epochs", "batch_size",
+                                                                                                 "lr", "weight_decay"))
+    assert s.optimizer == "sgd" and s.momentum == 0.9
+
+
+def test_list_jobs_shows_the_declarations(capsys):
+    import json
+
+    from repro.cli import main
+
+    assert main(["list", "--jobs", "--format", "json"]) == 0
+    jobs = {j["name"]: j for j in json.loads(capsys.readouterr().out)}
+    assert jobs["profile"]["scales"] == ["full"] and "frame_fps" in jobs["profile"]["keys"]
+    assert jobs["train"]["reads_data"] is True and jobs["flow"]["keys"] == ["epe", "rho", "fps"]

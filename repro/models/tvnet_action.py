@@ -203,7 +203,7 @@ class FlowStreamNet(VideoModel):
 # ----------------------------------------------------------------------------------------------
 # Registered classifiers (Table 3): flows of a 6-frame clip into a 2-D CNN (Sec. 5.2)
 # ----------------------------------------------------------------------------------------------
-_CLASSIFIER = dict(paper="tvnet", default_input=(1, 3, 6, 112, 112), test_input=(2, 3, 3, 32, 32))
+_CLASSIFIER = dict(paper="tvnet", default_input=(1, 3, 6, 112, 112), test_input=(2, 3, 6, 32, 32))
 _ACTION_KEYS = ("num_frames", "backbone", "flow_scale", "tvnet_mode", "flow_loss_weight", "width", "dropout",
                 "input_mean", "input_std")
 

@@ -44,7 +44,7 @@ import timm
 import torch.nn as nn
 from torch import Tensor
 
-from repro.layers.conv_makers import Conv2Plus1d, Conv3dFull, Conv3dSpatial, ConvMaker, r2plus1d_mid_planes
+from repro.layers.conv_makers import Conv2Plus1d, Conv3dFull, Conv3dSpatial, ConvMaker
 from repro.layers.heads import VideoHead
 from repro.layers.residual_blocks import (
     SeparableBasicBlock,
@@ -57,21 +57,9 @@ from repro.layers.separable import temporal_conv
 from repro.layers.stems import separable_stem_conv, video_stem_conv
 from repro.layers.weight_init import init_video_weights
 from repro.layers.width import stage_channels
-from repro.models._builder import (
-    InflationReport,
-    inflate_conv_weight,
-    inflate_from_2d,
-    load_checkpoint_state,
-    load_pretrained_video,
-    torchvision_to_repro_state_dict,
-)
+from repro.models._builder import load_pretrained_video
 from repro.models.contract import VideoModel
-from repro.models.temporal_positions import (
-    CAFFE_TO_TIMM,
-    replace_temporal_conv,
-    resolve_temporal_position,
-    temporal_conv_paths,
-)
+from repro.models.temporal_positions import temporal_conv_paths
 from repro.registry import register_model
 
 __all__ = [
@@ -79,24 +67,6 @@ __all__ = [
     "VideoResNet",
     "SeparableResNet",
     "check_video_input",
-    # re-exported building blocks (their homes: repro.layers, _builder, temporal_positions)
-    "Conv3dFull",
-    "Conv3dSpatial",
-    "Conv2Plus1d",
-    "r2plus1d_mid_planes",
-    "stage_channels",
-    "VideoBasicBlock",
-    "SeparableBasicBlock",
-    "SeparableBottleneck",
-    "InflationReport",
-    "load_checkpoint_state",
-    "inflate_conv_weight",
-    "inflate_from_2d",
-    "torchvision_to_repro_state_dict",
-    "CAFFE_TO_TIMM",
-    "temporal_conv_paths",
-    "resolve_temporal_position",
-    "replace_temporal_conv",
 ]
 
 _VIDEO_INPUT = (1, 3, 16, 112, 112)

@@ -20,6 +20,8 @@ adaptive avg/max pool             1 per *input* element (fvcore's adaptive_avg_p
 grid_sampler (bilinear)           4 for 4-D input, 8 for 5-D (trilinear: 8 corners);
                                   nearest 1; bicubic 16.  fvcore's own rule is 4 for both.
 upsample                          nearest 1, linear 2, bilinear 4, trilinear 8, bicubic 16
+anti-aliased upsample (``_aa``)   taps per output element: per resized dim, 2 x max(1, in/out)
+                                  (bilinear) or 4 x max(1, in/out) (bicubic), multiplied
 FFT (fft*, ifft*, _fft_c2c)       2.5 * N * log2(N) per complex transform of N points
                                   (the usual 5 N log2 N real flops, halved to MACs)
 real FFT (rfft*, irfft*, r2c/c2r) half of that: 1.25 * N * log2(N), N = real signal size
@@ -214,6 +216,22 @@ def _private_fft_handle(real: bool) -> Handle:
     return handle
 
 
+def _antialias_handle(taps_per_dim: int) -> Handle:
+    """aten::_upsample_{bilinear,bicubic}2d_aa(input, size, ...): when shrinking by ``s`` the
+    filter widens to ``taps_per_dim * s`` input pixels per dim (torch's separable AA kernel)."""
+
+    def handle(inputs: list[Any], outputs: list[Any]) -> float:
+        in_shape, out_shape = get_shape(inputs[0]), get_shape(outputs[0])
+        if in_shape is None or out_shape is None:
+            return 0
+        taps = 1.0
+        for n_in, n_out in zip(in_shape[2:], out_shape[2:]):
+            taps *= taps_per_dim * max(1.0, n_in / max(n_out, 1))
+        return taps * _numel(outputs[0])
+
+    return handle
+
+
 def _baddbmm_handle(inputs: list[Any], outputs: list[Any]) -> float:
     # aten::baddbmm(self, batch1 (b, n, k), batch2 (b, k, m), beta, alpha)
     b, n, k = get_shape(inputs[1])
@@ -271,6 +289,8 @@ def _extra_handles() -> dict[str, Handle]:
     handles["aten::_fft_c2r"] = _private_fft_handle(real=True)
     handles["aten::_fft_c2c"] = _private_fft_handle(real=False)
     handles["aten::baddbmm"] = _baddbmm_handle
+    handles["aten::_upsample_bilinear2d_aa"] = _antialias_handle(2)
+    handles["aten::_upsample_bicubic2d_aa"] = _antialias_handle(4)
     return handles
 
 
@@ -318,7 +338,7 @@ def is_model_op(op: str) -> bool:
     papers define (grid sampling for warps and trajectories, softmax of cost volumes, FFTs of
     Tensor Sketch, resampling).  Normalisation, activations, pooling and elementwise arithmetic
     are left out, as torchvision and the papers leave them out of their GMACs."""
-    return op in DENSE_OPERATORS or op.startswith(("grid_sampler", "fft_", "_fft_", "upsample")) or "softmax" in op
+    return op in DENSE_OPERATORS or op.startswith(("grid_sampler", "fft_", "_fft_", "upsample", "_upsample")) or "softmax" in op
 
 
 @dataclass(frozen=True)
@@ -628,12 +648,9 @@ def profile(
 
 
 def example_inputs(model: nn.Module, input_shape: Sequence[int]) -> tuple[Tensor, ...]:
-    """Inputs a model's forward takes for one clip of ``input_shape``.
+    """Inputs a model's forward takes for one clip of ``input_shape``: the model contract's
+    ``example_inputs`` (:mod:`repro.models.contract`; e.g. video and flows for TrajectoryNet fed
+    pre-computed flow); one random tensor for a plain module."""
+    from repro.models.contract import model_example_inputs
 
-    Models that take more than a video (e.g. TrajectoryNet fed pre-computed flow) define
-    ``example_inputs(input_shape)``; the rest take one tensor.
-    """
-    make = getattr(model, "example_inputs", None)
-    if callable(make):
-        return tuple(make(tuple(input_shape)))
-    return (torch.randn(*input_shape),)
+    return model_example_inputs(model, tuple(input_shape))

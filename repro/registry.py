@@ -1,8 +1,15 @@
 """The single registry of named model constructors (timm style).
 
 Every model a spec can name is registered here with ``@register_model``; specs and the CLI
-resolve names through :func:`create_model`.  Model modules are imported explicitly by
-``repro.models`` (no import-time scanning, no hidden global state beyond this table).
+resolve names through :func:`create_model`.  Model modules import only :func:`register_model`
+from here; this module never imports them.  The first lookup loads the catalogue
+:data:`MODEL_CATALOG` (``repro.models.catalog``, which imports every family) by name, so there
+is no import cycle between the registry and the models (no import-time scanning, no hidden
+global state beyond this table).
+
+A registered name always returns the same type of model (a classifier name never becomes a flow
+network with other arguments), and every registered model follows the contract of
+:mod:`repro.models.contract` (declared inputs, ``example_inputs``, ``forward_output``).
 
     >>> from repro.registry import create_model, list_models
     >>> list_models("r2plus1d*")
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -45,6 +53,7 @@ class ModelEntry:
     paper: str | None = None
     default_input: tuple[int, ...] | None = None  # (N, C, T, H, W) or (N, C, H, W)
     tags: tuple[str, ...] = field(default_factory=tuple)
+    test_input: tuple[int, ...] | None = None  # a small input for the contract test (default: default_input)
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -57,27 +66,32 @@ def register_model(
     paper: str | None = None,
     default_input: tuple[int, ...] | None = None,
     tags: tuple[str, ...] = (),
+    test_input: tuple[int, ...] | None = None,
 ):
     """Register a model constructor under ``name`` (default: the function's name).
 
     Usable bare (``@register_model``) or with metadata
     (``@register_model(paper="trajectorynet", default_input=(1, 3, 16, 112, 112))``).
+    ``test_input``: a small input shape at which the contract test runs the model quickly.
     """
 
     def wrap(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or f.__name__
         if key in _MODELS and _MODELS[key].fn is not f:
             raise ValueError(f"model '{key}' is registered twice ({_MODELS[key].module} and {f.__module__})")
-        _MODELS[key] = ModelEntry(key, f, f.__module__, paper, default_input, tuple(tags))
+        _MODELS[key] = ModelEntry(key, f, f.__module__, paper, default_input, tuple(tags), test_input)
         return f
 
     return wrap(fn) if fn is not None else wrap
 
 
+#: The module that imports every model family (imported by name on the first lookup).
+MODEL_CATALOG = "repro.models.catalog"
+
+
 def _ensure_loaded() -> None:
-    # Explicit import of every model module; kept here so `create_model` works without the caller
-    # remembering to import `repro.models` first.
-    import repro.models  # noqa: F401
+    # By name, not an import statement: the models import this module, never the reverse.
+    importlib.import_module(MODEL_CATALOG)
 
 
 def suggest_model(name: str) -> str | None:

@@ -364,7 +364,7 @@ def test_decoded_cache_follows_the_video_files(dirs, tmp_path):
 def test_motionnet_is_pretrained_without_labels_then_frozen(dirs):
     from repro.engine import checkpoint as ckpt_io
     from repro.engine.job import train_row
-    from repro.engine.motionnet_pretrain import pretrain_motionnet
+    from repro.models.motionnet_pretrain import pretrain_motionnet
     from repro.models.motionnet import motionnet_2
     from repro.spec.loader import load_specs
 
@@ -397,7 +397,7 @@ def test_motionnet_is_pretrained_without_labels_then_frozen(dirs):
 def test_motionnet_pretraining_repeats_bit_for_bit_on_the_same_threads(tmp_path):
     # Same seed, same data, same thread count: the same weights exactly (what a re-run of a row
     # at mini relies on; a different thread count sums floats in another order and drifts).
-    from repro.engine.motionnet_pretrain import pretrain_motionnet
+    from repro.models.motionnet_pretrain import pretrain_motionnet
     from repro.models.motionnet import motionnet_2
 
     g = torch.Generator().manual_seed(0)
@@ -419,7 +419,7 @@ def test_a_row_started_beside_a_running_motionnet_pretraining_waits_and_reuses_i
     import threading
 
     from repro.engine import checkpoint as ckpt_io
-    from repro.engine.motionnet_pretrain import pretrain_motionnet
+    from repro.models.motionnet_pretrain import pretrain_motionnet
     from repro.fileio import atomic_write, lock_beside
     from repro.models.motionnet import motionnet_2
 

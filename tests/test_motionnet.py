@@ -28,7 +28,9 @@ def test_shapes_and_registry():
     torch.manual_seed(0)
     net = create_model("motionnet_17", width=0.125)
     assert isinstance(net, MotionNet) and net.num_flows == 16
-    out = net(torch.rand(1, 3, 17, 50, 60))  # not a multiple of 32: padded and cropped
+    frames = torch.rand(1, 3, 17, 50, 60)
+    out = net.forward_scales(frames)  # not a multiple of 32: padded and cropped
+    torch.testing.assert_close(net(frames), out.flow)  # forward: the flow tensor alone
     assert out.flow.shape == (1, 2, 16, 50, 60)
     for stride in STRIDES:
         assert out.flows[stride].shape == (1, 2, 16, -(-50 // stride), -(-60 // stride))
@@ -63,7 +65,7 @@ def test_gradient_reaches_every_layer():
     torch.manual_seed(0)
     net = MotionNet(2, width=0.125)
     clip = _translating_texture(1, 32, 32, shift=1)
-    out = net(clip)
+    out = net.forward_scales(clip)
     unsupervised_loss(clip, out.flows)["total"].backward()
     missing = [name for name, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not missing, missing
@@ -76,7 +78,7 @@ def test_learns_direction_of_a_translating_texture():
     losses = []
     for step in range(25):
         clip = _translating_texture(2, 32, 32, shift=2, seed=step)
-        out = net(clip)
+        out = net.forward_scales(clip)
         loss = unsupervised_loss(clip, out.flows)["total"]
         opt.zero_grad()
         loss.backward()
@@ -84,7 +86,7 @@ def test_learns_direction_of_a_translating_texture():
         losses.append(float(loss.detach()))
     assert sum(losses[-5:]) / 5 < 0.9 * sum(losses[:5]) / 5
     with torch.no_grad():
-        flow = net(_translating_texture(2, 32, 32, shift=2, seed=100)).flow
+        flow = net(_translating_texture(2, 32, 32, shift=2, seed=100))
     mean_x, mean_y = float(flow[:, 0].mean()), float(flow[:, 1].mean())
     assert 0.5 < mean_x < 4.0, mean_x  # truth: +2 px
     assert abs(mean_y) < 0.75 * mean_x, mean_y
@@ -103,4 +105,4 @@ def test_bidirectional_flows(frames):
     # backward flow of frame t comes from the reversed clip: check against a direct call
     if frames == 2:
         pair = torch.stack((clip[:, :, 3], clip[:, :, 2]), dim=2)
-        torch.testing.assert_close(bwd.flow[:, :, 3], net(pair).flow[:, :, 0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bwd.flow[:, :, 3], net(pair)[:, :, 0], rtol=1e-5, atol=1e-5)

@@ -101,6 +101,24 @@ def test_mac_rules_for_ops_fvcore_skips() -> None:
     assert report.zero_cost["select"] == 1  # x[:, :, 0]
 
 
+class _AntiAliased(nn.Module):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [
+            F.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False, antialias=True),  # shrink 2x
+            F.interpolate(x, size=(4, 16), mode="bicubic", align_corners=False, antialias=True),  # 4x, 1x
+        ]
+
+
+def test_anti_aliased_resampling_counts_its_widened_filter() -> None:
+    # TVNet's image pyramid (repro.models.tvnet.resize_image): the filter of a 2x shrink spans
+    # 2 x 2 input pixels per dim for bilinear, 4 x s for bicubic.
+    report = count_macs(_AntiAliased(), (torch.randn(1, 2, 16, 16),))
+    assert report.by_operator == {"_upsample_bilinear2d_aa": (4 * 4) * (2 * 8 * 8),
+                                  "_upsample_bicubic2d_aa": (16 * 4) * (2 * 4 * 16)}
+    assert report.uncounted == {}
+    assert report.model_macs == report.macs  # resampling is a headline (model) op
+
+
 class _Opaque(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102

@@ -158,8 +158,10 @@ def test_motionnet_source_with_unsupervised_loss(source):
         "trajectorynet_resnet18", num_classes=3, source=source, motionnet_mode="finetune_unsup", motionnet_width=0.125
     )
     video = torch.randn(SMALL)
-    logits, extras = model(video)
+    out = model.forward_output(video)
+    logits, extras = out.logits, out.losses
     assert logits.shape == (1, 3) and set(extras) == {"unsup"} and extras["unsup"].dim() == 0
+    assert out.flow is None  # return_flow is off
     (logits.sum() + extras["unsup"]).backward()
     assert model.motionnet.conv1[0].weight.grad.abs().sum() > 0
     model.eval()

@@ -19,6 +19,7 @@ from repro.models.tvnet import (
     tvnet_flow_loss,
     tvnet_multitask_loss,
 )
+from repro.models.tvnet_action import TVNetActionNet
 from repro.registry import create_model, list_models
 
 
@@ -157,13 +158,18 @@ def test_save_load_roundtrip(tmp_path):
 
 def test_registered_constructors():
     names = list_models("tvnet*")
-    assert {"tvnet_10", "tvnet_30", "tvnet_50", "tvnet_3_1_10", "tvnet_1_3_10"} <= set(names)
+    flow_names = {"tvnet_10", "tvnet_30", "tvnet_50", "tvnet_3_1_10", "tvnet_1_3_10"}
+    assert flow_names | {f"{n}_action" for n in flow_names} <= set(names)
     flow_net = create_model("tvnet_3_1_10")
     assert isinstance(flow_net, TVNet) and flow_net.name == "TVNet-3-1-10"
     torch.manual_seed(0)
-    action = create_model("tvnet_10", num_classes=5, num_frames=3, backbone="resnet18")
+    action = create_model("tvnet_10_action", num_classes=5, num_frames=3, backbone="resnet18")
+    assert isinstance(action, TVNetActionNet) and action.tvnet.name == "TVNet-1-1-10"
     logits = action(torch.rand(2, 3, 3, 32, 32) * 255)
     assert logits.shape == (2, 5)
+    # a name never changes the type it returns: the flow network refuses a class count
+    with pytest.raises(ValueError, match="tvnet_10_action"):
+        create_model("tvnet_10", num_classes=5)
 
 
 @pytest.mark.slow

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repro.engine.trainer import model_takes_flow
-from repro.models.tvnet import FLOW_LOSS_WEIGHT, FlowStreamNet, TVNetActionNet
+from repro.models.contract import ModelOutput, takes_flow
+from repro.models.tvnet_action import FLOW_LOSS_WEIGHT, FlowStreamNet, TVNetActionNet
 from repro.registry import create_model
 
 FRAMES, SIZE, CLASSES = 3, 16, 5
 
 
 def _action_net(mode: str, **kwargs) -> TVNetActionNet:
-    return create_model("tvnet_10", num_classes=CLASSES, num_frames=FRAMES, backbone="small", width=4,
+    return create_model("tvnet_10_action", num_classes=CLASSES, num_frames=FRAMES, backbone="small", width=4,
                         tvnet_mode=mode, image_size=(SIZE, SIZE), **kwargs)
 
 
@@ -53,6 +53,7 @@ def test_finetune_without_flow_loss_returns_logits_only():
     model = _action_net("finetune").train()
     out = model(_clip())
     assert isinstance(out, torch.Tensor) and out.shape == (2, CLASSES)
+    assert model.forward_output(_clip()).losses == {}  # no flow loss in this mode
     out.logsumexp(1).mean().backward()
     assert model.tvnet.forward_x.grad is not None and model.tvnet.forward_x.grad.abs().sum() > 0
 
@@ -61,7 +62,9 @@ def test_flow_loss_mode_returns_weighted_aux_loss_with_gradient_to_tvnet():
     torch.manual_seed(0)
     model = _action_net("finetune_flow_loss").train()
     clip = _clip()
-    logits, aux = model(clip)
+    out = model.forward_output(clip)
+    assert isinstance(out, ModelOutput) and out.flow is None
+    logits, aux = out.logits, out.losses
     assert logits.shape == (2, CLASSES) and set(aux) == {"flow"}
     flow_term = aux["flow"]
     assert flow_term.dim() == 0 and torch.isfinite(flow_term) and flow_term > 0
@@ -78,7 +81,7 @@ def test_flow_loss_mode_returns_weighted_aux_loss_with_gradient_to_tvnet():
 
 def test_action_net_takes_no_precomputed_flow_and_checks_frames():
     model = _action_net("frozen")
-    assert not model_takes_flow(model)
+    assert not takes_flow(model)
     with pytest.raises(ValueError, match="T=3"):
         model(torch.zeros(1, 3, FRAMES + 1, SIZE, SIZE))
 
@@ -95,7 +98,7 @@ def test_bad_mode_and_untrainable_tvnet_are_rejected():
 def test_flow_stream_net_uses_the_clip_flows():
     torch.manual_seed(0)
     model = create_model("flow_stream_net", num_classes=CLASSES, num_frames=FRAMES, backbone="small", width=4)
-    assert isinstance(model, FlowStreamNet) and model_takes_flow(model)
+    assert isinstance(model, FlowStreamNet) and takes_flow(model)
     model.eval()
     video = torch.zeros(2, 3, FRAMES, SIZE, SIZE)
     flow_fwd = torch.randn(2, 2, FRAMES, SIZE, SIZE)
@@ -123,7 +126,7 @@ def test_frozen_action_net_equals_flow_stream_net_on_tvnet_flow():
 
 def test_registered_action_net_passes_classifier_args():
     """Spec ``model_args`` (width, dropout) reach the classifier, TVNet args reach TVNet."""
-    model = create_model("tvnet_50", num_classes=CLASSES, num_frames=FRAMES, backbone="small", width=4,
+    model = create_model("tvnet_50_action", num_classes=CLASSES, num_frames=FRAMES, backbone="small", width=4,
                          dropout=0.0, tvnet_mode="finetune", image_size=[SIZE, SIZE])
     assert model.classifier.cnn[-2].p == 0.0 and model.classifier.cnn[0].out_channels == 4
     assert model.tvnet.trainable == "all" and tuple(model.tvnet.u0.shape[-2:]) == (SIZE, SIZE)

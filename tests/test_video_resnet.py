@@ -8,13 +8,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from repro.models.video_resnet import (
-    inflate_conv_weight,
-    replace_temporal_conv,
-    resolve_temporal_position,
-    temporal_conv_paths,
-    torchvision_to_repro_state_dict,
-)
+from repro.models._builder import inflate_conv_weight, torchvision_to_repro_state_dict
+from repro.models.temporal_positions import replace_temporal_conv, resolve_temporal_position, temporal_conv_paths
 from repro.registry import create_model
 
 
@@ -250,7 +245,7 @@ def test_replace_temporal_conv_and_feed_it() -> None:
 
 
 def test_width_multiplier_scales_every_stage() -> None:
-    from repro.models.video_resnet import stage_channels
+    from repro.layers.width import stage_channels
 
     assert [stage_channels(c, 0.25) for c in (64, 128, 256, 512)] == [16, 32, 64, 128]
     assert stage_channels(64, 1.0) == 64 and stage_channels(64, 0.05) == 8

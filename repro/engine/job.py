@@ -30,10 +30,11 @@ from repro.engine import checkpoint as ckpt_io
 from repro.engine.aggregate import SeedRun, aggregate_seeds
 from repro.engine.data import RunData, build_run_data
 from repro.engine.distributed import barrier, dist_info
-from repro.engine.trainer import evaluate, fit, model_takes_flow, resolve_settings, same_settings
+from repro.engine.trainer import evaluate, fit, resolve_settings, same_settings
 from repro.identity import code_fingerprint, data_fingerprint, run_key
 from repro.jobs.base import JobContext, JobOutput, NotRunnable
 from repro.jobs.train import TRAIN_KEYS
+from repro.models.contract import model_inputs, takes_flow, training_stages
 from repro.registry import create_model
 from repro.spec.refs import parse_row_ref
 from repro.spec.schema import Row, RunConfig, TableSpec, resolved_config
@@ -42,6 +43,8 @@ __all__ = ["RowRun", "train_row", "evaluate_row", "train_job", "build_row_model"
 
 log = logging.getLogger("repro.engine")
 
+#: RunConfig fields that ask for a model's training stage of the same name (repro.models.contract).
+_STAGE_FIELDS = ("motionnet_pretrain",)
 #: RunConfig fields that do not change what a run computes (left out of its identity).
 _NOT_IDENTITY = {"seeds", "notes", "test_clips", "test_crops"}
 
@@ -68,9 +71,9 @@ def _pass_flow(cfg: RunConfig, model: torch.nn.Module, where: str) -> bool:
     """Whether the model is given flow: ``flow: gt`` or a flow method; ``none``/unset: not."""
     if cfg.flow in (None, "none"):
         return False
-    if not model_takes_flow(model):
-        raise ValueError(f"{where}: flow '{cfg.flow}' is given but model {type(model).__name__}.forward "
-                         "takes no flow_fwd argument")
+    if not takes_flow(model):
+        raise ValueError(f"{where}: flow '{cfg.flow}' is given but model {type(model).__name__} takes no flow "
+                         f"(its inputs: {', '.join(model_inputs(model))})")
     return True
 
 
@@ -101,30 +104,31 @@ def _init_path(cfg: RunConfig, work_root: Path, scale: str, seed: int, where: st
     return path
 
 
-def _pretrain_motionnet(model: torch.nn.Module, cfg: RunConfig, data: RunData, work_root: Path, scale: str,
-                        seed: int, where: str, progress: bool) -> dict[str, Any]:
-    """Pre-train ``model.motionnet`` without labels on the run's training clips (cached)."""
-    from repro.engine.motionnet_pretrain import pretrain_motionnet, pretrained_motionnet_path
-
-    net = getattr(model, "motionnet", None)
-    if net is None:
-        raise ValueError(f"{where}: motionnet_pretrain is set but {type(model).__name__} has no MotionNet "
-                         "(source: motionnet_2 or motionnet_17)")
-    pre = cfg.motionnet_pretrain
-    settings = pre.model_dump()
-    out = pretrained_motionnet_path(work_root, scale, net, {**settings, "size": cfg.size, "frames": cfg.frames,
-                                                             "step": cfg.step}, data.description, seed)
-    if dist_info().is_main:
-        done = pretrain_motionnet(net, data.train, epochs=pre.epochs, batch_size=pre.batch_size, lr=pre.lr,
-                                  video_mean=model.video_mean, video_std=model.video_std, out=out, seed=seed,
-                                  progress=progress)
-    barrier()
-    if not dist_info().is_main:  # every process starts from rank 0's pre-trained MotionNet
-        done = ckpt_io.load_checkpoint(out)
-        net.load_state_dict(done["state_dict"])
-    if model.motionnet_mode == "frozen":
-        net.requires_grad_(False)
-    return {"file": str(out), "history": done["history"], **settings}
+def _run_training_stages(model: torch.nn.Module, cfg: RunConfig, data: RunData, work_root: Path, scale: str,
+                         seed: int, where: str, progress: bool) -> dict[str, Any]:
+    """Run the training stages the model declares (:meth:`repro.models.contract.VideoModel.training_stages`)
+    that the run config asks for (a field named as the stage, e.g. ``motionnet_pretrain``); results are
+    cached under ``<work>/<scale>/`` by the stage, rank 0 runs, the others load.  Returns
+    ``{stage name: report}``."""
+    stages = {stage.name: stage for stage in training_stages(model)}
+    reports: dict[str, Any] = {}
+    for name in _STAGE_FIELDS:
+        pre = getattr(cfg, name, None)
+        if pre is None:
+            continue
+        if name not in stages:
+            raise ValueError(f"{where}: {name} is set but {type(model).__name__} declares no such training stage "
+                             f"(it declares {sorted(stages) or 'none'})")
+        settings = pre.model_dump()
+        keyed = {**settings, "size": cfg.size, "frames": cfg.frames, "step": cfg.step}  # what the clips were
+        out = stages[name].cache_path(work_root / scale, keyed, data.description, seed)
+        if dist_info().is_main:
+            report = stages[name].run(data.train, settings, out=out, seed=seed, progress=progress)
+        barrier()
+        if not dist_info().is_main:  # every process starts from rank 0's result
+            report = stages[name].load(out)
+        reports[name] = {"file": str(out), **report, **settings}
+    return reports
 
 
 def _identity(row: Row, cfg: RunConfig, num_classes: int, init: Path | None) -> dict[str, Any]:
@@ -250,8 +254,9 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                 continue
         ckpt_io.seed_everything(seed)  # model initialisation: identical on every process
         model = build_row_model(row, cfg, data.num_classes)
-        if cfg.motionnet_pretrain is not None:
-            pretrain_reports[seed] = _pretrain_motionnet(model, cfg, data, work_root, scale, seed, where, progress)
+        stage_reports = _run_training_stages(model, cfg, data, work_root, scale, seed, where, progress)
+        if "motionnet_pretrain" in stage_reports:
+            pretrain_reports[seed] = stage_reports["motionnet_pretrain"]
         if init is not None:
             report = ckpt_io.load_init_weights(model, init)
             init_reports[seed] = {"from": str(init), "dropped": report["dropped"], "missing": report["missing"]}

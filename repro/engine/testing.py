@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from repro.models.contract import ModelOutput, VideoModel
+
 __all__ = ["TinyVideoNet", "ToyMotionDataset"]
 
 #: Unit displacement (dx, dy) in pixels per frame of each class of :class:`ToyMotionDataset`.
@@ -60,7 +62,7 @@ class ToyMotionDataset(Dataset):
         return sample
 
 
-class TinyVideoNet(nn.Module):
+class TinyVideoNet(VideoModel):
     """Conv3d -> BN -> ReLU -> Conv3d -> BN -> ReLU -> pool -> dropout -> linear.
 
     ``aux_loss`` adds a scalar auxiliary loss ``"feature_l2"`` in training mode;
@@ -81,17 +83,20 @@ class TinyVideoNet(nn.Module):
         self.fc = nn.Linear(width, num_classes)
         self.flow_head = nn.Conv3d(width, 2, 1) if predicts_flow else None
         self.aux_loss, self.takes_flow = aux_loss, takes_flow
+        self.inputs = ("video", "flow_fwd", "flow_bwd") if takes_flow else ("video",)
 
-    def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None, flow_bwd: torch.Tensor | None = None):
+    def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None,
+                flow_bwd: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_output(video, flow_fwd, flow_bwd).logits
+
+    def forward_output(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None,
+                       flow_bwd: torch.Tensor | None = None) -> ModelOutput:
         if self.takes_flow:
             if flow_fwd is None:
                 raise ValueError("flow_fwd: this model needs the forward flow")
             video = torch.cat([video, flow_fwd], dim=1)
         x = self.block(self.stem(video))
         logits = self.fc(self.dropout(x.mean(dim=(2, 3, 4))))
-        extras = {}
-        if self.aux_loss and self.training:
-            extras["feature_l2"] = x.pow(2).mean()
-        if self.flow_head is not None and not self.training:
-            extras["flow_fwd"] = self.flow_head(x)
-        return (logits, extras) if extras else logits
+        losses = {"feature_l2": x.pow(2).mean()} if self.aux_loss and self.training else {}
+        flow = self.flow_head(x) if self.flow_head is not None and not self.training else None
+        return ModelOutput(logits, losses, flow)

@@ -7,11 +7,12 @@ Datasets are map-style and return dicts ``{"video": (C,T,H,W) float, "label": in
 "index": int}`` plus optional ``"flow_fwd"``/``"flow_bwd"`` ``(2,T,H,W)``; a test sample may hold
 several views ``(V,C,T,H,W)`` whose scores are averaged.
 
-Models return logits, or ``(logits, extras)`` where ``extras`` maps names to tensors: scalar
-tensors are auxiliary losses, added to the cross-entropy with ``RunConfig.loss_weights``
-(default 1.0; e.g. TrajectoryNet's unsupervised MotionNet loss, Sec. 3.3, Eq. 7), and a
-``"flow_fwd"`` tensor ``(B,2,T',H,W)`` is a predicted flow scored by EPE against the dataset's
-ground truth.
+Models follow :mod:`repro.models.contract`: they declare their ``inputs`` (a batch's ``video``
+and, when the run gives flow, the ``flow_fwd``/``flow_bwd`` they take) and
+``forward_output`` gives a :class:`~repro.models.contract.ModelOutput`: logits; named auxiliary
+losses, added to the cross-entropy with ``RunConfig.loss_weights`` (default 1.0; e.g.
+TrajectoryNet's unsupervised MotionNet loss, Sec. 3.3, Eq. 7); and an optional predicted flow
+``(B,2,T',H,W)`` scored by EPE against the dataset's ground truth.
 
 Determinism (what makes ``kill -9`` + resume equal an uninterrupted run):
 
@@ -24,7 +25,6 @@ Determinism (what makes ``kill -9`` + resume equal an uninterrupted run):
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import random
 import sys
@@ -45,11 +45,11 @@ from repro.engine.distributed import TrainBatchSampler, all_reduce_sums, broadca
 from repro.engine.metrics import ClassificationMeter, EPEMeter
 from repro.engine.optim import apply_partial_bn, build_optimizer, lr_factor, set_learning_rate
 from repro.fileio import atomic_torch_save
+from repro.models.contract import ModelOutput, OutputForward, model_inputs, model_output
 from repro.spec.schema import LRSchedule, RunConfig, resolved_config
 
 __all__ = ["TrainSettings", "resolve_settings", "same_settings", "SeededDataset", "FitResult", "Trainer", "fit",
-           "evaluate",
-           "forward_model", "model_takes_flow", "autocast_dtype"]
+           "evaluate", "forward_model", "autocast_dtype"]
 
 log = logging.getLogger("repro.engine")
 
@@ -160,28 +160,17 @@ def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ model
-def model_takes_flow(model: nn.Module) -> bool:
-    """Whether ``forward`` accepts ``flow_fwd`` (models fed pre-computed or GT flow)."""
-    params = inspect.signature(ckpt_io.unwrap(model).forward).parameters
-    return "flow_fwd" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def forward_model(model: nn.Module, batch: dict[str, Any], device: torch.device, pass_flow: bool
-                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Run the model on a batch; return ``(logits, extras)`` whatever the model returns."""
+def forward_model(model: nn.Module, batch: dict[str, Any], device: torch.device, pass_flow: bool) -> ModelOutput:
+    """Run the model on a batch: ``video`` and, with ``pass_flow``, the other inputs the model
+    declares that the batch holds; the model's :class:`~repro.models.contract.ModelOutput`.
+    ``model`` may be ``DistributedDataParallel(OutputForward(net))``."""
     video = batch["video"].to(device, non_blocking=True)
     kwargs = {}
     if pass_flow:
-        for key in ("flow_fwd", "flow_bwd"):
+        for key in model_inputs(model)[1:]:
             if key in batch:
                 kwargs[key] = batch[key].to(device, non_blocking=True)
-    out = model(video, **kwargs)
-    if isinstance(out, (tuple, list)):
-        if len(out) != 2 or not isinstance(out[1], dict):
-            raise TypeError("a model must return logits or (logits, {name: tensor}); "
-                            f"got a {type(out).__name__} of {len(out)} items")
-        return out[0], dict(out[1])
-    return out, {}
+    return model_output(model, video, **kwargs)
 
 
 def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
@@ -195,10 +184,6 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _aux_losses(extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in extras.items() if isinstance(v, torch.Tensor) and v.dim() == 0}
 
 
 # ------------------------------------------------------------------------------- evaluation
@@ -236,11 +221,11 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size
                 if key in batch and batch[key].dim() == 6:
                     batch[key] = batch[key].flatten(0, 1)
         with _autocast(device, amp_dtype):
-            logits, extras = forward_model(bare, batch, device, pass_flow)
-        scores = logits.float().softmax(dim=1)
+            out = forward_model(bare, batch, device, pass_flow)
+        scores = out.logits.float().softmax(dim=1)
         scores = scores.view(-1, views, scores.shape[1]).mean(dim=1)
         meter.update(scores, batch["label"])
-        pred_flow = extras.get("flow_fwd")
+        pred_flow = out.flow
         if isinstance(pred_flow, torch.Tensor) and "flow_fwd" in batch:
             gt = batch["flow_fwd"].to(pred_flow.device)
             steps = min(pred_flow.shape[2], gt.shape[2])  # a model may predict T-1 flows for T frames
@@ -367,7 +352,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # find_unused_parameters: models may leave parameters out of the training graph (heads
             # used only in eval, e.g. a predicted-flow head; frozen MotionNet branches)
-            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
+            # OutputForward: DDP hooks forward, so forward_output runs as the wrapped module's forward
+            self.train_model = nn.parallel.DistributedDataParallel(OutputForward(self.model), device_ids=ids,
                                                                    find_unused_parameters=True)
         self._start_time, self._last_ckpt_time = time.perf_counter(), time.monotonic()
         for epoch in range(self.epoch, self.settings.epochs):
@@ -463,9 +449,9 @@ class Trainer:
         s, device = self.settings, self.device
         labels = batch["label"].to(device, non_blocking=True)
         with _autocast(device, self.amp_dtype):
-            logits, extras = forward_model(self.train_model, batch, device, self.pass_flow)
+            out = forward_model(self.train_model, batch, device, self.pass_flow)
+            logits, aux = out.logits, out.losses
             cls_loss = F.cross_entropy(logits.float(), labels)
-            aux = _aux_losses(extras)
             loss = cls_loss + sum((s.loss_weights.get(k, 1.0) * v.float() for k, v in aux.items()),
                                   torch.zeros((), device=device))
         if self._first_step:

@@ -1,8 +1,14 @@
-"""Model families, one module per paper (plus the shared video backbones).
+"""Model families (one file each), their shared builder, and the model contract.
 
-Importing this package registers every model with :mod:`repro.registry`.
+* :mod:`repro.models.contract` -- what every registered model declares (inputs, example inputs,
+  ``ModelOutput``, training stages).
+* :mod:`repro.models._builder` -- weights: checkpoint files, I3D inflation, torchvision key maps.
+* :mod:`repro.models.temporal_positions` -- TrajectoryNet's Caffe-style positions -> module paths.
+* families: :mod:`~repro.models.video_resnet` (C2D/TSN, R3D, MC3, R(2+1)D, P3D, S3D),
+  :mod:`~repro.models.tvnet` (TVNet flow networks), :mod:`~repro.models.tvnet_action` (TVNet
+  Table 3 classifiers), :mod:`~repro.models.tvnet_losses`, :mod:`~repro.models.motionnet`,
+  :mod:`~repro.models.motionnet_pretrain`, :mod:`~repro.models.trajectorynet`.
+
+Importing this package imports no family; :mod:`repro.models.catalog` imports them all (the
+registry does so on its first lookup).
 """
-from repro.models import video_resnet  # noqa: F401  C2D/TSN, R3D, MC3, R(2+1)D, P3D, S3D
-from repro.models import tvnet  # noqa: F401  TVNet (CVPR 2018)
-from repro.models import motionnet  # noqa: F401  MotionNet (TrajectoryNet's learned trajectories)
-from repro.models import trajectorynet  # noqa: F401  TrajectoryNet (NeurIPS 2018)

@@ -29,7 +29,10 @@ SSIM on 8×8 Gaussian windows with stride 8, c1 = 1e-4, c2 = 1e-3; images for th
 Input: frames ``(N, 3, M+1, H, W)`` RGB in **[0, 1]** (any H, W: the network pads to a multiple
 of 32 and crops back).  Output: :class:`MotionNetOutput` with ``flow (N, 2, M, H, W)`` at the
 input resolution (pixels, channel 0 = x) and ``flows {stride: (N, 2, M, ceil(H/s), ceil(W/s))}``
-in pixels of each scale, which :func:`unsupervised_loss` consumes.
+in pixels of each scale, which :func:`unsupervised_loss` consumes.  :meth:`MotionNet.forward_scales`
+returns it; ``forward`` returns its ``flow`` alone, a plain tensor (the model contract of
+:mod:`repro.models.contract`, so tracing and export need no wrapper), and ``forward_output`` gives
+``ModelOutput(logits=None, flow=flow, losses={"unsup": L_unsup})`` (the loss in training mode).
 
 Backward flows for TrajectoryNet: :func:`bidirectional_flows` runs the network a second time on
 the time-reversed clip, as the authors' recognizer does (``TSN3D.forward_train`` flips the
@@ -45,6 +48,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repro.models._builder import load_checkpoint_state
+from repro.models.contract import ModelOutput, VideoModel
 from repro.ops.warp import warp_backward
 from repro.registry import register_model
 
@@ -102,8 +107,11 @@ class _DecoderLevel(nn.Module):
         return fused, self.predict(fused)
 
 
-class MotionNet(nn.Module):
-    """MotionNet-(``num_frames``): ``num_frames`` RGB frames -> ``num_frames - 1`` forward flows."""
+class MotionNet(VideoModel):
+    """MotionNet-(``num_frames``): ``num_frames`` RGB frames -> ``num_frames - 1`` forward flows.
+
+    Contract: ``inputs = ("video",)``, frames ``(N, 3, num_frames, H, W)`` in [0, 1].
+    """
 
     def __init__(self, num_frames: int = 2, width: float = 1.0) -> None:
         super().__init__()
@@ -139,7 +147,20 @@ class MotionNet(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, frames: torch.Tensor) -> MotionNetOutput:
+    def example_inputs(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        return (torch.rand(shape),)  # RGB in [0, 1]
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, M+1, H, W)`` -> the ``M`` forward flows ``(N, 2, M, H, W)`` in pixels."""
+        return self.forward_scales(frames).flow
+
+    def forward_output(self, frames: torch.Tensor) -> ModelOutput:
+        out = self.forward_scales(frames)
+        losses = {"unsup": unsupervised_loss(frames, out.flows)["total"]} if self.training else {}
+        return ModelOutput(logits=None, losses=losses, flow=out.flow)
+
+    def forward_scales(self, frames: torch.Tensor) -> MotionNetOutput:
+        """The flow at the input resolution and at every prediction stride (:class:`MotionNetOutput`)."""
         if frames.dim() != 5 or frames.shape[1] != 3 or frames.shape[2] != self.num_frames:
             raise ValueError(
                 f"frames: expected (N, 3, {self.num_frames}, H, W) RGB in [0, 1], got {tuple(frames.shape)}"
@@ -290,7 +311,7 @@ def _run_on_clip(net: MotionNet, clip: torch.Tensor) -> tuple[MotionNetOutput, t
         padded = torch.cat((clip, clip[:, :, -1:]), dim=2)
         pairs = torch.stack((padded[:, :, :-1], padded[:, :, 1:]), dim=3)  # (N, 3, T, 2, H, W)
         pairs = pairs.permute(0, 2, 1, 3, 4, 5).reshape(n * length, 3, 2, height, width)
-        out = net(pairs)
+        out = net.forward_scales(pairs)
 
         def regroup(flow: torch.Tensor) -> torch.Tensor:  # (N·T, 2, 1, h, w) -> (N, 2, T, h, w)
             return flow.reshape(n, length, 2, *flow.shape[-2:]).transpose(1, 2)
@@ -302,7 +323,7 @@ def _run_on_clip(net: MotionNet, clip: torch.Tensor) -> tuple[MotionNetOutput, t
         )
     repeat = net.num_frames - length
     padded = torch.cat((clip,) + (clip[:, :, -1:],) * repeat, dim=2) if repeat else clip
-    out = net(padded)
+    out = net.forward_scales(padded)
     keep = length  # flows 0..T-1 (flow T-1 is towards a repeated frame)
     if repeat == 0:  # T = M+1 frames give M = T-1 flows: append a zero flow for the last frame
         out = MotionNetOutput(
@@ -353,12 +374,13 @@ def bidirectional_flows(
 # ----------------------------------------------------------------------------------------------
 # constructors
 # ----------------------------------------------------------------------------------------------
-def _build(num_frames: int, pretrained_file: str | None, width: float) -> MotionNet:
+def _create_motionnet(variant: str, num_frames: int, pretrained_file: str | None = None, width: float = 1.0,
+                      num_classes: int = 0) -> MotionNet:
+    if num_classes:
+        raise ValueError(f"{variant} is a flow network (no classes); got num_classes={num_classes}")
     model = MotionNet(num_frames=num_frames, width=width)
     if pretrained_file is not None:
-        state = torch.load(pretrained_file, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
+        state = load_checkpoint_state(pretrained_file)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
@@ -368,14 +390,14 @@ def _build(num_frames: int, pretrained_file: str | None, width: float) -> Motion
     return model
 
 
-@register_model(paper="trajectorynet", default_input=(1, 3, 2, 112, 112), tags=("flow",))
-def motionnet_2(num_classes: int = 0, pretrained_file: str | None = None, width: float = 1.0, **kwargs: Any) -> MotionNet:
-    """MotionNet-(2): an image pair -> one flow (TrajectoryNet Table 4).  ``num_classes`` is
-    accepted for the registry's uniform signature and ignored (a flow network)."""
-    return _build(2, pretrained_file, width)
+# Keyword arguments: pretrained_file, width (1.0 = the authors' network); num_classes must be 0.
+@register_model(paper="trajectorynet", default_input=(1, 3, 2, 112, 112), test_input=(1, 3, 2, 32, 32), tags=("flow",))
+def motionnet_2(**kwargs: Any) -> MotionNet:
+    """MotionNet-(2): an image pair -> one flow (TrajectoryNet Table 4)."""
+    return _create_motionnet("motionnet_2", **dict(dict(num_frames=2), **kwargs))
 
 
-@register_model(paper="trajectorynet", default_input=(1, 3, 17, 112, 112), tags=("flow",))
-def motionnet_17(num_classes: int = 0, pretrained_file: str | None = None, width: float = 1.0, **kwargs: Any) -> MotionNet:
+@register_model(paper="trajectorynet", default_input=(1, 3, 17, 112, 112), test_input=(1, 3, 17, 32, 32), tags=("flow",))
+def motionnet_17(**kwargs: Any) -> MotionNet:
     """MotionNet-(17): 17 consecutive frames -> 16 flows (TrajectoryNet Table 4)."""
-    return _build(17, pretrained_file, width)
+    return _create_motionnet("motionnet_17", **dict(dict(num_frames=17), **kwargs))

@@ -30,7 +30,7 @@ Options (the rows of Tables 2-5):
   ``"motionnet_2"`` / ``"motionnet_17"`` (:mod:`repro.models.motionnet`, fed the de-normalised
   video; backward flows from the time-reversed clip) with ``motionnet_mode`` ``"frozen"``,
   ``"finetune"`` or ``"finetune_unsup"`` (L = γ L_unsup + L_cls, γ = ``unsup_weight`` = 0.01):
-  then in training mode forward returns ``(logits, {"unsup": γ·L_unsup})`` (already weighted).
+  then in training mode ``forward_output``'s losses are ``{"unsup": γ·L_unsup}`` (already weighted).
   The MotionNet flow at the scale equal to the feature resolution is used when there is one
   (§3.5: "produce optical flow map of the same resolution of feature maps").
 
@@ -49,12 +49,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repro.models.contract import FLOW_INPUTS, ModelOutput, TrainingStage, VideoModel
 from repro.models.motionnet import MotionNet, MotionNetOutput, bidirectional_flows, motionnet_2, motionnet_17
-from repro.models.video_resnet import (
-    SeparableResNet,
-    replace_temporal_conv,
-    s3d_resnet18,
-)
+from repro.models.temporal_positions import replace_temporal_conv
+from repro.models.video_resnet import SeparableResNet, s3d_resnet18
 from repro.ops.trajectory_conv import TrajectoryConv3d, trajectory_offsets
 from repro.ops.warp import pixel_grid, sample_at
 from repro.registry import register_model
@@ -299,17 +297,16 @@ def _require_flows(flow_fwd, flow_bwd, video) -> tuple[torch.Tensor, torch.Tenso
     return flow_fwd, flow_bwd
 
 
-def _example_video_and_flows(input_shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-    """A clip of ``input_shape`` (N, 3, T, H, W) with forward/backward flows of a few pixels
-    (what ``repro.profile`` feeds models that take pre-computed flow)."""
-    n, _, length, height, width = input_shape
-    video = torch.randn(input_shape)
-    flow_fwd, flow_bwd = (2.0 * torch.randn(n, 2, length, height, width) for _ in range(2))
-    return video, flow_fwd, flow_bwd
+class TrajectoryNet(VideoModel):
+    """S3D-ResNet-18 with trajectory convolutions; see the module docstring for the options.
 
-
-class TrajectoryNet(nn.Module):
-    """S3D-ResNet-18 with trajectory convolutions; see the module docstring for the options."""
+    Contract (:mod:`repro.models.contract`): ``inputs`` is ``("video",)`` with a MotionNet source,
+    else ``("video", "flow_fwd", "flow_bwd")``; ``forward`` returns logits; ``forward_output`` adds
+    the loss ``"unsup"`` (``unsup_weight`` x MotionNet's unsupervised loss, training mode,
+    ``motionnet_mode="finetune_unsup"``) and, with ``return_flow``, the forward flow it used; a
+    MotionNet source declares the training stage ``motionnet_pretrain``
+    (:class:`repro.models.motionnet_pretrain.MotionNetPretraining`).
+    """
 
     def __init__(
         self,
@@ -346,7 +343,8 @@ class TrajectoryNet(nn.Module):
         self.register_buffer("video_mean", torch.tensor(video_mean).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("video_std", torch.tensor(video_std).view(1, 3, 1, 1, 1), persistent=False)
 
-        self.backbone: SeparableResNet = s3d_resnet18(num_classes, pretrained_file=pretrained_file, dropout=dropout, width=width)
+        self.backbone: SeparableResNet = s3d_resnet18(num_classes=num_classes, pretrained_file=pretrained_file,
+                                                      dropout=dropout, width=width)
 
         def factory(conv: nn.Conv3d) -> TrajectoryTemporalConv:
             # a motion stream's features have the block's width, i.e. the temporal conv's input
@@ -367,6 +365,7 @@ class TrajectoryNet(nn.Module):
             self.motion_stream = MotionFeatureStream(self.trajectory_paths[0], width=width)
 
         self.motionnet: MotionNet | None = None
+        self.inputs = ("video",) if source != "flow" else ("video", *FLOW_INPUTS)
         if source != "flow":
             build = motionnet_2 if source == "motionnet_2" else motionnet_17
             self.motionnet = build(pretrained_file=motionnet_file, width=motionnet_width)
@@ -385,12 +384,20 @@ class TrajectoryNet(nn.Module):
                 return bidirectional_flows(self.motionnet, frames, with_loss=False)
         return bidirectional_flows(self.motionnet, frames, with_loss=want_loss)
 
-    def example_inputs(self, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-        if self.motionnet is not None:
-            return (torch.randn(input_shape),)
-        return _example_video_and_flows(input_shape)
+    def training_stages(self) -> tuple[TrainingStage, ...]:
+        if self.motionnet is None:
+            return ()
+        from repro.models.motionnet_pretrain import MotionNetPretraining
 
-    def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None, flow_bwd: torch.Tensor | None = None):
+        return (MotionNetPretraining(self.motionnet, self.video_mean, self.video_std,
+                                     freeze=self.motionnet_mode == "frozen"),)
+
+    def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None,
+                flow_bwd: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_output(video, flow_fwd, flow_bwd).logits
+
+    def forward_output(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None,
+                       flow_bwd: torch.Tensor | None = None) -> ModelOutput:
         if video.dim() != 5 or video.shape[1] != 3:
             raise ValueError(f"video: expected (N, 3, T, H, W), got {tuple(video.shape)}")
         mn_fwd = mn_bwd = terms = None
@@ -404,14 +411,11 @@ class TrajectoryNet(nn.Module):
             motion_feature = self.motion_stream(flow_fwd * FLOW_INPUT_SCALE)
         context = TrajectoryContext(flow_fwd, flow_bwd, self.downsample, mn_fwd, mn_bwd, motion_feature)
         logits = self.backbone(video, temporal_inputs={path: context for path in self.trajectory_paths})
-        if terms is not None:
-            return logits, {"unsup": self.unsup_weight * terms["total"]}
-        if self.return_flow:
-            return logits, {"flow_fwd": flow_fwd}
-        return logits
+        losses = {"unsup": self.unsup_weight * terms["total"]} if terms is not None else {}
+        return ModelOutput(logits, losses, flow_fwd if self.return_flow else None)
 
 
-class TwoStreamS3D(nn.Module):
+class TwoStreamS3D(VideoModel):
     """Late fusion (Table 3, "two-stream S3D"): an RGB S3D-ResNet-18 and a flow S3D-ResNet-18
     (input: forward flow / 20, 2 channels); returns the mean of the two streams' logits.
     (The paper trains the streams separately and averages their scores; training this module
@@ -426,11 +430,12 @@ class TwoStreamS3D(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        self.appearance = s3d_resnet18(num_classes, pretrained_file=pretrained_file, dropout=dropout, width=width)
-        self.motion = s3d_resnet18(num_classes, pretrained_file=flow_pretrained_file, dropout=dropout, in_chans=2, width=width)
+        self.appearance = s3d_resnet18(num_classes=num_classes, pretrained_file=pretrained_file, dropout=dropout,
+                                       width=width)
+        self.motion = s3d_resnet18(num_classes=num_classes, pretrained_file=flow_pretrained_file, dropout=dropout,
+                                   in_chans=2, width=width)
 
-    def example_inputs(self, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-        return _example_video_and_flows(input_shape)
+    inputs = ("video", *FLOW_INPUTS)
 
     def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None, flow_bwd: torch.Tensor | None = None) -> torch.Tensor:
         flow_fwd, _ = _require_flows(flow_fwd, flow_bwd, video)
@@ -440,7 +445,8 @@ class TwoStreamS3D(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # constructors
 # ----------------------------------------------------------------------------------------------
-@register_model(paper="trajectorynet", default_input=_VIDEO_INPUT, tags=("trajectory", "flow_input"))
+@register_model(paper="trajectorynet", default_input=_VIDEO_INPUT, test_input=(2, 3, 4, 32, 32),
+                tags=("trajectory", "flow_input"))
 def trajectorynet_resnet18(
     num_classes: int = 400,
     pretrained_file: str | None = None,
@@ -464,7 +470,8 @@ def trajectorynet_resnet18(
     )
 
 
-@register_model(paper="trajectorynet", default_input=_VIDEO_INPUT, tags=("baseline", "two_stream", "flow_input"))
+@register_model(paper="trajectorynet", default_input=_VIDEO_INPUT, test_input=(2, 3, 4, 32, 32),
+                tags=("baseline", "two_stream", "flow_input"))
 def s3d_two_stream_resnet18(
     num_classes: int = 400, pretrained_file: str | None = None, dropout: float = 0.2, **kwargs: Any
 ) -> TwoStreamS3D:

@@ -19,6 +19,9 @@ Defaults and preprocessing follow the authors' TensorFlow release ``LijieFan/tvn
   coarsest scale (zeros at init);
 * supervised training: Adam, lr 0.005, EPE loss (``repro.flow.train``).
 
+This file is the flow network (the solver); the Table 3 classifiers built on it are in
+:mod:`repro.models.tvnet_action` and the losses in :mod:`repro.models.tvnet_losses`.
+
 Where the paper and the release differ (each also commented at the line that implements it):
 
 1. Eq. (3) sets the image gradient to 0 on the border; the release (like OpenCV) uses one-sided
@@ -58,13 +61,16 @@ import functools
 import math
 import os
 import re
-import tempfile
 from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repro.fileio import atomic_write
+from repro.models._builder import load_weights_into
+from repro.models.contract import ModelOutput, VideoModel
+from repro.models.tvnet_losses import epe, epe_loss, tvnet_flow_loss, tvnet_multitask_loss
 from repro.ops.tvl1 import (
     CENTRED_KERNEL,
     DIFFERENCE_KERNEL,
@@ -73,20 +79,12 @@ from repro.ops.tvl1 import (
     DifferenceKernels,
     centred_gradient,
     linearised_data_term,
-    tvl1_energy,
     tvl1_iteration,
 )
-from repro.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from repro.registry import register_model
 
 __all__ = [
     "TVNet",
-    "TVNetActionNet",
-    "TVNetMode",
-    "FlowStackClassifier",
-    "SmallFlowCNN",
-    "FlowStreamNet",
-    "flow_stream_net",
     "Trainable",
     "num_pyramid_scales",
     "pyramid_size",
@@ -97,8 +95,10 @@ __all__ = [
     "resize_flow",
     "parse_tvnet_name",
     "tvnet_from_name",
+    "build_tvnet",
     "save_tvnet",
     "load_tvnet",
+    # the losses live in repro.models.tvnet_losses; re-exported for the flow package
     "epe",
     "epe_loss",
     "tvnet_flow_loss",
@@ -204,13 +204,14 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int], antialias: bool = Tru
 # ----------------------------------------------------------------------------------------------
 
 
-class TVNet(nn.Module):
+class TVNet(VideoModel):
     """TV-L1 unrolled (Algorithm 1 + multi-scale, Sec. 4.1), optionally trainable (Sec. 4.2).
 
     ``forward(frame0, frame1)`` with ``(N, C, H, W)`` frames (C = 3 RGB or 1 grey, any value
     range) returns the forward flow ``(N, 2, H, W)`` from ``frame0`` to ``frame1`` in pixels
     (channel 0 = x).  ``forward(clip)`` with one ``(N, C, T, H, W)`` clip returns the flow of every
-    consecutive pair, ``(N, 2, T-1, H, W)``.
+    consecutive pair, ``(N, 2, T-1, H, W)``.  Contract (:mod:`repro.models.contract`): ``inputs``
+    is ``("video",)``, the clip form; ``forward_output`` gives the flow as ``ModelOutput.flow``.
 
     Args:
         num_scales, num_warps, num_iters: ``Ns``, ``Nw``, ``Ni`` (``Ns`` is a maximum, capped by
@@ -378,6 +379,10 @@ class TVNet(nn.Module):
             flow = self.solve_scale(scale, image0_s, image1_s, flow)
         return flow
 
+    def forward_output(self, frame0: torch.Tensor, frame1: torch.Tensor | None = None) -> ModelOutput:
+        """The contract's output: a flow network has no logits; ``flow`` is :meth:`forward`'s."""
+        return ModelOutput(logits=None, flow=self(frame0, frame1))
+
     def forward_clip(self, clip: torch.Tensor) -> torch.Tensor:
         """``(N, C, T, H, W)`` -> flows of consecutive frames ``(N, 2, T-1, H, W)`` (one batch)."""
         if clip.dim() != 5 or clip.shape[2] < 2:
@@ -394,170 +399,6 @@ def _compiled_tvl1_iteration():
     # dynamic=None: specialise on the first shape, then switch to dynamic shapes on a new one
     # (multi-scale pyramids and varying batch sizes would otherwise hit the recompile limit).
     return torch.compile(tvl1_iteration, fullgraph=True)
-
-
-TVNetMode = Literal["frozen", "finetune", "finetune_flow_loss"]
-#: Eq. (13): ``L = L_c + lambda L_f`` with ``lambda = 0.1`` (Sec. 4.3).
-FLOW_LOSS_WEIGHT = 0.1
-
-
-class SmallFlowCNN(nn.Sequential):
-    """A small 2-D CNN for stacked flow fields (mini-scale stand-in for BN-Inception): four
-    3x3 conv-BN-ReLU stages (widths ``w, 2w, 4w, 4w``, the last three stride 2), global average
-    pooling, dropout and a linear classifier."""
-
-    def __init__(self, in_chans: int, num_classes: int, width: int = 16, dropout: float = 0.5) -> None:
-        widths = (width, 2 * width, 4 * width, 4 * width)
-        layers: list[nn.Module] = []
-        prev = in_chans
-        for i, out in enumerate(widths):
-            layers += [nn.Conv2d(prev, out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
-                       nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-            prev = out
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(prev, num_classes)]
-        super().__init__(*layers)
-
-
-class FlowStackClassifier(nn.Module):
-    """The temporal-stream classifier of Sec. 5.2: the ``T-1`` flow fields of a ``T``-frame clip,
-    x/y interleaved as ``2(T-1)`` channels, divided by ``flow_scale``, into a 2-D CNN.
-
-    The paper uses BN-Inception with cross-modality ImageNet initialisation; here ``backbone`` is
-    ``"small"`` (:class:`SmallFlowCNN` of ``width``, for the mini benchmark) or any timm model
-    name, randomly initialised (no hub weights).  ``flow_scale`` (the two-stream bound, 20 px) is
-    the continuous analogue of the JPEG mapping the paper applies to stored flow.
-    """
-
-    def __init__(self, num_classes: int, num_frames: int, backbone: str = "resnet18", width: int = 16,
-                 flow_scale: float = 20.0, **backbone_kwargs: Any) -> None:
-        super().__init__()
-        if num_frames < 2:
-            raise ValueError(f"num_frames: expected >= 2, got {num_frames}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes: expected >= 1, got {num_classes}")
-        self.num_frames, self.flow_scale = int(num_frames), float(flow_scale)
-        in_chans = 2 * (self.num_frames - 1)
-        if backbone == "small":
-            self.cnn: nn.Module = SmallFlowCNN(in_chans, num_classes, width, **backbone_kwargs)
-        else:
-            import timm
-
-            self.cnn = timm.create_model(backbone, pretrained=False, num_classes=num_classes, in_chans=in_chans,
-                                         **backbone_kwargs)
-
-    def forward(self, flow: torch.Tensor) -> torch.Tensor:
-        """``flow (N, 2, T-1, H, W)`` in pixels -> logits ``(N, num_classes)``."""
-        if flow.dim() != 5 or flow.shape[1] != 2 or flow.shape[2] != self.num_frames - 1:
-            raise ValueError(f"flow: expected (N, 2, T-1={self.num_frames - 1}, H, W), got {tuple(flow.shape)}")
-        stacked = flow.transpose(1, 2).flatten(1, 2) / self.flow_scale  # (N, 2(T-1), H, W), x/y interleaved
-        return self.cnn(stacked)
-
-
-def _clip_pairs(clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N, C, T, H, W)`` -> frames ``t`` and ``t+1`` as two ``(N(T-1), C, H, W)`` batches."""
-    n, c, t, h, w = clip.shape
-    first = clip[:, :, :-1].transpose(1, 2).reshape(n * (t - 1), c, h, w)
-    second = clip[:, :, 1:].transpose(1, 2).reshape(n * (t - 1), c, h, w)
-    return first, second
-
-
-class TVNetActionNet(nn.Module):
-    """End-to-end action recognition (Fig. 2b, Sec. 4.3): TVNet computes the flow of every pair
-    of consecutive frames inside the network and :class:`FlowStackClassifier` classifies them.
-
-    ``forward(video (N, 3, T, H, W))`` -> logits; in training mode with
-    ``tvnet_mode="finetune_flow_loss"`` it returns ``(logits, {"flow": lambda * L_f})``, the
-    weighted flow term of Eq. (13) (the engine adds it to the cross-entropy ``L_c``).
-
-    ``tvnet_mode`` (Table 3's bottom rows):
-
-    * ``"frozen"`` -- "TVNet-50 (no training)": TVNet is plain TV-L1 (every TVNet parameter
-      frozen, run without autograd); only the classifier learns.
-    * ``"finetune"`` -- "TVNet-50 (no flow loss)": TVNet's filters and ``u0`` (built with
-      ``trainable="all"``) learn from the classification loss alone.
-    * ``"finetune_flow_loss"`` -- "TVNet-50": as ``finetune`` plus ``lambda L_f``.
-
-    ``video`` is ImageNet-normalised (what the engine's datasets give); it is mapped back to
-    [0, 1] RGB before TVNet's greyscale conversion (``input_mean``/``input_std``; pass
-    ``(0, 0, 0)``/``(1, 1, 1)`` for raw frames).
-    """
-
-    def __init__(self, tvnet: TVNet, num_classes: int, num_frames: int = 6, backbone: str = "resnet18", *,
-                 tvnet_mode: TVNetMode = "frozen", flow_loss_weight: float = FLOW_LOSS_WEIGHT, width: int = 16,
-                 flow_scale: float = 20.0, input_mean: tuple[float, float, float] = IMAGENET_MEAN,
-                 input_std: tuple[float, float, float] = IMAGENET_STD, **backbone_kwargs: Any) -> None:
-        super().__init__()
-        if tvnet_mode not in ("frozen", "finetune", "finetune_flow_loss"):
-            raise ValueError(f"tvnet_mode: expected 'frozen', 'finetune' or 'finetune_flow_loss', got {tvnet_mode!r}")
-        if tvnet_mode != "frozen" and tvnet.trainable != "all":
-            raise ValueError(f"tvnet_mode={tvnet_mode!r} fine-tunes TVNet: build it with trainable='all' "
-                             f"(got trainable={tvnet.trainable!r})")
-        self.tvnet = tvnet
-        self.tvnet_mode: TVNetMode = tvnet_mode
-        self.flow_loss_weight = float(flow_loss_weight)
-        self.num_frames = int(num_frames)
-        self.classifier = FlowStackClassifier(num_classes, num_frames, backbone, width, flow_scale, **backbone_kwargs)
-        self.register_buffer("input_mean", torch.tensor(input_mean).view(1, 3, 1, 1, 1), persistent=False)
-        self.register_buffer("input_std", torch.tensor(input_std).view(1, 3, 1, 1, 1), persistent=False)
-        if tvnet_mode == "frozen":
-            self.tvnet.requires_grad_(False)
-
-    def compute_flow(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``video (N, 3, T, H, W)`` -> ``(flow (N, 2, T-1, H, W), frames in [0, 1])``."""
-        if video.dim() != 5 or video.shape[1] != 3 or video.shape[2] != self.num_frames:
-            raise ValueError(f"video: expected (N, 3, T={self.num_frames}, H, W), got {tuple(video.shape)}")
-        frames = video * self.input_std + self.input_mean
-        if self.tvnet_mode == "frozen":
-            with torch.no_grad():  # nothing upstream of the classifier learns: skip TVNet's autograd graph
-                return self.tvnet(frames), frames
-        return self.tvnet(frames), frames
-
-    def forward_with_flow(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and the TVNet flows ``(N, 2, T-1, H, W)``."""
-        flow, _ = self.compute_flow(video)
-        return self.classifier(flow), flow
-
-    def flow_loss(self, flow: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """``L_f`` (Eq. 1 / 13) of the clip's flows, averaged over pairs."""
-        first, second = _clip_pairs(frames)
-        pair_flow = flow.transpose(1, 2).reshape(-1, 2, *flow.shape[-2:])
-        return tvnet_flow_loss(self.tvnet, pair_flow, first, second)
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        flow, frames = self.compute_flow(video)
-        logits = self.classifier(flow)
-        if self.training and self.tvnet_mode == "finetune_flow_loss":
-            return logits, {"flow": self.flow_loss_weight * self.flow_loss(flow, frames)}
-        return logits
-
-
-class FlowStreamNet(nn.Module):
-    """The baselines' temporal stream (Table 3, middle): :class:`FlowStackClassifier` on flow
-    computed *outside* the network by a classical method (TV-L1, DIS-Fast, DeepFlow; the engine
-    computes it once per video, RunConfig ``flow: <method>``).
-
-    ``forward(video, flow_fwd, flow_bwd=None)``: ``flow_fwd (N, 2, T, H, W)`` with
-    ``flow_fwd[:, :, t]`` the flow from frame ``t`` to ``t+1``; the ``T-1`` flows between the
-    clip's frames are used (the last, pointing past the clip, is not), as TVNet's.  The video
-    and ``flow_bwd`` are not used.
-    """
-
-    def __init__(self, num_classes: int, num_frames: int = 6, backbone: str = "resnet18", *, width: int = 16,
-                 flow_scale: float = 20.0, **backbone_kwargs: Any) -> None:
-        super().__init__()
-        self.num_frames = int(num_frames)
-        self.classifier = FlowStackClassifier(num_classes, num_frames, backbone, width, flow_scale, **backbone_kwargs)
-
-    def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None,
-                flow_bwd: torch.Tensor | None = None) -> torch.Tensor:
-        if flow_fwd is None:
-            raise ValueError("flow_fwd: FlowStreamNet needs pre-computed flow (N, 2, T, H, W) "
-                             "(set the run's 'flow:' to a repro.flow method)")
-        if flow_fwd.dim() != 5 or flow_fwd.shape[2] != self.num_frames or flow_fwd.shape[0] != video.shape[0]:
-            raise ValueError(f"flow_fwd: expected (N={video.shape[0]}, 2, T={self.num_frames}, H, W), "
-                             f"got {tuple(flow_fwd.shape)}")
-        return self.classifier(flow_fwd[:, :, : self.num_frames - 1])
-
 
 # ----------------------------------------------------------------------------------------------
 # Names, weights
@@ -584,17 +425,9 @@ def tvnet_from_name(name: str, **kwargs: Any) -> TVNet:
 
 
 def save_tvnet(model: TVNet, path: str | os.PathLike) -> None:
-    """Write ``{"config", "state_dict"}`` atomically (tmp file in the same folder + os.replace)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tvnet-", suffix=".tmp")
-    os.close(fd)
-    try:
+    """Write ``{"config", "state_dict"}`` atomically (:func:`repro.fileio.atomic_write`)."""
+    with atomic_write(path) as tmp:
         torch.save({"config": model.config(), "state_dict": model.state_dict()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -619,121 +452,51 @@ def load_tvnet(path: str | os.PathLike, **overrides: Any) -> TVNet:
     return model
 
 
-def _load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:
-    data = _read_checkpoint(path)
-    state = data.get("state_dict", data)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit {type(model).__name__}: {err}") from err
-
-
 # ----------------------------------------------------------------------------------------------
-# Losses
+# Registered flow networks (Table 1 structures).  Classifiers on TVNet: repro.models.tvnet_action.
 # ----------------------------------------------------------------------------------------------
+_FLOW_NET = dict(paper="tvnet", default_input=(1, 3, 6, 112, 112), test_input=(1, 3, 2, 16, 16), tags=("flow",))
 
 
-def epe(flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sample average end-point error, Eq. (14); ``flow``/``target`` ``(N, 2, H, W)``,
-    ``valid`` optional ``(N, H, W)`` bool mask -> ``(N,)``."""
-    if flow.shape != target.shape or flow.dim() != 4 or flow.shape[1] != 2:
-        raise ValueError(f"flow/target: expected equal (N, 2, H, W) shapes, got {tuple(flow.shape)}, "
-                         f"{tuple(target.shape)}")
-    error = torch.sqrt(((flow - target) ** 2).sum(1) + 1e-20)  # tiny epsilon: finite gradient at 0
-    if valid is None:
-        return error.flatten(1).mean(1)
-    weights = valid.to(error.dtype)
-    return (error * weights).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp_min(1)
-
-
-def epe_loss(flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Supervised training loss of Sec. 5.1: the mean EPE over the batch."""
-    return epe(flow, target, valid).mean()
-
-
-def tvnet_flow_loss(model: TVNet, flow: torch.Tensor, frame0: torch.Tensor, frame1: torch.Tensor) -> torch.Tensor:
-    """``L_f``: Eq. (1) with exact warping, on the frames as the model sees them (grey, [0, 255])."""
-    image0, image1 = model.preprocess(frame0, frame1)
-    return tvl1_energy(flow, image0, image1, lam=model.lam, eps=model.eps)
-
-
-def tvnet_multitask_loss(
-    logits: torch.Tensor, labels: torch.Tensor, model: TVNet, flow: torch.Tensor, clip: torch.Tensor,
-    flow_weight: float = 0.1,
-) -> torch.Tensor:
-    """Eq. (13): ``L = L_c + lambda L_f`` with ``lambda = 0.1`` (Sec. 4.3; not TV-L1's lambda).
-
-    ``flow (N, 2, T-1, H, W)`` from :meth:`TVNetActionNet.forward_with_flow` on ``clip``.
-    """
-    n, c, t, h, w = clip.shape
-    first = clip[:, :, :-1].transpose(1, 2).reshape(-1, c, h, w)
-    second = clip[:, :, 1:].transpose(1, 2).reshape(-1, c, h, w)
-    pair_flow = flow.transpose(1, 2).reshape(-1, 2, h, w)
-    return F.cross_entropy(logits, labels) + flow_weight * tvnet_flow_loss(model, pair_flow, first, second)
-
-
-# ----------------------------------------------------------------------------------------------
-# Registered constructors (Table 1 structures).  num_classes == 0 -> the flow network alone;
-# num_classes > 0 -> TVNetActionNet (flows of a 6-frame clip into a 2-D CNN, Sec. 5.2).
-# ----------------------------------------------------------------------------------------------
-
-
-_ACTION_KEYS = ("num_frames", "backbone", "flow_scale", "tvnet_mode", "flow_loss_weight", "width", "dropout",
-                "input_mean", "input_std")
-
-
-def _build(scales: int, warps: int, iters: int, num_classes: int, pretrained_file: str | None,
-           **kwargs: Any) -> nn.Module:
-    """``num_classes == 0``: the flow network; otherwise :class:`TVNetActionNet`.  For the action
-    net, ``tvnet_mode`` "finetune"/"finetune_flow_loss" builds TVNet with ``trainable="all"``
-    (``image_size`` then required: the size of ``u0``, i.e. the training crop)."""
-    action_kwargs = {k: kwargs.pop(k) for k in _ACTION_KEYS if k in kwargs}
-    if num_classes and action_kwargs.get("tvnet_mode", "frozen") != "frozen":
-        kwargs.setdefault("trainable", "all")
+def build_tvnet(variant: str, scales: int, warps: int, iters: int, pretrained_file: str | None = None,
+                num_classes: int = 0, **kwargs: Any) -> TVNet:
+    """TVNet-``scales``-``warps``-``iters``; ``kwargs``: :class:`TVNet`'s.  ``num_classes`` is accepted
+    for the registry's uniform call and must be 0: a flow network has no classes."""
+    if num_classes:
+        raise ValueError(f"{variant} is a flow network (no classes); use {variant}_action for the classifier")
     if kwargs.get("image_size") is not None:
         kwargs["image_size"] = tuple(kwargs["image_size"])  # YAML gives a list
-    tvnet = TVNet(scales, warps, iters, **kwargs)
-    model: nn.Module = tvnet if num_classes == 0 else TVNetActionNet(tvnet, num_classes, **action_kwargs)
+    model = TVNet(scales, warps, iters, **kwargs)
     if pretrained_file is not None:
-        _load_weights_into(model, pretrained_file)
+        load_weights_into(model, pretrained_file)
     return model
 
 
-@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112), tags=("baseline", "flow_input"))
-def flow_stream_net(num_classes: int = 101, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
-    """Table 3's baseline temporal stream: :class:`FlowStreamNet` on pre-computed flow
-    (``forward(video, flow_fwd, flow_bwd)``)."""
-    model = FlowStreamNet(num_classes, **kwargs)
-    if pretrained_file is not None:
-        _load_weights_into(model, pretrained_file)
-    return model
-
-
-@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
-def tvnet_10(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+@register_model(**_FLOW_NET)
+def tvnet_10(**kwargs: Any) -> TVNet:
     """TVNet-10 (1-1-10)."""
-    return _build(1, 1, 10, num_classes, pretrained_file, **kwargs)
+    return build_tvnet("tvnet_10", **dict(dict(scales=1, warps=1, iters=10), **kwargs))
 
 
-@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
-def tvnet_30(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+@register_model(**_FLOW_NET)
+def tvnet_30(**kwargs: Any) -> TVNet:
     """TVNet-30 (1-1-30)."""
-    return _build(1, 1, 30, num_classes, pretrained_file, **kwargs)
+    return build_tvnet("tvnet_30", **dict(dict(scales=1, warps=1, iters=30), **kwargs))
 
 
-@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
-def tvnet_50(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+@register_model(**_FLOW_NET)
+def tvnet_50(**kwargs: Any) -> TVNet:
     """TVNet-50 (1-1-50), the paper's action-recognition flow network."""
-    return _build(1, 1, 50, num_classes, pretrained_file, **kwargs)
+    return build_tvnet("tvnet_50", **dict(dict(scales=1, warps=1, iters=50), **kwargs))
 
 
-@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
-def tvnet_3_1_10(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+@register_model(**_FLOW_NET)
+def tvnet_3_1_10(**kwargs: Any) -> TVNet:
     """TVNet-3-1-10 (3 scales, 1 warp, 10 iterations)."""
-    return _build(3, 1, 10, num_classes, pretrained_file, **kwargs)
+    return build_tvnet("tvnet_3_1_10", **dict(dict(scales=3, warps=1, iters=10), **kwargs))
 
 
-@register_model(paper="tvnet", default_input=(1, 3, 6, 112, 112))
-def tvnet_1_3_10(num_classes: int = 0, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+@register_model(**_FLOW_NET)
+def tvnet_1_3_10(**kwargs: Any) -> TVNet:
     """TVNet-1-3-10 (1 scale, 3 warps, 10 iterations)."""
-    return _build(1, 3, 10, num_classes, pretrained_file, **kwargs)
+    return build_tvnet("tvnet_1_3_10", **dict(dict(scales=1, warps=3, iters=10), **kwargs))

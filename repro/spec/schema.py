@@ -104,7 +104,7 @@ class LRSchedule(_Strict):
 
 class MotionNetPretrain(_Strict):
     """Unsupervised pre-training of a model's MotionNet on the run's training clips before the
-    run (TrajectoryNet §3.5; see :mod:`repro.engine.motionnet_pretrain`).  Adam."""
+    run (TrajectoryNet §3.5; see :mod:`repro.models.motionnet_pretrain`).  Adam."""
 
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1)

@@ -13,6 +13,10 @@ The pre-trained weights are cached per (network, settings, data, seed) under
 frozen / fine-tuned / fine-tuned + unsupervised rows of Table 4 start from identical MotionNets.
 Rows started side by side take turns: the first pre-trains while holding a lock beside the cache
 file, the others wait for it and load its result.  Labels are never read.
+
+The pre-training is a training stage of the model contract (:class:`MotionNetPretraining`, a
+:class:`repro.models.contract.TrainingStage`): a TrajectoryNet whose trajectories come from a
+MotionNet declares it, and the engine runs it when the run config's ``motionnet_pretrain`` is set.
 """
 from __future__ import annotations
 
@@ -25,14 +29,47 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from repro import layout
-from repro.engine import checkpoint as ckpt_io
 from repro.fileio import lock_beside
 from repro.identity import digest
+from repro.models.contract import TrainingStage
 from repro.models.motionnet import MotionNet, bidirectional_flows
 
-__all__ = ["pretrain_motionnet", "pretrained_motionnet_path"]
+__all__ = ["MotionNetPretraining", "pretrain_motionnet", "pretrained_motionnet_path"]
 
 log = logging.getLogger("repro.engine")
+
+
+class MotionNetPretraining(TrainingStage):
+    """The stage ``motionnet_pretrain`` (settings ``{epochs, batch_size, lr}`` plus what else keys
+    the cache): pre-train ``net`` in place; ``freeze`` sets it back to no gradient afterwards (a
+    frozen row's MotionNet is frozen only after pre-training)."""
+
+    name = "motionnet_pretrain"
+
+    def __init__(self, net: MotionNet, video_mean: torch.Tensor, video_std: torch.Tensor, freeze: bool) -> None:
+        self.net, self.video_mean, self.video_std, self.freeze = net, video_mean, video_std, freeze
+
+    def cache_path(self, cache_root: Path, settings: dict[str, Any], data: str, seed: int) -> Path:
+        return pretrained_motionnet_path(cache_root, "", self.net, settings, data, seed)
+
+    def run(self, train_set: Dataset, settings: dict[str, Any], *, out: Path, seed: int,
+            progress: bool) -> dict[str, Any]:
+        done = pretrain_motionnet(self.net, train_set, epochs=settings["epochs"], batch_size=settings["batch_size"],
+                                  lr=settings["lr"], video_mean=self.video_mean, video_std=self.video_std, out=out,
+                                  seed=seed, progress=progress)
+        return self._finish(done)
+
+    def load(self, out: Path) -> dict[str, Any]:
+        from repro.engine import checkpoint as ckpt_io
+
+        done = ckpt_io.load_checkpoint(out)
+        self.net.load_state_dict(done["state_dict"])
+        return self._finish(done)
+
+    def _finish(self, done: dict[str, Any]) -> dict[str, Any]:
+        if self.freeze:
+            self.net.requires_grad_(False)
+        return {"history": done["history"]}
 
 
 def pretrained_motionnet_path(work_root: Path | str, scale: str, net: MotionNet, settings: dict[str, Any],
@@ -50,6 +87,8 @@ def pretrain_motionnet(net: MotionNet, dataset: Dataset, *, epochs: int, batch_s
     (``sample["video"]``, normalised; ``video_mean``/``video_std`` (1, 3, 1, 1, 1) map it back to
     RGB in [0, 1]) and save ``{"state_dict", "history", "settings"}`` atomically to ``out``.
     If ``out`` already holds a finished run with the same settings it is loaded instead."""
+    from repro.engine import checkpoint as ckpt_io
+
     out = Path(out)
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     with lock_beside(out):  # a row started beside this one waits here and re-uses what this one saves

@@ -119,7 +119,7 @@ def test_stage_shapes_at_224() -> None:
         "inception_4d": (608, 14, 14), "inception_4e": (1056, 7, 7), "inception_5a": (1024, 7, 7),
         "inception_5b": (1024, 7, 7),
     }
-    assert model.stage_channels == {k: v[0] for k, v in shapes.items()}
+    assert model.feature_channels == {k: v[0] for k, v in shapes.items()}
 
 
 @pytest.mark.parametrize("size, stride, hw", [(64, 2, [32, 8, 4, 2, 2]), (112, 1, [112, 28, 14, 7, 7])])

@@ -97,7 +97,7 @@ BLOCKS: dict[str, InceptionSpec] = {
     "inception_4d": InceptionSpec(96, 128, 192, 160, 192, "avg", 128),  # -> 608
     "inception_4e": InceptionSpec(0, 128, 192, 192, 256, "max", 0, stride=2),  # -> 1056
     "inception_5a": InceptionSpec(352, 192, 320, 160, 224, "avg", 128),  # -> 1024
-    # TSN's bn_inception: 5b pools with max (the paper's Fig. 5 says avg for 5a, max for 5b).
+    # 5b's pool branch is a max pool (Ioffe & Szegedy Fig. 5, TSN's prototxt); 5a's an avg pool.
     "inception_5b": InceptionSpec(352, 192, 320, 192, 224, "max", 128),  # -> 1024
 }
 
@@ -118,11 +118,13 @@ class BNInception(nn.Module):
     ``num_classes=0`` replaces ``fc`` by the identity (the model returns the pooled
     ``num_features``-d vector).  ``features_only`` (True, or a sequence of stage names) makes
     ``forward`` return ``{stage: feature map}`` (default :data:`FEATURE_STAGES`, the points where
-    Dynamics' static branch pools over time and the branches tap) and drops ``fc``.  ``partial_bn=True`` is TSN's partial BN (Sec. 3.2 "Network
-    Training"): in training mode every BN but the first keeps its running statistics and affine
-    parameters frozen.  H and W must keep the inputs of the stride-2 blocks 3c and 4e even (e.g.
-    a multiple of 32, or of 16 with ``conv1_stride=1``): their conv and pool branches round odd
-    sizes differently and could not be concatenated (in Caffe as here).
+    Dynamics' static branch pools over time and the branches tap) and drops ``fc``.
+    ``partial_bn=True`` is TSN's partial BN (Sec. 3.2 "Network Training"): in training mode every
+    BN but the first keeps its running statistics and affine parameters frozen.
+    ``feature_channels[stage]`` gives each stage's output channels.  H and W must keep the inputs
+    of the stride-2 blocks 3c and 4e even (e.g. a multiple of 32, or of 16 with
+    ``conv1_stride=1``): their conv and pool branches round odd sizes differently and could not
+    be concatenated (in Caffe as here).
     """
 
     stage_names: tuple[str, ...] = STAGE_NAMES
@@ -152,11 +154,11 @@ class BNInception(nn.Module):
         self._conv_bn("conv1_7x7_s2", in_chans, stage_channels(64, width), 7, conv1_stride)
         self._conv_bn("conv2_3x3_reduce", stage_channels(64, width), stage_channels(64, width), 1)
         channels = self._conv_bn("conv2_3x3", stage_channels(64, width), stage_channels(192, width), 3)
-        self.stage_channels: dict[str, int] = {"conv1": stage_channels(64, width), "pool1": stage_channels(64, width),
-                                               "conv2": channels, "pool2": channels}
+        self.feature_channels: dict[str, int] = {"conv1": stage_channels(64, width), "pool1": stage_channels(64, width),
+                                                 "conv2": channels, "pool2": channels}
         for name, spec in BLOCKS.items():
             channels = self._inception(name, spec, channels, width)
-            self.stage_channels[name] = channels
+            self.feature_channels[name] = channels
         self.num_features = channels
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
@@ -167,6 +169,7 @@ class BNInception(nn.Module):
         # Caffe's bn_inception keeps the conv bias although a BN follows (redundant but part of
         # the published parameter count and of every converted checkpoint).
         self.add_module(name, nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=True))
+        # PyTorch momentum 0.1 (Cadene's port writes Caffe's 0.9, which PyTorch reads as 1 - 0.9).
         self.add_module(f"{name}_bn", nn.BatchNorm2d(cout, eps=1e-5))
         return cout
 
@@ -274,7 +277,7 @@ class BNInception(nn.Module):
         return out
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """``(N, in_chans, H, W)`` -> ``(N, 1024, H/32, W/32)`` (``inception_5b``)."""
+        """``(N, in_chans, H, W)`` -> ``(N, 1024, H/32, W/32)`` (``inception_5b``; H/16 with ``conv1_stride=1``)."""
         return self.forward_stages(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -314,10 +317,11 @@ def load_bninception_state(model: BNInception, path: str | os.PathLike) -> list[
     """Load a local BN-Inception checkpoint into ``model`` by name; returns the keys loaded.
 
     The file holds a state dict (or one under ``state_dict`` / ``model``).  ``fc`` is skipped
-    when the class counts differ.  A 3-channel ``conv1_7x7_s2`` loaded into a model with another
-    ``in_chans`` (flow stacks, RGB differences) gets TSN's cross-modality init (Wang et al. 2016,
-    Sec. 3.2): the weights averaged over the RGB channels and replicated over the new ones.  Any
-    other missing, extra or mis-shaped tensor raises one ``ValueError`` naming the file and key.
+    when the class counts differ or the file has none (a backbone-only checkpoint).  A 3-channel
+    ``conv1_7x7_s2`` loaded into a model with another ``in_chans`` (flow stacks, RGB differences)
+    gets TSN's cross-modality init (Wang et al. 2016, Sec. 3.2): the weights averaged over the RGB
+    channels and replicated over the new ones.  Any other missing, extra or mis-shaped tensor
+    raises one ``ValueError`` naming the file and the first such key.
     """
     state = {tsn_key(k): v for k, v in load_checkpoint_state(path).items()}
     own = model.state_dict()
@@ -325,9 +329,9 @@ def load_bninception_state(model: BNInception, path: str | os.PathLike) -> list[
         _logger.info("fc not loaded from %s: %s in the file, model has %d classes",
                      path, tuple(state["fc.weight"].shape), model.num_classes)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    conv1 = state.get("conv1_7x7_s2.weight")
-    if conv1 is not None and conv1.shape[1] == 3 and model.in_chans != 3 and conv1.shape[0] == own["conv1_7x7_s2.weight"].shape[0]:
-        state["conv1_7x7_s2.weight"] = conv1.mean(dim=1, keepdim=True).expand(-1, model.in_chans, -1, -1).clone()
+    conv1, own_conv1 = state.get("conv1_7x7_s2.weight"), own["conv1_7x7_s2.weight"]
+    if conv1 is not None and conv1.shape[1] == 3 and model.in_chans != 3 and conv1.shape[0] == own_conv1.shape[0]:
+        state["conv1_7x7_s2.weight"] = conv1.mean(dim=1, keepdim=True).expand_as(own_conv1).clone()
     optional = {k for k in own if k.endswith("num_batches_tracked") or k.startswith("fc.")}
     for key in own:
         if key not in state and key not in optional:

@@ -105,6 +105,12 @@ def outside_mask(max_disp: int, height: int, width: int, *, device=None) -> torc
     return mask.reshape(side * side, height, width)
 
 
+def _spatial_size(t: torch.Tensor) -> tuple[int, int]:
+    # int(): under tracing (fvcore, ONNX) shape entries are traced values whose arithmetic would be
+    # recorded as ops; the window's index ranges must stay Python ints.
+    return int(t.shape[2]), int(t.shape[3])
+
+
 def _check_max_disp(max_disp: int) -> int:
     if isinstance(max_disp, bool) or not isinstance(max_disp, int) or max_disp < 0:
         raise ValueError(f"max_disp: expected an int >= 0 (window (2d+1)²), got {max_disp!r}")
@@ -148,7 +154,7 @@ def cosine_cost_volume(f0: torch.Tensor, f1: torch.Tensor, max_disp: int, eps: f
     """
     _check_pair(f0, f1)
     d = _check_max_disp(max_disp)
-    _, _, height, width = f0.shape
+    height, width = _spatial_size(f0)
     a = normalize_features(f0, eps)  # (N, C, H, W)
     b = F.pad(normalize_features(f1, eps), (d, d, d, d))  # (N, C, H+2d, W+2d), zeros outside
     planes = []
@@ -190,7 +196,7 @@ def cosine_cost_volume_reference(
 def _masked(cost: torch.Tensor, max_disp: int, mask_outside: bool) -> torch.Tensor:
     if not mask_outside:
         return cost
-    outside = outside_mask(max_disp, cost.shape[2], cost.shape[3], device=cost.device)
+    outside = outside_mask(max_disp, *_spatial_size(cost), device=cost.device)
     return cost.masked_fill(outside, float("-inf"))
 
 

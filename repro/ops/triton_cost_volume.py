@@ -35,9 +35,12 @@ __all__ = [
 ]
 
 DEFAULT_BLOCK_P = 64  # pixels per program
-DEFAULT_BLOCK_C = 16  # channels per inner iteration
 
 
+# Only builtins of ``triton.language`` are used (``tl.full``, no ``tl.zeros`` / ``tl.sum``): its
+# ``@jit`` helpers are compiled-mode objects when triton was imported before ``TRITON_INTERPRET=1``
+# was set, and the interpreter cannot call those.  Channels are looped one at a time (1-D
+# accumulators, no reduction), which is also the fast form for the interpreter.
 @triton.jit
 def cost_volume_softargmax_kernel(
     f0_ptr, f1_ptr,  # inputs: (N, C, H, W) each, contiguous
@@ -46,7 +49,7 @@ def cost_volume_softargmax_kernel(
     disp_ptr,  # output: (N, 2, H, W) fp32
     cost_ptr,  # output: (N, D, H, W) fp32, written only if WRITE_COST
     MAX_DISP: tl.constexpr, MASK_OUTSIDE: tl.constexpr, WRITE_COST: tl.constexpr,
-    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
 ):
     """Grid ``(cdiv(H·W, BLOCK_P), N)``: one program = BLOCK_P pixels of sample n."""
     SIDE: tl.constexpr = 2 * MAX_DISP + 1
@@ -62,19 +65,17 @@ def cost_volume_softargmax_kernel(
     f1_n = f1_ptr + n * C * hw
 
     # ‖f0‖ of this block, once.
-    ss0 = tl.zeros([BLOCK_P], dtype=tl.float32)
-    for c0 in range(0, C, BLOCK_C):
-        cs = c0 + tl.arange(0, BLOCK_C)
-        a = tl.load(f0_n + cs[:, None] * hw + pix[None, :], mask=(cs < C)[:, None] & pmask[None, :], other=0.0)
-        a = a.to(tl.float32)
-        ss0 += tl.sum(a * a, axis=0)
+    ss0 = tl.full([BLOCK_P], 0.0, dtype=tl.float32)
+    for c in range(0, C):
+        a = tl.load(f0_n + c * hw + pix, mask=pmask, other=0.0).to(tl.float32)
+        ss0 += a * a
     inv0 = 1.0 / tl.maximum(tl.sqrt(ss0), eps)
 
     # Finite start, so exp(m_old - m_new) is never exp(-inf + inf) = nan.
     run_max = tl.full([BLOCK_P], -1e30, dtype=tl.float32)
-    run_sum = tl.zeros([BLOCK_P], dtype=tl.float32)
-    run_x = tl.zeros([BLOCK_P], dtype=tl.float32)
-    run_y = tl.zeros([BLOCK_P], dtype=tl.float32)
+    run_sum = tl.full([BLOCK_P], 0.0, dtype=tl.float32)
+    run_x = tl.full([BLOCK_P], 0.0, dtype=tl.float32)
+    run_y = tl.full([BLOCK_P], 0.0, dtype=tl.float32)
     for k in range(0, D):  # k = (dy + d)·(2d+1) + (dx + d)
         dy = k // SIDE - MAX_DISP
         dx = k % SIDE - MAX_DISP
@@ -82,17 +83,13 @@ def cost_volume_softargmax_kernel(
         x1 = x + dx
         inside = (y1 >= 0) & (y1 < H) & (x1 >= 0) & (x1 < W)
         off1 = y1 * W + x1
-        dot = tl.zeros([BLOCK_P], dtype=tl.float32)
-        ss1 = tl.zeros([BLOCK_P], dtype=tl.float32)
-        for c0 in range(0, C, BLOCK_C):
-            cs = c0 + tl.arange(0, BLOCK_C)
-            cmask = (cs < C)[:, None]
-            a = tl.load(f0_n + cs[:, None] * hw + pix[None, :], mask=cmask & pmask[None, :], other=0.0)
-            b = tl.load(f1_n + cs[:, None] * hw + off1[None, :], mask=cmask & (pmask & inside)[None, :], other=0.0)
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)  # zero outside the map: cosine 0 there
-            dot += tl.sum(a * b, axis=0)
-            ss1 += tl.sum(b * b, axis=0)
+        dot = tl.full([BLOCK_P], 0.0, dtype=tl.float32)
+        ss1 = tl.full([BLOCK_P], 0.0, dtype=tl.float32)
+        for c in range(0, C):
+            a = tl.load(f0_n + c * hw + pix, mask=pmask, other=0.0).to(tl.float32)
+            b = tl.load(f1_n + c * hw + off1, mask=pmask & inside, other=0.0).to(tl.float32)  # 0 outside: cosine 0
+            dot += a * b
+            ss1 += b * b
         cost = dot * inv0 / tl.maximum(tl.sqrt(ss1), eps)
         if WRITE_COST:
             tl.store(cost_ptr + (n * D + k) * hw + pix, cost, mask=pmask)
@@ -135,7 +132,6 @@ def cost_volume_displacement_triton(
     eps: float = DEFAULT_EPS,
     return_cost: bool = False,
     block_p: int = DEFAULT_BLOCK_P,
-    block_c: int = DEFAULT_BLOCK_C,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Displacement map ``(N, 2, H, W)`` fp32 (and the cost volume ``(N, D, H, W)`` fp32 if
     ``return_cost``) by the fused kernel.  Contract of
@@ -164,7 +160,7 @@ def cost_volume_displacement_triton(
         cost_volume_softargmax_kernel[launch_grid(n, height, width, block_p)](
             f0, f1, channels, height, width, 1.0 / tau, float(eps), disp, cost,
             MAX_DISP=max_disp, MASK_OUTSIDE=bool(mask_outside), WRITE_COST=bool(return_cost),
-            BLOCK_P=block_p, BLOCK_C=block_c,
+            BLOCK_P=block_p,
         )
     return (disp, cost) if return_cost else disp
 
@@ -175,7 +171,6 @@ def compile_cost_volume(
     *,
     mask_outside: bool = True,
     block_p: int = DEFAULT_BLOCK_P,
-    block_c: int = DEFAULT_BLOCK_C,
     target=None,
 ):
     """Compile the kernel ahead of time (``dtype`` of f0/f1: ``"fp32"`` or ``"fp16"``; outputs
@@ -187,11 +182,11 @@ def compile_cost_volume(
         "f0_ptr": f"*{dtype}", "f1_ptr": f"*{dtype}", "C": "i32", "H": "i32", "W": "i32",
         "inv_tau": "fp32", "eps": "fp32", "disp_ptr": "*fp32", "cost_ptr": "*fp32",
         "MAX_DISP": "constexpr", "MASK_OUTSIDE": "constexpr", "WRITE_COST": "constexpr",
-        "BLOCK_P": "constexpr", "BLOCK_C": "constexpr",
+        "BLOCK_P": "constexpr",
     }
     constexprs = {
         "MAX_DISP": max_disp, "MASK_OUTSIDE": mask_outside, "WRITE_COST": False,
-        "BLOCK_P": block_p, "BLOCK_C": block_c,
+        "BLOCK_P": block_p,
     }
     source = triton.compiler.ASTSource(fn=cost_volume_softargmax_kernel, signature=signature, constexprs=constexprs)
     return triton.compile(source, target=target) if target is not None else triton.compile(source)

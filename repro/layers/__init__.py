@@ -1,0 +1,1 @@
+"""Reusable layers shared by model families (one concept per file)."""

@@ -88,10 +88,22 @@ def test_external_flow_variants_need_and_use_flow_fwd() -> None:
     assert not hasattr(warp, "conv1")  # warped RGB by an external flow needs no conv1 features
 
 
+def test_per_pair_motion_layout_runs_and_trains_through_the_maps() -> None:
+    model = _model(branches=("motion",), motion_layout="pairs", conv1_stride=2)
+    assert model.motion.net.conv2_3x3_reduce.in_channels == 2  # each pair's (x, y) map replaces conv1's output
+    out = model(_video())
+    assert out.shape == (2, 5)
+    out.square().sum().backward()
+    assert model.conv1.conv1_7x7_s2.weight.grad.abs().sum() > 0
+    flow = _model(branches=("motion",), motion_layout="pairs", motion_input="flow", conv1_stride=2)
+    assert flow(_video(), torch.randn(2, 2, 4, 64, 64)).shape == (2, 5)  # flow resampled to the 32x32 grid
+
+
 def test_bad_arguments_raise_one_line_errors() -> None:
     for kw, field in ((dict(branches=("optical",)), "branches"), (dict(matcher="hard"), "matcher"),
                       (dict(temporal_pool="mid"), "temporal_pool"), (dict(change_input="rgb"), "change_input"),
-                      (dict(fusion="max"), "fusion"), (dict(num_frames=1), "num_frames")):
+                      (dict(fusion="max"), "fusion"), (dict(num_frames=1), "num_frames"),
+                      (dict(motion_layout="grid"), "motion_layout"), (dict(cost_impl="cuda"), "cost_impl")):
         with pytest.raises(ValueError, match=field):
             DynamicsNet(**{**MINI, **kw})
     model = _model(branches=("static",))
@@ -206,7 +218,7 @@ def test_warp_direction_cancels_a_known_shift(dx: int, dy: int) -> None:
 
 def test_warped_difference_matches_the_bilinear_formula() -> None:
     g = torch.Generator().manual_seed(3)
-    f0, f1 = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64), torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    f0, f1 = (torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64) for _ in range(2))
     disp = (torch.rand(2, 2, 5, 6, generator=g, dtype=torch.float64) - 0.5) * 5  # sub-pixel, some outside
     f1.requires_grad_(True)
     disp.requires_grad_(True)
@@ -301,5 +313,9 @@ def test_pretrained_backbone_initialises_every_branch(tmp_path) -> None:
     assert model.change.net.inception_5b_1x1.weight.equal(backbone.inception_5b_1x1.weight)
     rgb_mean = backbone.conv1_7x7_s2.weight.mean(1, keepdim=True)  # cross-modality init of the 6-channel stack
     assert torch.allclose(model.motion.conv1_7x7_s2.weight, rgb_mean.expand(-1, 6, -1, -1))
+    pairs = _model(branches=("motion",), motion_layout="pairs")
+    load_dynamics_pretrained(pairs, path)
+    reduce = backbone.conv2_3x3_reduce.weight.mean(1, keepdim=True).expand(-1, 2, -1, -1)
+    assert torch.allclose(pairs.motion.net.conv2_3x3_reduce.weight, reduce)
     with pytest.raises(ValueError, match="shape"):
         load_dynamics_pretrained(_model(width=0.5), path)

@@ -79,7 +79,8 @@ def temporal_global_max(v: torch.Tensor, num_frames: int) -> torch.Tensor:
     """``(N·T, D)`` per-frame vectors -> ``(N, D)``: the max over each clip's T frames (the "late"
     pooling of §4.2: one global temporal pooling of the final features)."""
     if v.dim() != 2 or int(v.shape[0]) % num_frames:
-        raise ValueError(f"temporal pool: expected (N*T, D) with T={num_frames} dividing the batch, got {tuple(v.shape)}")
+        raise ValueError(f"temporal pool: expected (N*T, D) with T={num_frames} dividing the batch, "
+                         f"got {tuple(v.shape)}")
     if num_frames == 1:
         return v
     return v.reshape(int(v.shape[0]) // num_frames, num_frames, int(v.shape[1])).amax(dim=1)

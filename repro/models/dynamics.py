@@ -21,7 +21,12 @@ comment citing ``shared/design/dynamics_lgd_brief.md`` ("brief", §A.x) and the 
   into a full BN-Inception "temporal stream" with its own ``conv1`` (TSN's cross-modality input
   layer).  Evidence: Table 3 compares the branch 1:1 with TV-L1/FlowNet temporal streams; §4.1
   initialises every branch from ImageNet BN-Inception (cross-modality pre-training).  The
-  alternative reading (per-pair BN-Inception after ``conv1`` + temporal pooling) is not built.
+  alternative reading, ``motion_layout="pairs"``: each pair's 2-channel map replaces the 64
+  conv1 channels and continues BN-Inception from ``pool1`` (``conv2_3x3_reduce`` takes 2
+  channels), pooled over the pairs like the static branch.  For it: §3.4 feeds the warped
+  differences "in the similar manner of the displacement maps", and Table 9's own times
+  (app-change/static 3.55, motion/static 2.80) fit per-pair nets at the 224² map better than
+  one stacked net per snippet (whose MACs are ~1/7 of the static branch's).
 * appearance-change branch (brief §A.5): per frame pair, BN-Inception from ``pool1`` on (the
   64-channel difference fits ``conv2_3x3_reduce``) with the static branch's temporal pooling over
   the ``T-1`` pairs ("fed into subsequent layers in the similar manner", §3.4; the pairs are not
@@ -41,7 +46,6 @@ Snippets fold into the batch (``B = N·K``), frames too (``B·L``).  ``forward``
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Sequence
@@ -76,9 +80,8 @@ __all__ = [
     "load_dynamics_pretrained",
 ]
 
-_logger = logging.getLogger(__name__)
-
 BRANCHES = ("static", "motion", "change")
+MOTION_LAYOUTS = ("stack", "pairs")
 MATCHERS = ("soft", "wta")
 TEMPORAL_POOLS = ("gradual", "late")
 MOTION_INPUTS = ("disp", "flow")
@@ -182,13 +185,17 @@ class LowLevelStem(nn.Module):
 
 class DisplacementHead(nn.Module):
     """Cost volume (§3.3) + soft assignment (Eq. 1-2) or WTA: ``(f0, f1)`` -> ``(B, 2, H, W)`` (x, y)
-    in feature-map pixels.  ``learn_temperature`` makes ``log τ`` a parameter."""
+    in feature-map pixels.  ``learn_temperature`` makes ``log τ`` a parameter; ``impl="triton"`` runs
+    the fused cost volume + soft-argmax kernel (GPU, forward only: inference and latency)."""
 
     def __init__(self, max_disp: int = 4, temperature: float = 0.02, matcher: str = "soft",
-                 learn_temperature: bool = False) -> None:
+                 learn_temperature: bool = False, impl: str = "torch") -> None:
         super().__init__()
         if matcher not in MATCHERS:
             raise ValueError(f"matcher: expected one of {MATCHERS}, got {matcher!r}")
+        if impl not in ("torch", "triton"):
+            raise ValueError(f"cost_impl: expected 'torch' or 'triton', got {impl!r}")
+        self.impl = impl
         if not temperature > 0:
             raise ValueError(f"temperature: expected > 0, got {temperature!r}")
         self.max_disp, self.matcher = int(max_disp), matcher
@@ -207,10 +214,11 @@ class DisplacementHead(nn.Module):
             # Table 3 "Cost volume + WTA": argmax displacement, detached (no gradient reaches conv1
             # through this branch, brief §D.6).
             return wta_displacement(cosine_cost_volume(f0, f1, self.max_disp), self.max_disp)
-        return cost_volume_displacement(f0, f1, self.max_disp, self.temperature)
+        return cost_volume_displacement(f0, f1, self.max_disp, self.temperature, impl=self.impl)
 
     def extra_repr(self) -> str:
-        return f"max_disp={self.max_disp}, matcher={self.matcher}, temperature={self.fixed_temperature or 'learned'}"
+        temperature = self.fixed_temperature or "learned"
+        return f"max_disp={self.max_disp}, matcher={self.matcher}, temperature={temperature}, impl={self.impl}"
 
 
 def _bninception(num_classes: int, in_chans: int, width: float, conv1_stride: int, drop_rate: float,
@@ -288,10 +296,11 @@ class DynamicsNet(nn.Module):
       the first of each network frozen in training);
     * static: ``temporal_pool`` ``"gradual"`` | ``"late"``;
     * motion: ``matcher`` ``"soft"`` | ``"wta"``, ``max_disp`` Δ, ``temperature`` τ,
-      ``learn_temperature``, ``motion_input`` ``"disp"`` (displacement maps) | ``"flow"`` (an
-      external flow stack at image resolution: the TV-L1 stream of Table 6), ``motion_conv1_stride``
-      (the motion net's own conv1; 2 as TSN's flow stream; a 112² map at full scale needs 1, 112
-      not being a multiple of 32);
+      ``learn_temperature``, ``cost_impl`` (``"torch"`` | ``"triton"``), ``motion_input``
+      ``"disp"`` (displacement maps) | ``"flow"`` (an external flow stack at image resolution: the
+      TV-L1 stream of Table 6), ``motion_conv1_stride`` (the motion net's own conv1; 2 as TSN's
+      flow stream; a 112² map at full scale needs 1, 112 not being a multiple of 32),
+      ``motion_layout`` ``"stack"`` | ``"pairs"`` (the two readings of §3.3's "subsequent layers");
     * change: ``change_input`` one of :data:`CHANGE_INPUTS` (Table 4), ``warp_flow`` ``"disp"`` |
       ``"flow"`` (what warps the ``warped_*`` inputs: the displacement map or ``flow_fwd``);
     * ``fusion`` ``"logits"`` | ``"softmax"``.
@@ -313,8 +322,10 @@ class DynamicsNet(nn.Module):
         max_disp: int = 4,
         temperature: float = 0.02,
         learn_temperature: bool = False,
+        cost_impl: str = "torch",
         motion_input: str = "disp",
         motion_conv1_stride: int = 2,
+        motion_layout: str = "stack",
         change_input: str = "warped_feature_diff",
         warp_flow: str = "disp",
         fusion: str = "logits",
@@ -322,6 +333,9 @@ class DynamicsNet(nn.Module):
         super().__init__()
         branches = tuple(branches)
         self._check_args(branches, num_frames, num_segments, motion_input, change_input, warp_flow, fusion)
+        if motion_layout not in MOTION_LAYOUTS:
+            raise ValueError(f"motion_layout: expected one of {MOTION_LAYOUTS}, got {motion_layout!r}")
+        self.motion_layout = motion_layout
         self.branches, self.num_classes = branches, num_classes
         self.num_frames, self.num_segments, self.in_chans = int(num_frames), int(num_segments), in_chans
         self.conv1_stride, self.motion_input, self.fusion = conv1_stride, motion_input, fusion
@@ -333,11 +347,20 @@ class DynamicsNet(nn.Module):
             net, stem = _bninception(num_classes, in_chans, conv1_stride=conv1_stride, with_conv1=False, **common)
             stems.append(stem)
             self.static = TemporalPoolNet(net, "conv1", temporal_pool)
-        if "motion" in branches:
+        if "motion" in branches and motion_layout == "stack":
             # [inferred] brief §A.4: the T-1 maps stacked on channels into a full BN-Inception (a TSN
             # temporal stream; its conv1 takes 2(T-1) channels, cross-modality init from RGB, §4.1).
             self.motion = BNInception(num_classes=num_classes, in_chans=2 * (self.num_frames - 1),
                                       conv1_stride=motion_conv1_stride, **common)
+        elif "motion" in branches:
+            # Alternative reading (module docstring): per pair, the 2-channel map in place of conv1's
+            # output; conv2_3x3_reduce re-made for 2 input channels (He init as BNInception's).
+            net, _ = _bninception(num_classes, in_chans, conv1_stride=conv1_stride, with_conv1=False, **common)
+            reduce = net.conv2_3x3_reduce
+            net.conv2_3x3_reduce = nn.Conv2d(2, reduce.out_channels, 1, bias=True)
+            nn.init.kaiming_normal_(net.conv2_3x3_reduce.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(net.conv2_3x3_reduce.bias)
+            self.motion = TemporalPoolNet(net, "conv1", temporal_pool)
         if "change" in branches:
             rgb = change_input in ("rgb_diff", "warped_rgb_diff")
             # [inferred] brief §A.5: feature differences continue BN-Inception after conv1 (64 channels
@@ -353,7 +376,7 @@ class DynamicsNet(nn.Module):
                                           **common)[1])
             self.conv1 = stems[0]  # §3.1: one conv1 shared by all branches
         if self.uses("displacement"):
-            self.displacement = DisplacementHead(max_disp, temperature, matcher, learn_temperature)
+            self.displacement = DisplacementHead(max_disp, temperature, matcher, learn_temperature, cost_impl)
 
     # ------------------------------------------------------------------------------ config
     @staticmethod
@@ -452,7 +475,12 @@ class DynamicsNet(nn.Module):
             out["static"] = segment_consensus(self.static(feats, length), k)
         if "motion" in wanted:
             maps = disp if self.motion_input == "disp" else flow
-            out["motion"] = segment_consensus(self.motion(stack_pairs(maps, length - 1)), k)
+            if self.motion_layout == "stack":
+                out["motion"] = segment_consensus(self.motion(stack_pairs(maps, length - 1)), k)
+            else:  # per pair at the conv1 resolution (an external flow is resampled to it)
+                s = self.conv1_stride
+                maps = resize_flow(maps, (-(-int(video.shape[3]) // s), -(-int(video.shape[4]) // s)))
+                out["motion"] = segment_consensus(self.motion(maps, length - 1), k)
         if "change" in wanted:
             x = self._change_input(frames, feats, disp, flow)
             out["change"] = segment_consensus(self.change(x, length - 1), k)
@@ -493,8 +521,9 @@ def load_dynamics_pretrained(model: DynamicsNet, path: str | os.PathLike) -> lis
     """Initialise every branch from one BN-Inception checkpoint (§4.1 item (1): "the weights of
     all branches are initialized with ImageNet pre-trained BN-Inception"); returns keys loaded.
 
-    The shared conv1 takes the checkpoint's conv1; the motion net's (2(T-1)-channel) and an RGB
-    change net's conv1 get TSN's cross-modality init (RGB filters averaged, replicated).  ``fc`` is
+    The shared conv1 takes the checkpoint's conv1; the motion net's first conv (its 2(T-1)-channel
+    conv1, or with ``motion_layout="pairs"`` its 2-channel ``conv2_3x3_reduce``) gets TSN's
+    cross-modality init (the filters averaged over input channels, replicated).  ``fc`` is
     never loaded (new classes).  A mis-shaped tensor (width differs) raises one ``ValueError``."""
     state = {tsn_key(k): v for k, v in load_checkpoint_state(path).items() if not tsn_key(k).startswith("fc.")}
     own = model.state_dict()
@@ -507,8 +536,9 @@ def load_dynamics_pretrained(model: DynamicsNet, path: str | os.PathLike) -> lis
         if src not in state:
             raise ValueError(f"pretrained_file '{os.fspath(path)}': missing '{src}' (for '{key}')")
         value = state[src]
-        if src == "conv1_7x7_s2.weight" and value.shape[1] != target.shape[1] and value.shape[0] == target.shape[0]:
-            value = value.mean(dim=1, keepdim=True).expand_as(target).clone()  # cross-modality init
+        if value.dim() == 4 and value.shape[1] != target.shape[1] and value.shape[0] == target.shape[0]:
+            # cross-modality init (TSN): conv1 of a flow/diff stack, or conv2_3x3_reduce of per-pair maps
+            value = value.mean(dim=1, keepdim=True).expand_as(target).clone()
         if value.shape != target.shape:
             raise ValueError(f"pretrained_file '{os.fspath(path)}': '{src}' has shape {tuple(value.shape)}, "
                              f"'{key}' expects {tuple(target.shape)} (width differs?)")

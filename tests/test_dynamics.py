@@ -106,6 +106,7 @@ def test_bad_arguments_raise_one_line_errors() -> None:
                       (dict(motion_layout="grid"), "motion_layout"), (dict(cost_impl="cuda"), "cost_impl")):
         with pytest.raises(ValueError, match=field):
             DynamicsNet(**{**MINI, **kw})
+    assert _model(branches="static, motion").branches == ("static", "motion")  # spec / CLI string form
     model = _model(branches=("static",))
     with pytest.raises(ValueError, match=r"T=1x4"):
         model(_video(t=5))

@@ -331,7 +331,8 @@ class DynamicsNet(nn.Module):
         fusion: str = "logits",
     ) -> None:
         super().__init__()
-        branches = tuple(branches)
+        # A spec / CLI argument may give the branches as one string: "static,motion".
+        branches = tuple(b.strip() for b in branches.split(",")) if isinstance(branches, str) else tuple(branches)
         self._check_args(branches, num_frames, num_segments, motion_input, change_input, warp_flow, fusion)
         if motion_layout not in MOTION_LAYOUTS:
             raise ValueError(f"motion_layout: expected one of {MOTION_LAYOUTS}, got {motion_layout!r}")

@@ -80,27 +80,32 @@ def _status_kb(field: str) -> int:
 
 
 def _child_peak_mb(variant: str, shape: tuple[int, ...], max_disp: int, backward: bool) -> float:
-    """Run in a fresh process: peak RSS growth (MB) of one call.  Linux: writing 5 to
-    /proc/self/clear_refs resets the peak (VmHWM) to the current RSS after the inputs exist and
-    a warm-up on a tiny input has initialised the libraries."""
-    small = _inputs((1, 2, 4, 4))
-    VARIANTS[variant](*small, 1)
+    """Run in a fresh process: peak RSS growth (MB) of one call in steady state.  One untimed call
+    first (the first call of a process at a new size holds ~64 MB of one-off allocations), then
+    Linux's peak (VmHWM) is reset to the current RSS (write 5 to /proc/self/clear_refs)."""
     f0, f1 = _inputs(shape, requires_grad=backward)
+
+    def call() -> None:
+        with torch.set_grad_enabled(backward):
+            out = VARIANTS[variant](f0, f1, max_disp)
+            if backward:
+                out.square().sum().backward()
+                f0.grad = f1.grad = None
+
+    call()
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")
     before = _status_kb("VmRSS")
-    with torch.set_grad_enabled(backward):
-        out = VARIANTS[variant](f0, f1, max_disp)
-        if backward:
-            out.square().sum().backward()
+    call()
     return (_status_kb("VmHWM") - before) / 1024
 
 
-def peak_mb(variant: str, shape: tuple[int, ...], max_disp: int, backward: bool) -> float:
+def peak_mb(variant: str, shape: tuple[int, ...], max_disp: int, backward: bool, runs: int = 3) -> list[float]:
+    """Peak RSS growth (MB) of ``runs`` fresh child processes (glibc's reuse of freed memory
+    makes single readings vary, most in the backward pass)."""
     cmd = [sys.executable, __file__, "--child", variant, "--shape", "x".join(map(str, shape)),
            "--max-disp", str(max_disp)] + (["--backward"] if backward else [])
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return [float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()[-1]) for _ in range(runs)]
 
 
 def main(argv=None) -> int:
@@ -150,9 +155,9 @@ def main(argv=None) -> int:
     print(f"  fast {ms['fast']:.1f} ms | reference {ms['reference']:.1f} ms ({report['reference_over_fast']:.2f}x fast)"
           f" | unfold {ms['unfold']:.1f} ms ({report['unfold_over_fast']:.2f}x fast)")
     print("  max |x - fast|: " + ", ".join(f"{k} {v:.1e}" for k, v in max_diff.items()))
-    pk = report["peak_mb"]
-    print(f"  peak RSS growth, forward: fast {pk['fast_forward']:.1f} MB, unfold {pk['unfold_forward']:.1f} MB;"
-          f" forward+backward: fast {pk['fast_train']:.1f} MB, unfold {pk['unfold_train']:.1f} MB")
+    pk = {k: "/".join(f"{x:.0f}" for x in sorted(v)) for k, v in report["peak_mb"].items()}
+    print(f"  peak RSS growth (MB, 3 processes each), forward: fast {pk['fast_forward']}, unfold {pk['unfold_forward']};"
+          f" forward+backward: fast {pk['fast_train']}, unfold {pk['unfold_train']}")
     print(f"  (unfolded (C, D, H, W) tensor {report['unfolded_tensor_mb']:.1f} MB; cost volume {report['cost_volume_mb']:.2f} MB)")
     return 0
 

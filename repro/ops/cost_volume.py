@@ -146,6 +146,7 @@ def _check_temperature(temperature: Temperature) -> None:
 # ----------------------------------------------------------------------------------------------
 def normalize_features(f: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """``f / max(‖f‖, ε)`` over channels: ``(N, C, H, W)`` -> same shape, unit vectors (or 0)."""
+    # Departs from <a, b> / (‖a‖‖b‖ + ε): ε on each norm, so each map is normalised once.
     return f / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(eps)
 
 
@@ -200,6 +201,7 @@ def cosine_cost_volume_reference(
 def _masked(cost: torch.Tensor, max_disp: int, mask_outside: bool) -> torch.Tensor:
     if not mask_outside:
         return cost
+    # Paper silent on borders: out-of-map displacements are excluded from Eq. 2 (−∞).
     outside = outside_mask(max_disp, *_spatial_size(cost), device=cost.device)
     return cost.masked_fill(outside, float("-inf"))
 

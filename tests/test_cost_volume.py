@@ -318,3 +318,44 @@ def test_macs_are_counted_and_match_the_formula(mask_outside):
     assert report.by_operator == expected
     assert report.macs == sum(expected.values())
     assert report.model_macs == 5 * n * dd * hw  # softmax + conv (the products are elementwise ops)
+
+
+def test_onnx_export_runs_in_onnxruntime():
+    """The fast path is plain aten ops: it exports (opset 17, the harness's latency backend) and
+    ONNX Runtime gives the same displacement map."""
+    ort = pytest.importorskip("onnxruntime")
+    import io
+
+    f0, f1 = _pair(n=1, c=8, h=9, w=10, dtype=torch.float32)
+    model = _Displacement(2, 0.05, True)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (f0, f1), buffer, opset_version=17, dynamo=False, input_names=["f0", "f1"])
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"f0": f0.numpy(), "f1": f1.numpy()})[0])
+    torch.testing.assert_close(got, model(f0, f1), rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# input errors
+# ---------------------------------------------------------------------------------------------
+def test_bad_inputs_are_named():
+    f0, f1 = _pair(n=1)
+    with pytest.raises(ValueError, match="f1 .* must have the shape of f0"):
+        cosine_cost_volume(f0, f1[:, :3], 1)
+    with pytest.raises(ValueError, match=r"f0: expected \(N, C, H, W\)"):
+        cosine_cost_volume(f0[0], f1[0], 1)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="max_disp"):
+            cosine_cost_volume(f0, f1, bad)
+    cost = cosine_cost_volume(f0, f1, 1)
+    with pytest.raises(ValueError, match=r"cost: expected \(N, D=25, H, W\) for max_disp=2"):
+        soft_argmax_displacement(cost, 2, 0.1)
+    with pytest.raises(ValueError, match="D=25"):
+        wta_displacement(cost, 2)
+    for bad in (0.0, -1.0, torch.tensor([0.1, 0.2])):
+        with pytest.raises(ValueError, match="temperature"):
+            soft_argmax_displacement(cost, 1, bad)
+    with pytest.raises(ValueError, match="impl"):
+        cost_volume_displacement(f0, f1, 1, 0.1, impl="cuda")

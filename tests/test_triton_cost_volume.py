@@ -121,6 +121,15 @@ def test_aot_compile_for_a_gpu_target():
     assert getattr(compiled.metadata, "global_scratch_size", 0) == 0
 
 
+def test_cpu_tensors_without_the_interpreter_are_refused():
+    module = _load_kernel_module(interpret=False)
+    if module.kernel_is_interpreted():  # pragma: no cover - TRITON_INTERPRET=1 set for the whole run
+        pytest.skip("TRITON_INTERPRET=1 is set for this process")
+    f0, f1 = _pair(n=1)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        module.cost_volume_displacement_triton(f0, f1, 1, 0.1)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_triton_on_gpu_matches_pytorch(dtype):

@@ -52,7 +52,11 @@ Implementations
 MACs (fvcore with ``repro.profile``'s rules, per pair): normalisation ``2·(3·C·H·W + H·W)``
 (norm 2/element, clamp 1/pixel, divide 1/element), products ``C·D·H·W`` (``mul``) plus
 ``C·D·H·W`` (``sum`` over C, 1 per input element); soft-argmax ``D·H·W`` (÷τ) + ``D·H·W``
-(mask, if on) + ``3·D·H·W`` (softmax) + ``2·D·H·W`` (the 1×1 expectation conv).
+(mask, if on) + ``3·D·H·W`` (softmax) + ``2·D·H·W`` (the 1×1 expectation conv).  The dot
+products are elementwise ``mul`` + ``sum`` (fast on CPU, ONNX-exportable, and autograd saves only
+views of the normalised maps), so they count in ``MacReport.macs`` (2 per product: multiply and
+add) but not in the headline ``model_macs``; ``einsum`` would count C·D·H·W there but runs ~10x
+slower on CPU (batched 1×C·C×1 matmuls).
 """
 from __future__ import annotations
 
@@ -142,6 +146,7 @@ def _check_temperature(temperature: Temperature) -> None:
 # ----------------------------------------------------------------------------------------------
 def normalize_features(f: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """``f / max(‖f‖, ε)`` over channels: ``(N, C, H, W)`` -> same shape, unit vectors (or 0)."""
+    # Departs from <a, b> / (‖a‖‖b‖ + ε): ε on each norm, so each map is normalised once.
     return f / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(eps)
 
 
@@ -196,6 +201,7 @@ def cosine_cost_volume_reference(
 def _masked(cost: torch.Tensor, max_disp: int, mask_outside: bool) -> torch.Tensor:
     if not mask_outside:
         return cost
+    # Paper silent on borders: out-of-map displacements are excluded from Eq. 2 (−∞).
     outside = outside_mask(max_disp, *_spatial_size(cost), device=cost.device)
     return cost.masked_fill(outside, float("-inf"))
 

@@ -34,7 +34,11 @@ comment citing ``shared/design/dynamics_lgd_brief.md`` ("brief", §A.x) and the 
   tens of GMACs).
 * warping direction (brief §A.5 option (b), exact for a backward warp): see
   :func:`warped_difference`.
-* window ``max_disp`` and temperature ``τ`` (brief §A.4, §D.1): defaults 4 and 0.02.
+* window ``max_disp`` and temperature ``τ`` (brief §A.4, §D.1): defaults 4 and 0.01 (MotionSqueeze's
+  value, the low end of the brief's range).  With *untrained* conv1 features of smooth images the
+  cosines are close to 1 across the window and τ = 0.01 recovers only part of a shift (about half
+  in ``tests/test_dynamics.py``'s translating video; τ = 0.001 recovers it): sweep τ or use
+  ``learn_temperature``.
 * fusion (brief §D.10, §A.6): the average of the branch **logits** (TSN's score fusion and
   consensus average pre-softmax class scores); ``fusion="softmax"`` averages probabilities.
 
@@ -188,7 +192,7 @@ class DisplacementHead(nn.Module):
     in feature-map pixels.  ``learn_temperature`` makes ``log τ`` a parameter; ``impl="triton"`` runs
     the fused cost volume + soft-argmax kernel (GPU, forward only: inference and latency)."""
 
-    def __init__(self, max_disp: int = 4, temperature: float = 0.02, matcher: str = "soft",
+    def __init__(self, max_disp: int = 4, temperature: float = 0.01, matcher: str = "soft",
                  learn_temperature: bool = False, impl: str = "torch") -> None:
         super().__init__()
         if matcher not in MATCHERS:
@@ -200,7 +204,7 @@ class DisplacementHead(nn.Module):
             raise ValueError(f"temperature: expected > 0, got {temperature!r}")
         self.max_disp, self.matcher = int(max_disp), matcher
         # [unstated] τ (brief §A.4, §D.1): cosines lie in [-1, 1], so τ = 1 would give a near-uniform
-        # softmax and a ~0 displacement everywhere; 0.02 is within the brief's 0.01-0.05 (MotionSqueeze 0.01).
+        # softmax and a ~0 displacement everywhere; default 0.01 (MotionSqueeze; brief's range 0.01-0.05).
         self.fixed_temperature: float | None = None if learn_temperature else float(temperature)
         if learn_temperature:
             self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
@@ -320,7 +324,7 @@ class DynamicsNet(nn.Module):
         temporal_pool: str = "gradual",
         matcher: str = "soft",
         max_disp: int = 4,
-        temperature: float = 0.02,
+        temperature: float = 0.01,
         learn_temperature: bool = False,
         cost_impl: str = "torch",
         motion_input: str = "disp",

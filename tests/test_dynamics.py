@@ -324,6 +324,20 @@ def test_every_piece_profiles_with_no_uncounted_op() -> None:
     assert own["change"] > 0 and own["motion"] > 0 and own["static"] > 0
 
 
+def test_static_branch_costs_no_parameters_and_pooling_saves_macs() -> None:
+    """Table 1's exact column: 3D pooling adds no parameter (BN-Inception at 101 classes: 10,373,765,
+    the brief's anchor); late pooling costs 8 single-frame passes, gradual pooling less."""
+    static = create_model("dynamics_static_bninception", num_classes=101)
+    assert count_params(static) == count_params(BNInception(num_classes=101)) == 10_373_765
+    macs = {}
+    for pool, frames in (("gradual", 1), ("late", 8), ("gradual", 8)):
+        model = _model(branches=("static",), num_frames=frames, temporal_pool=pool, num_classes=12)
+        macs[pool, frames] = count_macs(model, (_video(n=1, t=frames),)).dense_macs
+    fc = model.static.net.fc.in_features * 12
+    assert macs["late", 8] - fc == 8 * (macs["gradual", 1] - fc)
+    assert macs["gradual", 1] < macs["gradual", 8] < macs["late", 8]
+
+
 def test_pretrained_backbone_initialises_every_branch(tmp_path) -> None:
     torch.manual_seed(1)
     backbone = BNInception(num_classes=1000, width=0.25)

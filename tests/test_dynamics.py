@@ -338,6 +338,13 @@ def test_static_branch_costs_no_parameters_and_pooling_saves_macs() -> None:
     assert macs["gradual", 1] < macs["gradual", 8] < macs["late", 8]
 
 
+def test_partial_bn_leaves_only_each_networks_first_bn_training() -> None:
+    model = _model(partial_bn=True).train()
+    training = sorted(name for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and m.training)
+    assert training == ["conv1.conv1_7x7_s2_bn", "motion.conv1_7x7_s2_bn"]  # shared conv1, motion net's own conv1
+    assert not model.static.net.inception_3a_1x1_bn.weight.requires_grad
+
+
 def test_pretrained_backbone_initialises_every_branch(tmp_path) -> None:
     torch.manual_seed(1)
     backbone = BNInception(num_classes=1000, width=0.25)

@@ -25,8 +25,9 @@ comment citing ``shared/design/dynamics_lgd_brief.md`` ("brief", §A.x) and the 
   conv1 channels and continues BN-Inception from ``pool1`` (``conv2_3x3_reduce`` takes 2
   channels), pooled over the pairs like the static branch.  For it: §3.4 feeds the warped
   differences "in the similar manner of the displacement maps", and Table 9's own times
-  (app-change/static 3.55, motion/static 2.80) fit per-pair nets at the 224² map better than
-  one stacked net per snippet (whose MACs are ~1/7 of the static branch's).
+  (motion/static 2.80, app-change/motion 1.27) fit per-pair nets (own MACs at 224², T = 8:
+  motion 25.7 G vs app-change 26.2 G) better than one stacked net per snippet (motion 2.5 G,
+  ~1/11 of the static branch's 27.6 G).
 * appearance-change branch (brief §A.5): per frame pair, BN-Inception from ``pool1`` on (the
   64-channel difference fits ``conv2_3x3_reduce``) with the static branch's temporal pooling over
   the ``T-1`` pairs ("fed into subsequent layers in the similar manner", §3.4; the pairs are not

@@ -1,0 +1,1 @@
+"""Reusable network layers (one concept per file), independent of any backbone."""

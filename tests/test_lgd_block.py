@@ -117,7 +117,8 @@ def test_zero_init_network_equals_baseline_and_projection_still_learns():
     # A small LGD network (stem -> 3 units across a stage transition), g_1 = P(stem output).
     torch.manual_seed(0)
     stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU())
-    units = [_randomise_bn(_bottleneck(16, 8), 1), _randomise_bn(_bottleneck(32, 8), 2), _randomise_bn(_bottleneck(32, 16, 2), 3)]
+    units = [_randomise_bn(_bottleneck(c_in, planes, stride), seed)
+             for seed, (c_in, planes, stride) in enumerate([(16, 8, 1), (32, 8, 1), (32, 16, 2)])]
     baseline = nn.Sequential(stem, *copy.deepcopy(units))
     blocks = [LGDResidual(u, 4 * p, c_in, zero_init_g2l=True) for u, p, c_in in zip(units, (8, 8, 16), (16, 32, 32))]
     video = torch.randn(6, 3, 8, 8)  # 2 videos x 3 segments
@@ -236,3 +237,22 @@ def test_bad_inputs_are_one_line_errors():
         layer(torch.randn(4, 32, 4, 4), torch.randn(2, 16), segments=3)
     with pytest.raises(ValueError, match="final nn.ReLU"):
         LGDResidual(nn.Conv2d(3, 3, 1), 3)
+
+
+@pytest.mark.parametrize("variant", ["full", "v1", "v2"])
+def test_block_macs_one_matvec_per_projection_per_video(variant):
+    from repro.profile import count_macs
+
+    class _Call(nn.Module):  # count_macs passes positional tensors; fix segments = 3
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, local, g):
+            return self.layer(local, g, 3)
+
+    layer = LGDDiffusion(64, 32, variant=variant)
+    report = count_macs(_Call(layer), (torch.randn(6, 64, 5, 5), torch.randn(2, 32)), warn_uncounted=False)
+    assert report.uncounted == {}
+    assert report.by_operator["linear"] == 2 * lgd_extra_params(64, 32, variant=variant)  # 2 videos
+    assert report.by_operator["mean"] == 6 * 64 * 25  # P over all frames, once per block

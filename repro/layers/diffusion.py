@@ -94,8 +94,10 @@ def lgd_network_extra_params(
 def global_pool(x: torch.Tensor, segments: int = 1) -> torch.Tensor:
     """P per video: ``(N·S, C, *spatial) -> (N, C)``, the mean over all S frames and positions."""
     if x.dim() < 3 or segments < 1 or x.shape[0] % segments:
-        raise ValueError(f"global_pool: expected (N·S, C, ...) with N·S divisible by segments={segments}, got {tuple(x.shape)}")
-    return x.reshape(x.shape[0] // segments, segments, x.shape[1], -1).mean(dim=(1, 3))
+        raise ValueError(
+            f"global_pool: expected (N·S, C, ...) with N·S divisible by segments={segments}, got {tuple(x.shape)}"
+        )
+    return x.unflatten(0, (-1, segments)).flatten(3).mean(dim=(1, 3))  # (N, S, C, P) -> (N, C)
 
 
 def _check_variant(variant: str) -> None:
@@ -164,7 +166,9 @@ class LGDDiffusion(nn.Module):
         if g.dim() != 2 or g.shape[1] != self.global_in_channels:
             raise ValueError(f"{name}: global vector expected (N, {self.global_in_channels}), got {tuple(g.shape)}")
         if segments < 1 or local.shape[0] != g.shape[0] * segments:
-            raise ValueError(f"{name}: local map has {local.shape[0]} maps, expected N·segments = {g.shape[0]}·{segments}")
+            raise ValueError(
+                f"{name}: local map has {local.shape[0]} maps, expected N·segments = {g.shape[0]}·{segments}"
+            )
 
     def global_to_local(self, local: torch.Tensor, g: torch.Tensor, segments: int = 1) -> torch.Tensor:
         """Eq. 2 (Eq. 9 for v2): ``(N·S, C, *sp), (N, C_in) -> (N·S, C, *sp)``."""
@@ -207,12 +211,17 @@ class LGDResidual(nn.Module):
         super().__init__()
         act = getattr(unit, act_attr, None)
         if not isinstance(act, nn.ReLU):
-            raise ValueError(f"LGDResidual: {type(unit).__name__}.{act_attr} expected the unit's final nn.ReLU, got {type(act).__name__}")
+            raise ValueError(
+                f"LGDResidual: {type(unit).__name__}.{act_attr} expected the unit's final nn.ReLU, "
+                f"got {type(act).__name__}"
+            )
         setattr(unit, act_attr, nn.Identity())
         self.unit = unit
         self.diffusion = LGDDiffusion(channels, global_in_channels, **diffusion_kwargs)
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor, segments: int = 1, **unit_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, g: torch.Tensor, segments: int = 1, **unit_kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.diffusion(self.unit(x, **unit_kwargs), g, segments)
 
 

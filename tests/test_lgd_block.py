@@ -187,6 +187,9 @@ def test_resnet_totals():
     assert lgd_network_extra_params(RESNET50, stem_channels=64) == 7_544_832 - 2 * 175_104 == 7_194_624
     assert lgd_network_extra_params(RESNET101, stem_channels=64) == 14_229_504 - 2 * 175_104
     assert lgd_network_extra_params(RESNET50, variant="v1") == 7_544_832 // 3
+    # The authors' later code has the same weights with real dims (2·C_in·Ĉ + 4·C·Ĉ per block) plus
+    # 3 biases of Ĉ and 3 of C per block: brief B.2's 7,242,768.
+    assert 7_194_624 + 3 * sum(c // 16 + c for c in RESNET50) == 7_242_768
 
 
 def test_wrapping_timm_resnet50_adds_exactly_the_real_dims_count():

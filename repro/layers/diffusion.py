@@ -82,7 +82,8 @@ def lgd_network_extra_params(
     """Sum of :func:`lgd_extra_params` over a network's blocks (output channels in order).
 
     ``stem_channels=None``: paper form, every block as if C_in = C (ResNet-50: 7,544,832).  With
-    ``stem_channels``, g_{l-1} has the previous block's channels (the stem's for the first block).
+    ``stem_channels``, g_{l-1} has the previous block's channels (the stem's for the first block):
+    ResNet-50 7,194,624 (= the authors' later code, 7,242,768, without its 48,144 biases).
     """
     total, previous = 0, stem_channels
     for c in channels:

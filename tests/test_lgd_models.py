@@ -172,3 +172,21 @@ def test_p3d_table1_shapes_at_full_size():
 def test_bad_arguments_are_one_line_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         create_model("lgd3d_resnet50", num_classes=5, width=0.25, **kwargs)
+
+
+def test_stage2_rows_start_from_a_stage1_row_of_the_same_network():
+    from repro.spec.loader import load_spec
+    from repro.spec.refs import parse_row_ref
+
+    spec = load_spec("specs/lgd/table3.yaml")
+    rows = {r.id: r for r in spec.rows}
+    chained = [r for r in spec.rows if r.model and r.model.args.get("stage") == 2]
+    assert len(chained) == 6  # every Com row of Table 3 (R50/R101 x LGD-2D/3D, + Long)
+    for row in chained:
+        paper, table, source = parse_row_ref(row.full.init[4:])
+        assert (paper, int(table)) == ("lgd", 3)
+        first = rows[source]
+        assert first.model.name == row.model.name and first.model.args.get("stage", 1) == 1
+        assert "pretrained_file" in first.full.model_args  # the Img row: ImageNet-initialised
+    long = [r for r in chained if r.model.args.get("pool1_stride") == 4]
+    assert [r.full.frames for r in long] == [128, 128]

@@ -24,6 +24,13 @@ smaller because the first unit of each stage reads a narrower g_{l-1}: 64->256, 
 the stage-1 global head ``fc_g`` (2048·K + K = 819,600 at K = 400).  v1 keeps only W^{x,g}:
 2,339,840 on ResNet-50.
 
+MACs (``python -m repro profile``, 1x3x16x112x112 / 1x3x3x224x224, K = 400): lgd3d_resnet50
+22,572,517,376 vs p3d_resnet50 22,566,371,328 (+6,146,048, +0.03 %); lgd2d_resnet50 12,268,374,016
+vs c2d_resnet50 12,262,227,968 (+6,146,048).  The difference is the low-rank products a stage-1
+*prediction* uses: each weight once per video (7,194,624) less the last unit's Eq. 3 update
+(1,048,576), whose g_L, like ``fc_g``, no test-time output of ``predict="local"`` reads (the traced
+graph drops them).  Elementwise ops (GAP, add, ReLU) add ~0.06 G in the all-ops count.
+
 Two stages (§4.3), as two rows of a table chained by the run config's ``init:``:
 
 * ``stage=1`` (Eq. 6): local head ``fc`` on P(x_L) (the baseline's own head) and global head

@@ -9,3 +9,4 @@ from repro.models import motionnet  # noqa: F401  MotionNet (TrajectoryNet's lea
 from repro.models import trajectorynet  # noqa: F401  TrajectoryNet (NeurIPS 2018)
 from repro.models import bninception  # noqa: F401  BN-Inception (TSN / Dynamics backbone)
 from repro.models import dynamics  # noqa: F401  Disentangling Components of Dynamics (CVPR 2018)
+from repro.models import lgd  # noqa: F401  LGD-2D / LGD-3D (CVPR 2019)

@@ -322,7 +322,8 @@ def test_every_part_profiles_with_no_uncounted_op_and_the_split_adds_up() -> Non
         torch.testing.assert_close(parts["motion_path"][0](video), model.compute(video, what="motion"))
     static = _model(branches=("static",)).eval()
     static_parts = static.profile_parts((video,))
-    assert "displacement" not in static_parts and static_parts["shared"][0] is static.conv1
+    assert "displacement" not in static_parts and "shared" not in static_parts  # Table 9's static: nothing shared
+    assert static_parts["own"][0] is static
     wta = _model(branches=("motion",), matcher="wta", max_disp=1).eval()
     assert count_macs(wta, (video,)).uncounted == {}
     out = profile("dynamics_full_bninception", (1, 3, 4, 64, 64), max_disp=1, **MINI)  # the public entry point

@@ -21,7 +21,8 @@ Keys (``measure: "profile:<key>"``):
   with a method ``profile_parts(inputs) -> {part: (module, module_inputs)}`` has each ``module``
   timed on its ``module_inputs`` like the whole model (``DynamicsNet.profile_parts`` documents its
   parts).  A part the table asks for and the model does not have (Dynamics' static branch builds no
-  displacement map) costs 0 (ms, MACs; fps 0); a ratio over a missing part is not runnable.
+  displacement map) costs 0 (ms, MACs; fps 0), and a ratio involving one is 0 (every row of a
+  table is asked every key).
 """
 from __future__ import annotations
 
@@ -79,10 +80,9 @@ def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None
         kind, _, part = key.partition(":")
         if kind in ("part_macs_ratio", "part_time_ratio"):
             a, _, b = part.partition("/")
-            if b not in parts:
-                raise NotRunnable(f"{key}: the model has no part '{b}' (parts: {', '.join(sorted(parts))})")
             value = part_macs if kind == "part_macs_ratio" else part_ms
-            out[key] = value(a) / value(b)
+            # every row of a table is asked every key: a ratio the row's model cannot form is 0
+            out[key] = value(a) / value(b) if a in parts and b in parts else 0.0
         elif kind == PART_KEY:
             out[key] = part_ms(part)
         elif kind == "part_fps":

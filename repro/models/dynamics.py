@@ -507,9 +507,9 @@ class DynamicsNet(VideoModel):
           maps or flows; change: the (warped) difference and its net), with the consensus;
         * ``<branch>_path``: everything a branch needs from the video to its logits (Table 3's FPS
           of the motion branch = ``motion_path``);
-        * ``full``: the model; ``shared``: ``displacement`` if the model builds maps, else ``conv1``;
+        * ``full``: the model; ``shared``: ``displacement``, when the model builds displacement maps;
           ``own``: everything after ``shared`` (a one-branch model's own layers; for several
-          branches all their own layers and the fusion).
+          branches all their own layers and the fusion), or the whole model when nothing is shared.
         """
         video, flow_fwd = inputs[0], (inputs[1] if len(inputs) > 1 else None)
         with torch.no_grad():
@@ -525,10 +525,11 @@ class DynamicsNet(VideoModel):
             mods = {b: getattr(self, b), **{m: getattr(self, m) for m in ("conv1", "displacement")
                                             if self.uses("features" if m == "conv1" else m, (b,))}}
             parts[f"{b}_path"] = (_Part(self, b, mods), tuple(inputs))
-        shared = "displacement" if "displacement" in parts else "conv1"
-        if shared in parts:
-            parts["shared"] = parts[shared]
-        parts["own"] = _heads_part(self, self.branches, done)
+        if "displacement" in parts:  # Table 9: "(15.4) + 3.33" = shared displacement map + own layers
+            parts["shared"] = parts["displacement"]
+            parts["own"] = _heads_part(self, self.branches, done)
+        else:  # nothing shared (the static column, 1.19 ms): the whole model is the branch's own time
+            parts["own"] = parts["full"]
         for module, _ in parts.values():
             # a wrapper starts in training mode; profiling restores the mode it found (recursively)
             module.train(self.training)

@@ -380,3 +380,30 @@ def test_pretrained_backbone_initialises_every_branch(tmp_path) -> None:
     assert torch.allclose(pairs.motion.net.conv2_3x3_reduce.weight, reduce)
     with pytest.raises(ValueError, match="shape"):
         load_dynamics_pretrained(_model(width=0.5), path)
+
+
+def test_table9_profile_job_measures_every_column_in_one_run(tmp_path) -> None:
+    """Table 9's spec through the profile job at a small input: the overall row's per-part MACs add
+    up to the model's, the ratio columns are formed, and the static row has nothing shared."""
+    from repro.jobs import JobContext
+    from repro.jobs.profile import run_profile
+    from repro.spec.loader import load_specs
+
+    spec = load_specs()["dynamics:table9"]
+    wanted = [m.measure.split(":", 1)[1] for m in spec.metrics]
+    out = {}
+    for row_id in ("overall", "static"):
+        row = spec.row(row_id)
+        small = row.model.model_copy(update={"args": {**row.model.args, "width": 0.25, "num_frames": 2, "max_disp": 1}})
+        row = row.model_copy(update={"model": small, "input_shape": [1, 3, 2, 32, 32]})
+        ctx = JobContext(spec=spec, row=row, scale="full", wanted=wanted, results_dir=tmp_path, work_dir=tmp_path,
+                         data_dir=tmp_path, threads=1)
+        out[row_id] = run_profile(ctx).metrics
+        assert set(wanted) <= set(out[row_id])
+    full = out["overall"]
+    assert full["part_gmacs:own"] + full["part_gmacs:shared"] == pytest.approx(full["gmacs"])
+    assert 0 < full["part_macs_ratio:displacement/full"] < 1 and full["part_time_ratio:displacement/full"] > 0
+    assert full["part_time_ratio:motion/static"] > 0 and full["part_time_ratio:change/motion"] > 0
+    static = out["static"]
+    assert static["part_ms_per_frame:shared"] == 0.0 and static["part_gmacs:own"] == pytest.approx(static["gmacs"])
+    assert static["part_time_ratio:displacement/full"] == 0.0  # not formed for a model without a displacement map

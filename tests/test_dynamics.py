@@ -11,6 +11,7 @@ from repro.layers.temporal_pool import pooled_frames, temporal_max_pool, tempora
 from repro.models.bninception import BNInception
 from repro.models.dynamics import (
     DisplacementHead,
+    BRANCHES,
     DynamicsNet,
     consecutive_pairs,
     fuse_scores,
@@ -82,7 +83,7 @@ def test_external_flow_variants_need_and_use_flow_fwd() -> None:
     warp = _model(branches=("change",), change_input="warped_rgb_diff", warp_flow="flow")  # Table 4 TV-L1 row
     for model in (tvl1, warp):
         assert model(video, flow).shape == (2, 5)
-        assert len(model.example_inputs((2, 3, 4, 64, 64))) == 2
+        assert len(model.example_inputs((2, 3, 4, 64, 64))) == 3  # video, flow_fwd, flow_bwd (the contract)
         with pytest.raises(ValueError, match="flow_fwd"):
             model(video)
     assert not hasattr(warp, "conv1")  # warped RGB by an external flow needs no conv1 features
@@ -298,30 +299,46 @@ def test_table4_inputs_are_differences_of_the_right_things() -> None:
 
 
 # ------------------------------------------------------------------------------ profiling, weights
-def test_every_piece_profiles_with_no_uncounted_op() -> None:
-    model = _model(conv1_stride=2, max_disp=1)  # a 3x3 window keeps the traces short
+def test_every_part_profiles_with_no_uncounted_op_and_the_split_adds_up() -> None:
+    """Table 9's split through the profile job's hook: the shared displacement map (conv1 + cost
+    volume + soft-argmax) plus each branch's own layers is the whole model, in MACs and in values."""
+    model = _model(conv1_stride=2, max_disp=1).eval()  # a 3x3 window keeps the traces short
     video = _video(n=1)
-    pieces = model.profile_branches()
-    assert set(pieces) == {"conv1", "displacement", "static", "motion", "change", "full"}
+    parts = model.profile_parts((video,))
+    assert set(parts) == {"conv1", "displacement", "static", "motion", "change", "static_path", "motion_path",
+                          "change_path", "full", "shared", "own"}
     macs = {}
-    for name, piece in pieces.items():
-        if name == "full":
-            continue  # traced by `profile` below
-        report = count_macs(piece, (video,))
+    for name, (piece, inputs) in parts.items():
+        report = count_macs(piece, inputs)
         assert report.uncounted == {}, (name, report.uncounted)
         macs[name] = report.model_macs
-    # Table 9's split: shared displacement map + each branch's own part add up to the whole.
-    assert macs["displacement"] > macs["conv1"] > 0
-    assert count_params(pieces["full"]) == count_params(model)
-    assert count_params(pieces["static"]) == count_params(model.conv1) + count_params(model.static)
+    assert macs["displacement"] > macs["conv1"] > 0 and parts["shared"][0] is parts["displacement"][0]
+    assert macs["full"] == macs["displacement"] + macs["own"] == macs["displacement"] + sum(macs[b] for b in BRANCHES)
+    assert macs["motion_path"] == macs["displacement"] + macs["motion"]
+    assert macs["static_path"] == macs["conv1"] + macs["static"]
+    assert count_params(parts["static_path"][0]) == count_params(model.conv1) + count_params(model.static)
+    with torch.no_grad():  # "own" on the shared tensors gives the model's output; each path its branch's
+        torch.testing.assert_close(parts["own"][0](*parts["own"][1]), model(video))
+        torch.testing.assert_close(parts["motion_path"][0](video), model.compute(video, what="motion"))
+    static = _model(branches=("static",)).eval()
+    static_parts = static.profile_parts((video,))
+    assert "displacement" not in static_parts and "shared" not in static_parts  # Table 9's static: nothing shared
+    assert static_parts["own"][0] is static
     wta = _model(branches=("motion",), matcher="wta", max_disp=1).eval()
     assert count_macs(wta, (video,)).uncounted == {}
     out = profile("dynamics_full_bninception", (1, 3, 4, 64, 64), max_disp=1, **MINI)  # the public entry point
-    assert out["uncounted_ops"] == {} and out["params"] == count_params(model)
-    macs["full"] = out["macs"]
-    own = {b: macs[b] - macs["displacement" if b != "static" else "conv1"] for b in model.branches}
-    assert macs["full"] == macs["displacement"] + sum(own.values())
-    assert own["change"] > 0 and own["motion"] > 0 and own["static"] > 0
+    assert out["uncounted_ops"] == {} and out["params"] == count_params(model) and out["macs"] == macs["full"]
+
+
+def test_flow_fed_model_declares_flow_inputs_and_profiles_its_parts() -> None:
+    model = _model(branches=("change",), change_input="warped_rgb_diff", warp_flow="flow").eval()
+    assert model.inputs == ("video", "flow_fwd", "flow_bwd") and _model().inputs == ("video",)
+    inputs = model.example_inputs((1, 3, 4, 64, 64))
+    assert [tuple(x.shape) for x in inputs] == [(1, 3, 4, 64, 64), (1, 2, 4, 64, 64), (1, 2, 4, 64, 64)]
+    parts = model.profile_parts(inputs)
+    assert "displacement" not in parts and "conv1" not in parts  # RGB differences warped by the given flow
+    with torch.no_grad():
+        torch.testing.assert_close(parts["own"][0](*parts["own"][1]), model(*inputs))
 
 
 def test_static_branch_costs_no_parameters_and_pooling_saves_macs() -> None:
@@ -363,3 +380,30 @@ def test_pretrained_backbone_initialises_every_branch(tmp_path) -> None:
     assert torch.allclose(pairs.motion.net.conv2_3x3_reduce.weight, reduce)
     with pytest.raises(ValueError, match="shape"):
         load_dynamics_pretrained(_model(width=0.5), path)
+
+
+def test_table9_profile_job_measures_every_column_in_one_run(tmp_path) -> None:
+    """Table 9's spec through the profile job at a small input: the overall row's per-part MACs add
+    up to the model's, the ratio columns are formed, and the static row has nothing shared."""
+    from repro.jobs import JobContext
+    from repro.jobs.profile import run_profile
+    from repro.spec.loader import load_specs
+
+    spec = load_specs()["dynamics:table9"]
+    wanted = [m.measure.split(":", 1)[1] for m in spec.metrics]
+    out = {}
+    for row_id in ("overall", "static"):
+        row = spec.row(row_id)
+        small = row.model.model_copy(update={"args": {**row.model.args, "width": 0.25, "num_frames": 2, "max_disp": 1}})
+        row = row.model_copy(update={"model": small, "input_shape": [1, 3, 2, 32, 32]})
+        ctx = JobContext(spec=spec, row=row, scale="full", wanted=wanted, results_dir=tmp_path, work_dir=tmp_path,
+                         data_dir=tmp_path, threads=1)
+        out[row_id] = run_profile(ctx).metrics
+        assert set(wanted) <= set(out[row_id])
+    full = out["overall"]
+    assert full["part_gmacs:own"] + full["part_gmacs:shared"] == pytest.approx(full["gmacs"])
+    assert 0 < full["part_macs_ratio:displacement/full"] < 1 and full["part_time_ratio:displacement/full"] > 0
+    assert full["part_time_ratio:motion/static"] > 0 and full["part_time_ratio:change/motion"] > 0
+    static = out["static"]
+    assert static["part_ms_per_frame:shared"] == 0.0 and static["part_gmacs:own"] == pytest.approx(static["gmacs"])
+    assert static["part_time_ratio:displacement/full"] == 0.0  # not formed for a model without a displacement map

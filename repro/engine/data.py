@@ -134,7 +134,12 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
     if cfg.dataset in NO_FLIP_DATASETS:
         common["flip"] = False
     if cfg.segments:
-        common["segments"] = cfg.segments
+        # TSN: `frames` is the clip's whole length T = segments x snippet length (LGD-2D: 3 x 1,
+        # Dynamics w/ TSN: 3 x 8); each segment gives one snippet of consecutive frames.
+        if resolved["frames"] % cfg.segments:
+            raise NotRunnable(f"segments: {cfg.segments} must divide frames ({resolved['frames']}): "
+                              f"frames = segments x snippet length")
+        common.update(segments=cfg.segments, snippet_len=resolved["frames"] // cfg.segments)
     if cfg.split and cfg.split.startswith("split") and cfg.split[5:].isdigit():
         common["fold"] = int(cfg.split[5:])  # UCF101 / HMDB51 "split1".."split3"
     train = build_dataset(cfg.dataset, root, "train", train=True, **common)

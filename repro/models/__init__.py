@@ -9,7 +9,6 @@
   Table 3 classifiers), :mod:`~repro.models.tvnet_losses`, :mod:`~repro.models.motionnet`,
   :mod:`~repro.models.motionnet_pretrain`, :mod:`~repro.models.trajectorynet`,
   :mod:`~repro.models.bninception` (TSN's BN-Inception), :mod:`~repro.models.dynamics`,
-
   :mod:`~repro.models.lgd` (LGD-2D / LGD-3D).
 
 Importing this package imports no family; :mod:`repro.models.catalog` imports them all (the

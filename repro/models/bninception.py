@@ -54,6 +54,7 @@ from torch import Tensor
 
 from repro.layers.width import stage_channels
 from repro.models._builder import load_checkpoint_state
+from repro.models.contract import VideoModel
 from repro.registry import register_model
 
 __all__ = [
@@ -113,7 +114,7 @@ def _pool_3x3_s2(x: Tensor) -> Tensor:
     return F.max_pool2d(x, 3, stride=2, ceil_mode=True)
 
 
-class BNInception(nn.Module):
+class BNInception(VideoModel):
     """BN-Inception on ``(N, in_chans, H, W)`` -> logits ``(N, num_classes)``.
 
     ``num_classes=0`` replaces ``fc`` by the identity (the model returns the pooled
@@ -348,7 +349,7 @@ def load_bninception_state(model: BNInception, path: str | os.PathLike) -> list[
 
 
 # ------------------------------------------------------------------------------ constructor
-@register_model(paper="dynamics", default_input=(1, 3, 224, 224), tags=("backbone", "tsn", "2d"))
+@register_model(paper="dynamics", default_input=(1, 3, 224, 224), test_input=(2, 3, 64, 64), tags=("backbone", "tsn", "2d"))
 def bninception(num_classes: int = 1000, pretrained_file: str | None = None, in_chans: int = 3, width: float = 1.0,
                 conv1_stride: int = 2, drop_rate: float = 0.0, partial_bn: bool = False,
                 features_only: bool | Sequence[str] = False, **kwargs: Any) -> BNInception:

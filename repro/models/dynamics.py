@@ -64,6 +64,7 @@ from torch import Tensor
 from repro.layers.temporal_pool import temporal_global_max, temporal_max_pool
 from repro.models.bninception import BNInception, tsn_key
 from repro.models._builder import load_checkpoint_state
+from repro.models.contract import FLOW_INPUTS, VideoModel, example_input
 from repro.ops.cost_volume import cost_volume_displacement, cosine_cost_volume, wta_displacement
 from repro.ops.warp import bilinear_sample_reference, warp_backward
 from repro.registry import register_model
@@ -272,24 +273,7 @@ class TemporalPoolNet(nn.Module):
         return self.net.fc(self.net.dropout(v))
 
 
-class _Part(nn.Module):
-    """One piece of a :class:`DynamicsNet` (for :meth:`DynamicsNet.profile_branches`): the same
-    video input, only the submodules that piece uses registered (so params count per piece)."""
-
-    def __init__(self, model: DynamicsNet, what: str, modules: dict[str, nn.Module]) -> None:
-        super().__init__()
-        object.__setattr__(self, "_model", model)  # not registered: params are those of `parts`
-        self.what = what
-        self.parts = nn.ModuleDict(modules)
-
-    def example_inputs(self, input_shape: tuple[int, ...]) -> tuple[Tensor, ...]:
-        return self._model.example_inputs(input_shape)
-
-    def forward(self, video: Tensor, flow_fwd: Tensor | None = None) -> Tensor:
-        return self._model.compute(video, flow_fwd, self.what)
-
-
-class DynamicsNet(nn.Module):
+class DynamicsNet(VideoModel):
     """The Dynamics network: any non-empty subset of :data:`BRANCHES` on shared conv1 features.
 
     ``(N, 3, K·L, H, W)`` (+ ``flow_fwd`` when an external flow is used) -> logits ``(N, classes)``.
@@ -415,13 +399,15 @@ class DynamicsNet(nn.Module):
             return disp or "static" in branches or (change and self.change_input.endswith("feature_diff"))
         raise ValueError(f"uses: unknown {what!r}")
 
+    @property
+    def inputs(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The contract's declared inputs: the video, plus the flows when a branch uses an external
+        flow (Tables 4 and 6 TV-L1 rows; only ``flow_fwd`` is read)."""
+        return ("video", *FLOW_INPUTS) if self.uses("flow") else ("video",)
+
     def example_inputs(self, input_shape: tuple[int, ...]) -> tuple[Tensor, ...]:
-        """A video of ``input_shape`` (+ a flow when the model takes one), for ``repro.profile``."""
-        video = torch.randn(*input_shape)
-        if not self.uses("flow"):
-            return (video,)
-        n, _, t, h, w = input_shape
-        return video, torch.randn(n, 2, t, h, w)
+        """A video of ``input_shape`` (+ the flows when the model takes them), for ``repro.profile``."""
+        return tuple(example_input(name, tuple(input_shape)) for name in self.inputs)
 
     # ----------------------------------------------------------------------------- pieces
     def _frames(self, video: Tensor) -> Tensor:
@@ -467,16 +453,29 @@ class DynamicsNet(nn.Module):
         wanted = {"logits": self.branches, "branches": self.branches}.get(what, (what,) if what in BRANCHES else ())
         if what in ("conv1", "displacement") and not hasattr(self, what):
             raise ValueError(f"DynamicsNet: this model computes no {what} (branches {self.branches})")
-        frames = self._frames(video)
+        out = self._shared(video, flow_fwd, wanted, what)
+        out.update(self._heads(out["frames"], out.get("conv1"), out.get("displacement"), out.get("flow"), wanted))
+        if what == "logits":
+            out["logits"] = fuse_scores([out[b] for b in self.branches], self.fusion)
+        return out
+
+    def _shared(self, video: Tensor, flow_fwd: Tensor | None, wanted: Sequence[str], what: str = "") -> dict[str, Tensor]:
+        """What the ``wanted`` branches share: ``frames`` ``(B·L, 3, H, W)``, ``conv1`` features,
+        ``displacement`` maps ``(B·(L-1), 2, h, w)``, per-pair ``flow`` ``(B·(L-1), 2, H, W)``."""
+        out = {"frames": self._frames(video)}
+        if self.uses("features", wanted) or what in ("conv1", "displacement"):
+            out["conv1"] = self.conv1(out["frames"])  # (B·L, 64w, H/s, W/s)
+        if self.uses("displacement", wanted) or what == "displacement":
+            out["displacement"] = self.displacement(*consecutive_pairs(out["conv1"], self.num_frames))
+        if self.uses("flow", wanted):
+            out["flow"] = self._pair_flows(flow_fwd, video)
+        return out
+
+    def _heads(self, frames: Tensor, feats: Tensor | None, disp: Tensor | None, flow: Tensor | None,
+               wanted: Sequence[str]) -> dict[str, Tensor]:
+        """Each wanted branch's own layers on the shared tensors -> ``{branch: (N, classes)}`` after consensus."""
         k, length = self.num_segments, self.num_frames
         out: dict[str, Tensor] = {}
-        feats = disp = flow = None
-        if self.uses("features", wanted) or what in ("conv1", "displacement"):
-            feats = out["conv1"] = self.conv1(frames)  # (B·L, 64w, H/s, W/s)
-        if self.uses("displacement", wanted) or what == "displacement":
-            disp = out["displacement"] = self.displacement(*consecutive_pairs(feats, length))  # (B·(L-1), 2, h, w)
-        if self.uses("flow", wanted):
-            flow = self._pair_flows(flow_fwd, video)  # (B·(L-1), 2, H, W)
         if "static" in wanted:
             out["static"] = segment_consensus(self.static(feats, length), k)
         if "motion" in wanted:
@@ -485,41 +484,92 @@ class DynamicsNet(nn.Module):
                 out["motion"] = segment_consensus(self.motion(stack_pairs(maps, length - 1)), k)
             else:  # per pair at the conv1 resolution (an external flow is resampled to it)
                 s = self.conv1_stride
-                maps = resize_flow(maps, (-(-int(video.shape[3]) // s), -(-int(video.shape[4]) // s)))
+                maps = resize_flow(maps, (-(-int(frames.shape[-2]) // s), -(-int(frames.shape[-1]) // s)))
                 out["motion"] = segment_consensus(self.motion(maps, length - 1), k)
         if "change" in wanted:
             x = self._change_input(frames, feats, disp, flow)
             out["change"] = segment_consensus(self.change(x, length - 1), k)
-        if what == "logits":
-            out["logits"] = fuse_scores([out[b] for b in self.branches], self.fusion)
         return out
 
     def forward(self, video: Tensor, flow_fwd: Tensor | None = None, flow_bwd: Tensor | None = None) -> Tensor:
         # flow_bwd: accepted (the trainer passes what the data holds) and not used.
         return self.compute(video, flow_fwd, "logits")
 
-    def profile_branches(self) -> dict[str, nn.Module]:
-        """Modules taking the model's input, for per-branch MACs / latency (Table 9):
-        ``conv1`` (shared features), ``displacement`` (conv1 + cost volume + soft-argmax: the shared
-        "displacement map processing"), each branch (everything it needs -> its logits) and
-        ``full``.  A branch's own cost is its piece minus ``displacement`` (motion, change) or
-        minus ``conv1`` (static)."""
-        pieces: dict[str, nn.Module] = {}
-        shared = {"conv1": self.conv1} if self.uses("features") else {}
-        if shared:
-            pieces["conv1"] = _Part(self, "conv1", shared)
-        if self.uses("displacement"):
-            shared = {**shared, "displacement": self.displacement}
-            pieces["displacement"] = _Part(self, "displacement", shared)
+    def profile_parts(self, inputs: Sequence[Tensor]) -> dict[str, tuple[nn.Module, tuple[Tensor, ...]]]:
+        """The profile job's hook (``repro.jobs.profile``): ``{part: (module, module_inputs)}`` for
+        Table 9's per-part MACs and latency, every part timed in the same run.
+
+        * ``conv1``: the shared low-level features, on the frames;
+        * ``displacement``: conv1 + cost volume + soft-argmax from the video -- the paper's shared
+          "displacement map processing" (Table 9's bracketed 15.4 ms);
+        * ``static`` / ``motion`` / ``change``: a branch's **own** layers on the shared tensors
+          (static: the temporal-pool net on conv1 features; motion: the net on the displacement
+          maps or flows; change: the (warped) difference and its net), with the consensus;
+        * ``<branch>_path``: everything a branch needs from the video to its logits (Table 3's FPS
+          of the motion branch = ``motion_path``);
+        * ``full``: the model; ``shared``: ``displacement``, when the model builds displacement maps;
+          ``own``: everything after ``shared`` (a one-branch model's own layers; for several
+          branches all their own layers and the fusion), or the whole model when nothing is shared.
+        """
+        video, flow_fwd = inputs[0], (inputs[1] if len(inputs) > 1 else None)
+        with torch.no_grad():
+            done = self._shared(video, flow_fwd, self.branches, "displacement" if self.uses("displacement") else "")
+        parts: dict[str, tuple[nn.Module, tuple[Tensor, ...]]] = {"full": (self, tuple(inputs))}
+        if "conv1" in done:
+            parts["conv1"] = (self.conv1, (done["frames"],))
+        if "displacement" in done:
+            parts["displacement"] = (_Part(self, "displacement", {"conv1": self.conv1, "displacement": self.displacement}),
+                                     (video,))
         for b in self.branches:
-            mods = {b: getattr(self, b)}
-            if self.uses("features", (b,)):
-                mods["conv1"] = self.conv1
-            if self.uses("displacement", (b,)):
-                mods["displacement"] = self.displacement
-            pieces[b] = _Part(self, b, mods)
-        pieces["full"] = _Part(self, "logits", dict(self.named_children()))
-        return pieces
+            parts[b] = _heads_part(self, (b,), done)
+            mods = {b: getattr(self, b), **{m: getattr(self, m) for m in ("conv1", "displacement")
+                                            if self.uses("features" if m == "conv1" else m, (b,))}}
+            parts[f"{b}_path"] = (_Part(self, b, mods), tuple(inputs))
+        if "displacement" in parts:  # Table 9: "(15.4) + 3.33" = shared displacement map + own layers
+            parts["shared"] = parts["displacement"]
+            parts["own"] = _heads_part(self, self.branches, done)
+        else:  # nothing shared (the static column, 1.19 ms): the whole model is the branch's own time
+            parts["own"] = parts["full"]
+        for module, _ in parts.values():
+            # a wrapper starts in training mode; profiling restores the mode it found (recursively)
+            module.train(self.training)
+        return parts
+
+
+class _Part(nn.Module):
+    """A piece of a :class:`DynamicsNet` from the video (``compute(video, flow_fwd, what)``), with
+    only the submodules it uses registered (so its parameters count per piece)."""
+
+    def __init__(self, model: DynamicsNet, what: str, modules: dict[str, nn.Module]) -> None:
+        super().__init__()
+        object.__setattr__(self, "_model", model)  # not registered: params are those of `parts`
+        self.what = what
+        self.parts = nn.ModuleDict(modules)
+
+    def forward(self, video: Tensor, flow_fwd: Tensor | None = None, flow_bwd: Tensor | None = None) -> Tensor:
+        return self._model.compute(video, flow_fwd, self.what)
+
+
+class _HeadsModule(nn.Module):
+    """The own layers of some branches on pre-computed shared tensors (``names`` in order)."""
+
+    def __init__(self, model: DynamicsNet, branches: tuple[str, ...], names: tuple[str, ...]) -> None:
+        super().__init__()
+        object.__setattr__(self, "_model", model)
+        self.branches, self.names = branches, names
+        self.parts = nn.ModuleDict({b: getattr(model, b) for b in branches})
+
+    def forward(self, *tensors: Tensor) -> Tensor:
+        got = dict(zip(self.names, tensors))
+        out = self._model._heads(got["frames"], got.get("conv1"), got.get("displacement"), got.get("flow"),
+                                 self.branches)
+        return fuse_scores([out[b] for b in self.branches], self._model.fusion)
+
+
+def _heads_part(model: DynamicsNet, branches: tuple[str, ...], done: dict[str, Tensor]) -> tuple[nn.Module, tuple[Tensor, ...]]:
+    """``(module, inputs)`` for the own layers of ``branches`` given the shared tensors ``done``."""
+    names = tuple(n for n in ("frames", "conv1", "displacement", "flow") if n in done)
+    return _HeadsModule(model, branches, names), tuple(done[n] for n in names)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -563,37 +613,40 @@ def _create(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
 
 _INPUT = (1, 3, 8, 224, 224)  # one 8-frame snippet (§4.2), Table 9's input
 _TAGS = ("dynamics", "tsn", "2d")
+# The contract test's small input: two 8-frame snippets at 64² (conv1 stride 2 -> 32² maps; the
+# stride-2 blocks see even sizes; the motion net's 1x1 maps at inception_4e need a batch of 2 for BN).
+_TEST_INPUT = (2, 3, 8, 64, 64)
 
 
-@register_model(paper="dynamics", default_input=_INPUT, tags=_TAGS)
+@register_model(paper="dynamics", default_input=_INPUT, test_input=_TEST_INPUT, tags=_TAGS)
 def dynamics_static_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """Static-appearance branch alone (Tables 1, 2, 5): BN-Inception + gradual/late 3D pooling."""
     model_args = dict(branches=("static",))
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
 
-@register_model(paper="dynamics", default_input=_INPUT, tags=_TAGS)
+@register_model(paper="dynamics", default_input=_INPUT, test_input=_TEST_INPUT, tags=_TAGS)
 def dynamics_motion_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """Apparent-motion branch alone (Table 5 "Displacement Map"): cost volume -> displacement maps -> BN-Inception."""
     model_args = dict(branches=("motion",))
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
 
-@register_model(paper="dynamics", default_input=_INPUT, tags=_TAGS)
+@register_model(paper="dynamics", default_input=_INPUT, test_input=_TEST_INPUT, tags=_TAGS)
 def dynamics_change_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """Appearance-change branch alone (Table 4): warped conv1-feature differences -> BN-Inception."""
     model_args = dict(branches=("change",))
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
 
-@register_model(paper="dynamics", default_input=_INPUT, tags=_TAGS)
+@register_model(paper="dynamics", default_input=_INPUT, test_input=_TEST_INPUT, tags=_TAGS)
 def dynamics_rgb_diff_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """TSN RGB-Diff as the appearance-change branch (Table 4 "No warping, RGB")."""
     model_args = dict(branches=("change",), change_input="rgb_diff")
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
 
-@register_model(paper="dynamics", default_input=_INPUT, tags=_TAGS)
+@register_model(paper="dynamics", default_input=_INPUT, test_input=_TEST_INPUT, tags=_TAGS)
 def dynamics_static_motion_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """Static + apparent motion, scores averaged (Table 6 "Static + Disp. Map"; brief §A.7: Table 3's
     own rows and Table 5's "Full model" are this two-branch fusion)."""
@@ -601,7 +654,7 @@ def dynamics_static_motion_bninception(pretrained_file: str | None = None, **kwa
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
 
-@register_model(paper="dynamics", default_input=_INPUT, tags=_TAGS)
+@register_model(paper="dynamics", default_input=_INPUT, test_input=_TEST_INPUT, tags=_TAGS)
 def dynamics_full_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """All three branches on shared conv1 features, scores averaged (§3.1, Fig. 2; Tables 6, 7, 8, 9)."""
     model_args = dict(branches=BRANCHES)

@@ -1,0 +1,184 @@
+"""Full scale on real-layout data: tiny UCF101 / HMDB51 / Something-Something V1 / Kinetics sets
+built from the built-in benchmark's renderer in their official layouts, pre-computed flow by
+`repro flow extract`, `repro list` telling which rows start, and `repro train --smoke`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from repro.data import readers, synth
+from repro.data.video_io import write_video
+
+SIZE, FRAMES = 32, 8  # tiny frames: TV-L1 of a pair takes milliseconds
+
+
+def _clip(class_name: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    spec = synth.sample_clip_spec(class_name, rng, height=SIZE, width=SIZE, num_frames=FRAMES)
+    return synth.render_clip(spec, rng)[0]  # (T, H, W, 3) uint8
+
+
+_SYNTH = ("moving_something_left", "moving_something_right")
+
+
+def make_ucf101(root: Path) -> Path:
+    """UCF101's layout: ``UCF-101/<Class>/v_<Class>_gXX_cYY.avi`` and ``ucfTrainTestlist/`` with
+    CRLF line ends, including the HandstandPushups folder whose files say ``HandStandPushups``."""
+    root = root / "ucf101"
+    classes = ["ApplyEyeMakeup", "HandstandPushups"]
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_bytes(b"1 ApplyEyeMakeup\r\n2 HandstandPushups\r\n")
+    train, test = [], []
+    for ci, (folder, stem) in enumerate(zip(classes, ["ApplyEyeMakeup", "HandStandPushups"])):
+        for g in (1, 2, 3):
+            name = f"{folder}/v_{stem}_g{g:02d}_c01.avi"
+            write_video(root / "UCF-101" / name, _clip(_SYNTH[ci], 10 * ci + g))
+            (test if g == 3 else train).append((name, ci + 1))
+    for fold in (1, 2, 3):
+        (lists / f"trainlist0{fold}.txt").write_bytes("".join(f"{n} {c}\r\n" for n, c in train).encode())
+        (lists / f"testlist0{fold}.txt").write_bytes("".join(f"{n}\r\n" for n, _ in test).encode())
+    return root
+
+
+def make_hmdb51(root: Path) -> Path:
+    """HMDB51's layout: ``hmdb51_org/<class>/<name>.avi`` and ``testTrainMulti_7030_splits/``."""
+    root = root / "hmdb51"
+    splits = root / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    for ci, c in enumerate(["brush_hair", "cartwheel"]):
+        lines = []
+        for k in range(3):
+            name = f"{c}_clip_{k}.avi"
+            write_video(root / "hmdb51_org" / c / name, _clip(_SYNTH[ci], 100 + 10 * ci + k))
+            lines.append(f"{name} {2 if k == 2 else 1} ")
+        for fold in (1, 2, 3):
+            (splits / f"{c}_test_split{fold}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_sthv1(root: Path) -> Path:
+    """Something-Something V1: ``20bn-something-something-v1/<id>/00001.jpg`` + ``;`` CSVs."""
+    import cv2
+
+    root = root / "sthv1"
+    labels = ["Moving something from left to right", "Moving something from right to left"]
+    (root).mkdir(parents=True)
+    (root / "something-something-v1-labels.csv").write_text("\n".join(labels) + "\n")
+    rows = {"train": [], "validation": []}
+    for ci, label in enumerate(labels):
+        for k in range(3):
+            vid = str(1000 + 10 * ci + k)
+            folder = root / "20bn-something-something-v1" / vid
+            folder.mkdir(parents=True)
+            for t, frame in enumerate(_clip(_SYNTH[1 - ci], 200 + 10 * ci + k), 1):
+                cv2.imwrite(str(folder / f"{t:05d}.jpg"), frame[..., ::-1])
+            rows["validation" if k == 2 else "train"].append(f"{vid};{label}")
+    for split, lines in rows.items():
+        (root / f"something-something-v1-{split}.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_kinetics(root: Path) -> Path:
+    """Kinetics-400: ``{train,validate}.csv`` and ``<split>/<label>/<ytid>_<start>_<end>.mp4``."""
+    root = root / "kinetics400"
+    root.mkdir(parents=True)
+    for split, csv_name, ks in (("train", "train.csv", (0, 1)), ("val", "validate.csv", (2,))):
+        lines = ["label,youtube_id,time_start,time_end,split"]
+        for ci, label in enumerate(["abseiling", "air drumming"]):
+            for k in ks:
+                ytid = f"yt{ci}{k}xxxxxxx"
+                lines.append(f"{label},{ytid},{10 * k},{10 * k + 10},{split}")
+                path = root / split / label / f"{readers.kinetics_file_stem(ytid, 10 * k, 10 * k + 10)}.mp4"
+                write_video(path, _clip(_SYNTH[ci], 300 + 10 * ci + k))
+        (root / csv_name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("full_scale") / "data"
+    for make in (make_ucf101, make_hmdb51, make_sthv1, make_kinetics):
+        make(d)
+    return d
+
+
+def _repro(*argv: str, capsys) -> tuple[int, str]:
+    from repro.cli import main
+
+    capsys.readouterr()
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+# ----------------------------------------------------------------------------------------------
+def test_readers_take_every_real_layout(data_dir):
+    ucf = readers.read_ucf101(data_dir / "ucf101", "train", fold=2)
+    assert ucf.classes == ["ApplyEyeMakeup", "HandstandPushups"] and not ucf.skipped
+    assert [r.label for r in ucf.records] == [0, 0, 1, 1]
+    assert ucf.records[2].path.name == "v_HandStandPushups_g01_c01.avi" and ucf.records[2].path.is_file()
+    hmdb = readers.read_hmdb51(data_dir / "hmdb51", "test", fold=3)
+    assert [(r.video_id, r.label) for r in hmdb.records] == [("brush_hair_clip_2", 0), ("cartwheel_clip_2", 1)]
+    sth = readers.read_sthv1(data_dir / "sthv1", "val")
+    assert [(r.video_id, r.label) for r in sth.records] == [("1002", 0), ("1012", 1)]
+    kin = readers.read_kinetics(data_dir / "kinetics400", "val")
+    assert [r.label for r in kin.records] == [0, 1] and not kin.skipped
+
+
+def test_flow_extract_writes_reads_and_resumes(data_dir, capsys):
+    from repro.data.datasets import FlowFolderSource
+    from repro.flow.extract import dataset_videos, extract_dataset
+    from repro.flow.methods import create_flow_method
+
+    code, out = _repro("flow", "extract", "--dataset", "sthv1", "--data-dir", str(data_dir), "--method", "tvl1",
+                       "--workers", "2", "-q", "--format", "json", capsys=capsys)
+    assert code == 0, out
+    report = json.loads(out[out.index("{"):])
+    assert report["videos"] == 6 and report["extracted"] == 6 and report["failed"] == []
+    folder = readers.flow_video_dir(data_dir / "sthv1", "tvl1", "1000")
+    assert sorted(p.name for p in folder.glob("x_*.jpg")) == [f"x_{k:05d}.jpg" for k in range(1, FRAMES)]
+    assert len(list(folder.glob("bx_*.jpg"))) == FRAMES - 1 and (folder / "done.json").is_file()
+    # read back: the flow of pair 2 -> 3 within the quantisation step (+ JPEG loss) of TV-L1's
+    rec = next(r for r in dataset_videos("sthv1", data_dir / "sthv1") if r.video_id == "1000")
+    frames = np.stack([__import__("repro.data.video_io", fromlist=["x"]).read_image(rec.path / f"{t:05d}.jpg")
+                       for t in range(1, FRAMES + 1)])
+    want = create_flow_method("tvl1")(frames[2], frames[3])
+    fwd, bwd, fwd_ok, bwd_ok = FlowFolderSource(data_dir / "sthv1", "tvl1")(rec, [2, 0, FRAMES - 1], FRAMES)
+    assert fwd_ok.tolist() == [True, True, False] and bwd_ok.tolist() == [True, False, True]
+    assert np.abs(fwd[0] - np.clip(want, -20, 20)).mean() < 0.3 and not fwd[2].any()
+    # resumable: a killed run's partial folder is ignored, finished videos are skipped
+    (folder.parent / "1001.partial-999").mkdir()
+    import shutil
+
+    shutil.rmtree(readers.flow_video_dir(data_dir / "sthv1", "tvl1", "1011"))
+    again = extract_dataset("sthv1", data_dir, "tvl1", progress=False)
+    assert (again.done_before, again.extracted) == (5, 1)
+    # torchrun ranks share the videos: rank 1 of 2 owns videos 1, 3, 5 of the sorted list
+    assert extract_dataset("sthv1", data_dir, "tvl1", progress=False, rank=1, world_size=2).mine == 3
+
+
+def test_tsn_named_extraction_is_read(tmp_path):
+    """An extraction with TSN's ``flow_x_``/``flow_y_`` names and no backward flow."""
+    import cv2
+
+    from repro.data.datasets import FlowFolderSource
+    from repro.data.readers import VideoRecord
+    from repro.flow.quantize import quantize_flow
+
+    folder = readers.flow_video_dir(tmp_path, "tvl1", "v1")
+    folder.mkdir(parents=True)
+    flows = [np.full((4, 4, 2), k + 1.0, np.float32) for k in range(3)]  # pair k: (k+1, k+1) px
+    for k, f in enumerate(flows, 1):
+        x, y = quantize_flow(f)
+        cv2.imwrite(str(folder / f"flow_x_{k:05d}.jpg"), x)
+        cv2.imwrite(str(folder / f"flow_y_{k:05d}.jpg"), y)
+    fwd, bwd, fwd_ok, bwd_ok = FlowFolderSource(tmp_path, "tvl1")(VideoRecord("v1", tmp_path, 0), [1, 2], 4)
+    assert np.allclose(fwd[:, 0, 0, 0], [2.0, 3.0], atol=0.2)  # frame 1 -> 2 is pair 2
+    assert np.allclose(bwd[:, 0, 0, 0], [-1.0, -2.0], atol=0.2)  # approximated by -(frame i-1 -> i)
+    assert fwd_ok.all() and bwd_ok.all()

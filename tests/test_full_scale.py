@@ -182,3 +182,96 @@ def test_tsn_named_extraction_is_read(tmp_path):
     assert np.allclose(fwd[:, 0, 0, 0], [2.0, 3.0], atol=0.2)  # frame 1 -> 2 is pair 2
     assert np.allclose(bwd[:, 0, 0, 0], [-1.0, -2.0], atol=0.2)  # approximated by -(frame i-1 -> i)
     assert fwd_ok.all() and bwd_ok.all()
+
+
+# ----------------------------------------------------------------------------------------------
+def _small_specs(dest: Path) -> Path:
+    """The real TrajectoryNet Table 3 and TVNet Table 3 specs with their full clips shrunk to
+    32 px (a CPU smoke test; everything else -- datasets, flow, schedule, views -- as written)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "specs"
+    for paper in ("trajectorynet", "tvnet"):
+        spec = yaml.safe_load((root / paper / "table3.yaml").read_text())
+        spec["defaults"]["full"]["size"] = SIZE
+        for row in spec["rows"]:
+            args = (row.get("model") or {}).get("args", {})
+            if "image_size" in args:
+                args["image_size"] = [SIZE, SIZE]
+        (dest / paper).mkdir(parents=True, exist_ok=True)
+        (dest / paper / "table3.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def setup(data_dir, tmp_path_factory) -> dict[str, Path]:
+    import timm
+
+    from repro.flow.extract import extract_dataset
+
+    root = tmp_path_factory.mktemp("full_scale_setup")
+    init = root / "resnet18_imagenet.pth"  # an ImageNet-format timm ResNet-18 file (random weights)
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), init)
+    extract_dataset("sthv1", data_dir, "tvl1", progress=False)
+    return {"specs": _small_specs(root / "specs"), "init": init, "results": root / "results"}
+
+
+def _runs(setup, data_dir, capsys) -> dict[str, str]:
+    code, out = _repro("list", "--scale", "full", "--data-dir", str(data_dir), "--specs", str(setup["specs"]),
+                       "--results", str(setup["results"]), "--format", "json", capsys=capsys)
+    assert code == 0, out
+    tables = json.loads(out[out.index("["):])
+    return {f"{t['paper']}:{r['id']}": r["runs"]["train@full"] for t in tables for r in t["rows"]
+            if "train@full" in r["runs"]}
+
+
+def test_list_marks_runnable_exactly_the_rows_that_start(setup, data_dir, capsys, monkeypatch):
+    monkeypatch.delenv("REPRO_IMAGENET_INIT", raising=False)
+    runs = _runs(setup, data_dir, capsys)
+    assert "ImageNet weights file" in runs["trajectorynet:trajectory_dim4"]  # init: imagenet, no file given
+    assert "not extracted" in runs["tvnet:tvl1"] and "not extracted" in runs["tvnet:dis_fast"]
+    monkeypatch.setenv("REPRO_IMAGENET_INIT", str(setup["init"]))
+    runs = _runs(setup, data_dir, capsys)
+    runnable = sorted(k for k, v in runs.items() if v == "runnable")
+    assert runnable == ["trajectorynet:appearance", "trajectorynet:motion_feature", "trajectorynet:trajectory_dim4",
+                        "trajectorynet:two_stream", "tvnet:tvnet50", "tvnet:tvnet50_frozen",
+                        "tvnet:tvnet50_no_flow_loss"]
+    # a row called missing does not start either, with the same reason
+    code, out = _repro("train", "tvnet:table3:tvl1", "--scale", "full", "--data-dir", str(data_dir), "--specs",
+                       str(setup["specs"]), "--smoke", "-q", capsys=capsys)
+    assert code == 2 and "flow 'tvl1' not extracted for 6 of 6 videos" in out
+
+
+@pytest.mark.parametrize("row", ["trajectorynet:table3:trajectory_dim4", "tvnet:table3:tvnet50", "tvnet:table3:tvl1"])
+def test_smoke_runs_one_row_per_paper(row, setup, data_dir, capsys, monkeypatch):
+    from repro.flow.extract import extract_dataset
+
+    if row == "tvnet:table3:tvl1":
+        extract_dataset("ucf101", data_dir, "tvl1", progress=False, workers=1)
+    code, out = _repro("train", row, "--scale", "full", "--data-dir", str(data_dir), "--specs", str(setup["specs"]),
+                       "--results", str(setup["results"]), "--init-file", str(setup["init"]), "--smoke", "-q",
+                       "--format", "json", capsys=capsys)
+    assert code == 0, out
+    payload = json.loads(out[out.index("{"):])
+    assert payload["smoke"] and payload["result_file"] is None and 0 <= payload["metrics"]["top1"] <= 100
+    assert payload["num_classes"] == 2 and payload["num_train"] == 4 and payload["num_val"] == 2
+    assert not setup["results"].exists()  # a smoke run writes no result
+    if row.startswith("tvnet"):
+        assert payload["data"].startswith("ucf101 split 1 (4 train / 2 val videos)")
+    else:
+        assert payload["data"] == "sthv1 val (4 train / 2 val videos), flow: tvl1"
+
+
+@pytest.mark.parametrize("dataset", ["hmdb51", "kinetics400", "ucf101", "sthv1"])
+def test_every_dataset_feeds_a_smoke_run(dataset, data_dir):
+    """Each real layout through the engine's data path (smoke subset, one test view)."""
+    from repro.engine.data import build_run_data, data_missing
+    from repro.spec.schema import RunConfig
+
+    cfg = RunConfig(dataset=dataset, split=3 if dataset in ("ucf101", "hmdb51") else "val", frames=4, size=24,
+                    test_clips=25, test_crops=10)
+    assert data_missing(cfg, data_dir) is None
+    data = build_run_data(cfg, data_dir, "full", progress=False, smoke=True)
+    assert data.num_classes == 2 and len(data.train) == 4 and len(data.val) == 2
+    assert data.train[0]["video"].shape == (3, 4, 24, 24) and data.val[1]["video"].shape == (3, 4, 24, 24)
+    assert data.val[1]["label"] == 1

@@ -194,7 +194,10 @@ def extract_dataset(dataset: str, data_dir: Path | str, method: str, *, workers:
     else:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(method, threads))
+        # fork: a worker starts in milliseconds (spawn re-imports torch: ~10 s each); the parent
+        # has touched no GPU and started no OpenCV / torch thread pool that a child would inherit
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(method, threads))
         results = pool.imap_unordered(_work, jobs)
     try:
         for video_id, error in results:

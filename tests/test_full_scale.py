@@ -275,3 +275,86 @@ def test_every_dataset_feeds_a_smoke_run(dataset, data_dir):
     assert data.num_classes == 2 and len(data.train) == 4 and len(data.val) == 2
     assert data.train[0]["video"].shape == (3, 4, 24, 24) and data.val[1]["video"].shape == (3, 4, 24, 24)
     assert data.val[1]["label"] == 1
+
+
+# ----------------------------------------------------------------------------------------------
+def test_eval_chunks_give_the_same_scores():
+    """25 clips x 10 crops of a few videos: views through the model 1 at a time, 7 at a time
+    (not a divisor) or all at once give the same scores (the model in eval mode)."""
+    from torch.utils.data import Dataset
+
+    from repro.engine.testing import TinyVideoNet
+    from repro.engine.trainer import _forward_chunked, evaluate
+
+    class Views(Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return {"video": torch.randn(250, 3, 2, 8, 8, generator=g), "label": i % 2, "index": i}
+
+    torch.manual_seed(0)
+    model = TinyVideoNet(num_classes=4, width=4).eval()
+    batch = {"video": torch.randn(20, 3, 2, 8, 8)}
+    whole, _ = _forward_chunked(model, batch, torch.device("cpu"), False, None, None)
+    for chunk in (1, 7, 20):
+        part, _ = _forward_chunked(model, batch, torch.device("cpu"), False, None, chunk)
+        assert torch.allclose(part, whole, atol=1e-5)
+    scores = [evaluate(model, Views(), num_classes=4, batch_size=2, eval_chunk=c) for c in (1, 64, None)]
+    assert scores[0] == scores[1] == scores[2] and scores[0]["count"] == 3
+
+
+def test_split_forms_and_iteration_schedule():
+    from repro.engine.optim import iteration_schedule
+    from repro.spec.schema import RunConfig, split_folds
+
+    assert [split_folds(s) for s in (1, "1", "split2", "1,2,3", "val", None)] == [[1], [1], [2], [1, 2, 3], None, None]
+    assert RunConfig(dataset="ucf101", split=2).split == "2"
+    with pytest.raises(ValueError, match="split"):
+        RunConfig(dataset="ucf101", split="fold1")
+    with pytest.raises(ValueError, match="iterations"):
+        RunConfig(dataset="ucf101", lr_schedule={"type": "step", "step_size": 10, "unit": "iteration"})
+    # TVNet Sec. 5.2 on UCF101 split 1 (9537 training videos) at batch 128: 74 steps an epoch
+    epochs, sched = iteration_schedule(18000, {"type": "multistep", "milestones": [10000, 16000],
+                                               "unit": "iteration", "gamma": 0.1}, 9537 // 128)
+    assert (epochs, sched["milestones"], sched["unit"]) == (244, [135, 216], "epoch")
+
+
+def test_several_folds_are_averaged(data_dir, monkeypatch, tmp_path):
+    """``split: "1,2,3"``: one run per fold (own work folder), the mean over folds reported."""
+    from repro.engine import job
+    from repro.spec.schema import Row, TableSpec
+
+    seen = []
+
+    def fake(spec, row, scale, **kw):
+        fold = int(row.run_config(scale).split)
+        seen.append((row.id, fold))
+        return job.RowRun({"top1": 10.0 * fold}, {0: {}}, f"ucf101 split {fold} (4 train / 2 val videos)", [0], {})
+
+    monkeypatch.setattr(job, "train_row", lambda spec, row, scale, **kw: (
+        job._train_folds(spec, row, scale, [1, 2, 3], **kw) if row.id == "r" else fake(spec, row, scale, **kw)))
+    row = Row(id="r", label="r", kind="method", model={"name": "s3d_resnet18"},
+              full={"dataset": "ucf101", "split": "1,2,3"})
+    spec = TableSpec(paper="tvnet", table=4, title="t", rows=[row])
+    run = job.train_row(spec, row, "full", work_root=tmp_path, data_dir=data_dir)
+    assert seen == [("r-split1", 1), ("r-split2", 2), ("r-split3", 3)]
+    assert run.metrics == {"top1": 20.0} and run.details["folds"]["3"] == {"top1": 30.0}
+    assert run.data.startswith("ucf101 splits 1,2,3 (mean over folds)")
+
+
+def test_imagenet_init_needs_its_file(tmp_path, monkeypatch):
+    from repro.engine.job import imagenet_file
+    from repro.jobs.base import NotRunnable
+    from repro.spec.schema import RunConfig
+
+    cfg = RunConfig(dataset="sthv1", init="imagenet")
+    monkeypatch.delenv("REPRO_IMAGENET_INIT", raising=False)
+    with pytest.raises(NotRunnable, match="--init-file FILE or set \\$REPRO_IMAGENET_INIT"):
+        imagenet_file(cfg)
+    with pytest.raises(NotRunnable, match="not found"):
+        imagenet_file(cfg, tmp_path / "nope.pth")
+    (tmp_path / "r18.pth").write_bytes(b"x")
+    monkeypatch.setenv("REPRO_IMAGENET_INIT", str(tmp_path / "r18.pth"))
+    assert imagenet_file(cfg) == tmp_path / "r18.pth" and imagenet_file(RunConfig(dataset="sthv1")) is None

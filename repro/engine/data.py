@@ -195,6 +195,10 @@ def _keep_first(dataset: Any, n: int) -> None:
     dataset.records = dataset.records[:n]
 
 
+#: (dataset root, method, dataset, fold) whose extraction was found complete in this process.
+_FLOW_COMPLETE: set[tuple] = set()
+
+
 def flow_missing(cfg: RunConfig, root: Path, flow: str) -> str | None:
     """Why the pre-computed ``flow`` of the run's videos cannot be read (None: every video of
     both splits has it under ``root/flow/<flow>/``)."""
@@ -209,8 +213,11 @@ def flow_missing(cfg: RunConfig, root: Path, flow: str) -> str | None:
             records += build_dataset(cfg.dataset, root, split, fold=fold, flow=flow).records
     except (FileNotFoundError, ValueError) as e:
         return f"dataset '{cfg.dataset}' at {root}: {e}"
-    missing = missing_videos(root, flow, records)
-    if missing:
+    key = (str(root), flow, cfg.dataset, fold)
+    missing = [] if key in _FLOW_COMPLETE else missing_videos(root, flow, records)
+    if not missing:
+        _FLOW_COMPLETE.add(key)  # a complete extraction stays complete: `list` checks it once
+    else:
         return (f"flow '{flow}' not extracted for {len(missing)} of {len(records)} videos under {where} "
                 f"(first: {missing[0]}); run `python -m repro flow extract --dataset {cfg.dataset} "
                 f"--data-dir {root.parent} --method {flow}`")

@@ -283,7 +283,8 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     same_run_as: dict[int, str] = {}
     for seed in seeds:
         run_dir = layout.seed_dir(row_dir, seed)
-        init = _init_path(cfg, work_root, scale, seed, where)
+        # a smoke run checks the set-up, not the chain: another row's weights are not needed for it
+        init = None if smoke and (cfg.init or "").startswith("row:") else _init_path(cfg, work_root, scale, seed, where)
         # the datasets' own augmentation streams are seeded by the run's seed too
         data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress, wants_flow=wants_flow, smoke=smoke)
         if smoke:  # one step of a batch that fits: the set-up check, not a measurement

@@ -240,6 +240,12 @@ def test_list_marks_runnable_exactly_the_rows_that_start(setup, data_dir, capsys
     code, out = _repro("train", "tvnet:table3:tvl1", "--scale", "full", "--data-dir", str(data_dir), "--specs",
                        str(setup["specs"]), "--smoke", "-q", capsys=capsys)
     assert code == 2 and "flow 'tvl1' not extracted for 6 of 6 videos" in out
+    # a training set smaller than one batch: one line, no traceback
+    code, out = _repro("train", "tvnet:table3:tvnet50", "--scale", "full", "--data-dir", str(data_dir), "--specs",
+                       str(setup["specs"]), "--results", str(setup["results"]), "--work-dir",
+                       str(setup["results"].parent / "runs"), "-q", capsys=capsys)
+    assert code == 2 and "4 training videos, fewer than one batch of 128 (pass --batch-size)" in out
+    assert "Traceback" not in out
 
 
 @pytest.mark.parametrize("row", ["trajectorynet:table3:trajectory_dim4", "tvnet:table3:tvnet50", "tvnet:table3:tvl1"])

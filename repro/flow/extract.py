@@ -81,8 +81,10 @@ def dataset_videos(dataset: str, root: Path) -> list[VideoRecord]:
 
 
 def video_done(folder: Path) -> bool:
-    """Whether ``folder`` holds a finished extraction (ours: ``done.json``; TSN / MMAction2's:
-    any ``x_``/``flow_x_`` file, since their tools write a video's folder in one go)."""
+    """Whether ``folder`` holds a finished extraction: ours has ``done.json`` (and is renamed into
+    place only when complete, so an unfinished one of ours never sits at ``folder``); a folder
+    with ``x_``/``flow_x_`` files and no marker is taken as another tool's (TSN, MMAction2)
+    finished extraction, as a user who brings one expects."""
     if (folder / DONE_FILE).is_file():
         return True
     return folder.is_dir() and (any(folder.glob("x_*.jpg")) or any(folder.glob("flow_x_*.jpg")))

@@ -164,24 +164,29 @@ def test_flow_extract_writes_reads_and_resumes(data_dir, capsys):
 
 
 def test_tsn_named_extraction_is_read(tmp_path):
-    """An extraction with TSN's ``flow_x_``/``flow_y_`` names and no backward flow."""
+    """An extraction with TSN's ``flow_x_``/``flow_y_`` names and no backward flow, nested by class
+    as MMAction2's UCF101 rawframes are (``<method>/<Class>/<video>/``)."""
     import cv2
 
     from repro.data.datasets import FlowFolderSource
     from repro.data.readers import VideoRecord
     from repro.flow.quantize import quantize_flow
 
-    folder = readers.flow_video_dir(tmp_path, "tvl1", "v1")
+    folder = readers.flow_root(tmp_path, "tvl1") / "ApplyEyeMakeup" / "v1"
     folder.mkdir(parents=True)
     flows = [np.full((4, 4, 2), k + 1.0, np.float32) for k in range(3)]  # pair k: (k+1, k+1) px
     for k, f in enumerate(flows, 1):
         x, y = quantize_flow(f)
         cv2.imwrite(str(folder / f"flow_x_{k:05d}.jpg"), x)
         cv2.imwrite(str(folder / f"flow_y_{k:05d}.jpg"), y)
-    fwd, bwd, fwd_ok, bwd_ok = FlowFolderSource(tmp_path, "tvl1")(VideoRecord("v1", tmp_path, 0), [1, 2], 4)
+    rec = VideoRecord("v1", tmp_path / "UCF-101" / "ApplyEyeMakeup" / "v1.avi", 0)
+    fwd, bwd, fwd_ok, bwd_ok = FlowFolderSource(tmp_path, "tvl1")(rec, [1, 2], 4)
     assert np.allclose(fwd[:, 0, 0, 0], [2.0, 3.0], atol=0.2)  # frame 1 -> 2 is pair 2
     assert np.allclose(bwd[:, 0, 0, 0], [-1.0, -2.0], atol=0.2)  # approximated by -(frame i-1 -> i)
     assert fwd_ok.all() and bwd_ok.all()
+    from repro.flow.extract import missing_videos
+
+    assert missing_videos(tmp_path, "tvl1", [rec, VideoRecord("v2", rec.path.with_name("v2.avi"), 0)]) == ["v2"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ class FlowFolderSource:
 
     def __call__(self, record: VideoRecord, indices: Sequence[int], num_frames: int):
         """fwd, bwd (N, H, W, 2) float32 and their validity (N,) at video frames ``indices``."""
-        folder = readers.flow_video_dir(self.root, self.method, record.video_id)
+        folder = readers.flow_video_dir(self.root, self.method, record.video_id, readers.flow_group(record))
         fwd_prefix, bwd_prefix = self._prefixes(folder)
         fwd, bwd, fwd_ok, bwd_ok = [], [], [], []
         shape = None

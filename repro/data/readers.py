@@ -57,6 +57,7 @@ __all__ = [
     "kinetics_file_stem",
     "flow_root",
     "flow_video_dir",
+    "flow_group",
 ]
 
 log = logging.getLogger(__name__)
@@ -332,6 +333,16 @@ def flow_root(root: str | os.PathLike, method: str) -> Path:
     return Path(root) / "flow" / method
 
 
-def flow_video_dir(root: str | os.PathLike, method: str, video_id: str) -> Path:
-    """The folder of one video's flow JPEGs (``x_00001.jpg``, ...; see :mod:`repro.flow.extract`)."""
-    return flow_root(root, method) / video_id
+def flow_video_dir(root: str | os.PathLike, method: str, video_id: str, group: str | None = None) -> Path:
+    """The folder of one video's flow JPEGs (``x_00001.jpg``, ...; see :mod:`repro.flow.extract`):
+    ``<method>/<video_id>``, or MMAction2's per-class ``<method>/<group>/<video_id>`` (UCF101 /
+    HMDB51 rawframes) when only that one exists (``group``: the video's class folder)."""
+    flat = flow_root(root, method) / video_id
+    if group and not flat.exists() and (flow_root(root, method) / group / video_id).is_dir():
+        return flow_root(root, method) / group / video_id
+    return flat
+
+
+def flow_group(record: VideoRecord) -> str | None:
+    """The class folder a video file sits in (MMAction2 nests flow by it), None for frame folders."""
+    return record.path.parent.name if record.kind == "video" else None

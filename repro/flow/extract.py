@@ -182,7 +182,7 @@ def extract_dataset(dataset: str, data_dir: Path | str, method: str, *, workers:
     if rank is None or world_size is None:
         rank, world_size = _rank()
     mine = videos[rank::world_size]
-    todo = [r for r in mine if not video_done(readers.flow_video_dir(root, method, r.video_id))]
+    todo = [r for r in mine if not video_done(readers.flow_video_dir(root, method, r.video_id, readers.flow_group(r)))]
     out.mkdir(parents=True, exist_ok=True)
     start, failed = time.perf_counter(), []
     jobs = [(r, readers.flow_video_dir(root, method, r.video_id), bound) for r in todo]
@@ -218,4 +218,5 @@ def extract_dataset(dataset: str, data_dir: Path | str, method: str, *, workers:
 
 def missing_videos(root: Path, method: str, records: Sequence[VideoRecord]) -> list[str]:
     """The ids of ``records`` whose flow by ``method`` is not extracted under ``root``."""
-    return [r.video_id for r in records if not video_done(readers.flow_video_dir(root, method, r.video_id))]
+    return [r.video_id for r in records
+            if not video_done(readers.flow_video_dir(root, method, r.video_id, readers.flow_group(r)))]

@@ -197,6 +197,8 @@ def _keep_first(dataset: Any, n: int) -> None:
 
 #: (dataset root, method, dataset, fold) whose extraction was found complete in this process.
 _FLOW_COMPLETE: set[tuple] = set()
+#: (dataset root, dataset, fold) whose split files and videos were found in this process.
+_DATA_FOUND: set[tuple] = set()
 
 
 def flow_missing(cfg: RunConfig, root: Path, flow: str) -> str | None:
@@ -206,15 +208,17 @@ def flow_missing(cfg: RunConfig, root: Path, flow: str) -> str | None:
     from repro.flow.extract import missing_videos
 
     where = flow_root(root, flow)
+    fold = (split_folds(cfg.split) or [1])[0]  # any fold's train + test lists name every video
+    key = (str(root), flow, cfg.dataset, fold)
+    if key in _FLOW_COMPLETE:
+        return None
     records = []
     try:
-        fold = (split_folds(cfg.split) or [1])[0]  # any fold's train + test lists name every video
         for split in ("train", "val"):
             records += build_dataset(cfg.dataset, root, split, fold=fold, flow=flow).records
     except (FileNotFoundError, ValueError) as e:
         return f"dataset '{cfg.dataset}' at {root}: {e}"
-    key = (str(root), flow, cfg.dataset, fold)
-    missing = [] if key in _FLOW_COMPLETE else missing_videos(root, flow, records)
+    missing = missing_videos(root, flow, records)
     if not missing:
         _FLOW_COMPLETE.add(key)  # a complete extraction stays complete: `list` checks it once
     else:
@@ -240,12 +244,15 @@ def data_missing(cfg: RunConfig, data_dir: Path | str, *, wants_flow: bool = Tru
     if not root.is_dir():
         return f"dataset '{cfg.dataset}' not found at {root} (see README: data layout)"
     for fold in (split_folds(cfg.split) if cfg.dataset in ("ucf101", "hmdb51") else None) or [1]:
+        if (str(root), cfg.dataset, fold) in _DATA_FOUND:
+            continue
         try:
             sizes = [len(build_dataset(cfg.dataset, root, s, fold=fold).records) for s in ("train", "val")]
         except (FileNotFoundError, ValueError) as e:
             return f"dataset '{cfg.dataset}': {e}"
         if not all(sizes):
             return f"dataset '{cfg.dataset}' at {root}: {sizes[0]} training / {sizes[1]} test videos found"
+        _DATA_FOUND.add((str(root), cfg.dataset, fold))  # `list` reads a dataset's lists once
     flow = None if cfg.flow in (None, "none") or not wants_flow else cfg.flow
     if flow == "gt":
         return f"flow 'gt' (ground truth) exists only for the built-in benchmark, not for '{cfg.dataset}'"

@@ -369,3 +369,21 @@ def test_imagenet_init_needs_its_file(tmp_path, monkeypatch):
     (tmp_path / "r18.pth").write_bytes(b"x")
     monkeypatch.setenv("REPRO_IMAGENET_INIT", str(tmp_path / "r18.pth"))
     assert imagenet_file(cfg) == tmp_path / "r18.pth" and imagenet_file(RunConfig(dataset="sthv1")) is None
+
+
+def test_a_model_without_flow_inputs_reads_no_flow(data_dir):
+    """A row inheriting its table's ``flow: tvl1`` whose model declares no flow input neither
+    needs the extraction nor reads it; one whose model takes flow needs it."""
+    from repro.engine.data import build_run_data, data_missing
+    from repro.engine.job import row_takes_flow
+    from repro.spec.schema import Row, RunConfig
+
+    cfg = RunConfig(dataset="hmdb51", split=1, flow="tvl1", frames=4, size=24)
+    assert "flow 'tvl1' not extracted for 6 of 6 videos" in data_missing(cfg, data_dir, wants_flow=True)
+    assert data_missing(cfg, data_dir, wants_flow=False) is None
+    item = build_run_data(cfg, data_dir, "full", progress=False, wants_flow=False, smoke=True).train[0]
+    assert "flow_fwd" not in item and item["video"].shape == (3, 4, 24, 24)
+    rgb = Row(id="a", label="a", kind="method", model={"name": "s3d_resnet18", "args": {"num_classes": 2}}, full=cfg)
+    traj = Row(id="b", label="b", kind="method", full=cfg, model={"name": "trajectorynet_resnet18", "args": {
+        "num_classes": 2, "positions": ["res3b1.conv1"], "motion": "none", "source": "flow"}})
+    assert (row_takes_flow(rgb, cfg), row_takes_flow(traj, cfg)) == (False, True)

@@ -47,7 +47,7 @@ log = logging.getLogger("repro.engine")
 #: RunConfig fields that ask for a model's training stage of the same name (repro.models.contract).
 _STAGE_FIELDS = ("motionnet_pretrain",)
 #: RunConfig fields that do not change what a run computes (left out of its identity).
-_NOT_IDENTITY = {"seeds", "notes", "test_clips", "test_crops"}
+_NOT_IDENTITY = {"seeds", "notes", "test_clips", "test_crops", "eval_chunk"}
 
 
 @dataclass

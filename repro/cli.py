@@ -94,7 +94,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     specs = _load_specs(args)
     out = []
     for spec in specs.values():
-        tasks = plan_table(spec, args.scale, args.results)
+        tasks = plan_table(spec, args.scale, args.results, data_dir=args.data_dir)
         runnable: dict[str, dict[str, str]] = {}
         for t in tasks:
             runnable.setdefault(t.row.id, {})[f"{t.job}@{t.scale}"] = (

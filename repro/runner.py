@@ -53,7 +53,9 @@ def _wanted_by_job(spec: TableSpec) -> dict[str, list[str]]:
 
 
 def plan_table(spec: TableSpec, scale: str, results_dir: Path, rows: list[str] | None = None,
-               force: bool = False) -> list[Task]:
+               force: bool = False, data_dir: Path | None = None) -> list[Task]:
+    """The row's tasks; with ``data_dir`` a task is "missing" too when the data there lacks what
+    its run needs (:attr:`repro.jobs.Job.data_needs`)."""
     tasks: list[Task] = []
     for row in spec.rows:
         if rows and row.id not in rows:
@@ -63,7 +65,7 @@ def plan_table(spec: TableSpec, scale: str, results_dir: Path, rows: list[str] |
             run_scale = job.scale_for(scale)
             if run_scale is None:
                 continue
-            reason = job.missing_reason(row, run_scale, wanted)
+            reason = job.missing_reason(row, run_scale, wanted, data_dir=data_dir)
             if reason:
                 tasks.append(Task(spec, row, name, run_scale, wanted, "missing", reason))
                 continue

@@ -78,6 +78,7 @@ class TrainSettings:
     amp: bool = True  # autocast on GPU (bf16, or fp16 + GradScaler); always off on CPU
     checkpoint_interval_s: float = 600.0  # also checkpoint mid-epoch this often
     eval_every: int = 0  # evaluate every N epochs into the history (0: only at the end)
+    eval_chunk: int | None = None  # views per forward at evaluation (None: a whole batch)
     identity: dict[str, Any] = field(default_factory=dict)  # what else defines the run (model, data)
 
     @property
@@ -188,14 +189,35 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 # ------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
+def _forward_chunked(model: nn.Module, batch: dict[str, Any], device: torch.device, pass_flow: bool,
+                     amp_dtype: torch.dtype | None, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits ``(N, classes)`` and predicted flow (or None) of the ``N`` clips of ``batch``, run
+    through the model ``chunk`` clips at a time: the activations of at most ``chunk`` views are
+    alive at once (with a model in eval mode a clip's output does not depend on its neighbours,
+    so the scores are those of one forward of all views)."""
+    n = batch["video"].shape[0]
+    step = n if not chunk or chunk >= n else int(chunk)
+    logits, flows = [], []
+    for start in range(0, n, step):
+        part = {k: (v[start:start + step] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n else v)
+                for k, v in batch.items()}
+        with _autocast(device, amp_dtype):
+            out = forward_model(model, part, device, pass_flow)
+        logits.append(out.logits.float())
+        if isinstance(out.flow, torch.Tensor):
+            flows.append(out.flow)
+    return torch.cat(logits), (torch.cat(flows) if len(flows) == len(logits) else None)
+
+
 def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size: int = 8,
              num_workers: int = 0, device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
-             pass_flow: bool = False, progress: bool = False) -> dict[str, float]:
+             pass_flow: bool = False, progress: bool = False, eval_chunk: int | None = None) -> dict[str, float]:
     """Video-level metrics (percent) of ``model`` on ``dataset``, all processes together.
 
     Each process evaluates its shard (:func:`repro.engine.distributed.eval_shard`); counts are
     all-reduced.  A sample of several views ``(V,C,T,H,W)`` is scored by the mean of the views'
     softmax scores.  ``epe`` is added when the model predicts flow and the data has GT flow.
+    ``eval_chunk``: at most this many views (clips) per forward (:func:`_forward_chunked`).
     """
     from tqdm.auto import tqdm
 
@@ -220,12 +242,10 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size
             for key in ("flow_fwd", "flow_bwd"):
                 if key in batch and batch[key].dim() == 6:
                     batch[key] = batch[key].flatten(0, 1)
-        with _autocast(device, amp_dtype):
-            out = forward_model(bare, batch, device, pass_flow)
-        scores = out.logits.float().softmax(dim=1)
+        logits, pred_flow = _forward_chunked(bare, batch, device, pass_flow, amp_dtype, eval_chunk)
+        scores = logits.softmax(dim=1)
         scores = scores.view(-1, views, scores.shape[1]).mean(dim=1)
         meter.update(scores, batch["label"])
-        pred_flow = out.flow
         if isinstance(pred_flow, torch.Tensor) and "flow_fwd" in batch:
             gt = batch["flow_fwd"].to(pred_flow.device)
             steps = min(pred_flow.shape[2], gt.shape[2])  # a model may predict T-1 flows for T frames
@@ -515,7 +535,8 @@ class Trainer:
         assert self.val_set is not None
         return evaluate(self.model, self.val_set, num_classes=self.num_classes,
                         batch_size=_eval_batch_size(self.settings, self.val_set), num_workers=self.settings.num_workers,
-                        device=self.device, amp_dtype=self.amp_dtype, pass_flow=self.pass_flow, progress=progress)
+                        device=self.device, amp_dtype=self.amp_dtype, pass_flow=self.pass_flow, progress=progress,
+                        eval_chunk=self.settings.eval_chunk)
 
 
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings: TrainSettings,

@@ -104,6 +104,12 @@ def _write_viz(path: Path, flow: np.ndarray) -> None:
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
+    if args.inputs == ["extract"]:
+        return cmd_flow_extract(args)
+    if args.out is None:
+        from repro.cli_output import fail
+
+        return fail("flow: --out is required (pair: FILE.flo or FILE.npy; video: output folder)")
     from repro.flow.methods import create_flow_method
 
     _apply_threads(args)
@@ -215,6 +221,28 @@ def _flow_video(args: argparse.Namespace, method, video: Path) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
+def cmd_flow_extract(args: argparse.Namespace) -> int:
+    """``flow extract``: a flow method on every video of a dataset, once (:mod:`repro.flow.extract`)."""
+    from repro.cli_output import emit, fail
+    from repro.flow.extract import extract_dataset
+
+    if not args.dataset:
+        return fail("flow extract: --dataset is required (ucf101, hmdb51, sthv1, kinetics400, kinetics600)")
+    data_dir = getattr(args, "data_dir", None) or Path("data")
+    try:
+        rep = extract_dataset(args.dataset, data_dir, args.method, workers=args.workers, bound=args.bound,
+                              limit=args.limit, progress=not args.quiet, threads=args.threads or 1)
+    except (ValueError, FileNotFoundError) as e:
+        return fail(f"flow extract: {e}")
+    payload = {"method": rep.method, "dataset": rep.dataset, "out": str(rep.out), "videos": rep.total,
+               "this_rank": rep.mine, "done_before": rep.done_before, "extracted": rep.extracted,
+               "failed": rep.failed, "seconds": rep.seconds}
+    emit(args, payload, f"{rep.method} flow of {rep.dataset}: {rep.extracted} videos extracted, {rep.done_before} "
+                        f"already done, {len(rep.failed)} failed (of {rep.mine} for this process, {rep.total} in all) "
+                        f"in {rep.seconds} s\n  under {rep.out}\n")
+    return 1 if rep.failed else 0
+
+
 def cmd_flowbench(args: argparse.Namespace) -> int:
     from repro.flow.bench import DEFAULT_METHODS, format_table, run_flowbench
     from repro.flow.pairs import middlebury_pairs, stereo_motorcycle_pair, synthetic_benchmark_pairs
@@ -272,13 +300,19 @@ def add_commands(subparsers, common: Callable[[argparse.ArgumentParser], None] |
             p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     p = subparsers.add_parser(
-        "flow", help="optical flow of an image pair or of every consecutive pair of a video",
+        "flow", help="optical flow of an image pair, of every consecutive pair of a video, or of a whole dataset",
         description="Forward flow frame0 -> frame1 in pixels (channel 0 = x).  Methods: tvnet-N, tvnet-Ns-Nw-Ni, "
-                    "tvl1, tvl1-Ns-Nw-Ni, dis-fast, dis-medium, deepflow, farneback, skimage-tvl1.",
+                    "tvl1, tvl1-Ns-Nw-Ni, dis-fast, dis-medium, deepflow, farneback, skimage-tvl1.  "
+                    "`flow extract --dataset NAME --data-dir D --method tvl1 [--workers N]` pre-computes a method "
+                    "for every video of a dataset into D/NAME/flow/<method>/<video>/ (resumable; under torchrun "
+                    "the videos are shared among the ranks).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="IMG0 IMG1, or one VIDEO")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="IMG0 IMG1, or one VIDEO, or `extract`")
     p.add_argument("--method", default="tvnet-50", help="flow method (default: %(default)s)")
-    p.add_argument("--out", required=True, help="pair: FILE.flo or FILE.npy; video: output folder")
+    p.add_argument("--out", default=None, help="pair: FILE.flo or FILE.npy; video: output folder")
+    p.add_argument("--dataset", default=None, help="extract: ucf101, hmdb51, sthv1, kinetics400, kinetics600")
+    p.add_argument("--workers", type=int, default=1, help="extract: worker processes (default: 1)")
+    p.add_argument("--limit", type=int, default=None, help="extract: only the first N videos (a trial)")
     p.add_argument("--viz", default=None, help="pair: colour-wheel PNG; video: folder of PNGs")
     p.add_argument("--weights", default=None, help="trained TVNet weights (file from save_tvnet or a state_dict)")
     p.add_argument("--as", dest="store", choices=("jpg", "npy", "flo"), default="jpg",

@@ -34,7 +34,7 @@ Implementations
   export to TensorRT.  ``sampler="triton"`` replaces the sampling by the fused Triton kernel of
   :mod:`repro.ops.triton_trajectory` (forward only); ``sampler="trt_plugin"`` computes the same
   values but exports the sampling as one custom ONNX node ``trajectory_sample`` with
-  ``plugin_namespace="repro"`` for the TensorRT plugin in ``trt_plugins/trajectory_conv``.
+  ``plugin_namespace="repro"`` for the TensorRT plugin in :mod:`repro.deploy.tensorrt`.
 
 Authors' release (open-mmlab/mmaction v1, ``trajectory_conv_package``): a CUDA 3-D deformable
 conv fed with the one-step flow as (Δh, Δw) offsets; for Δt = 1 (the only kernel the paper uses)
@@ -208,8 +208,9 @@ def conv_from_samples(samples: torch.Tensor, weight: torch.Tensor, bias: torch.T
     c_out = weight.shape[0]
     if weight.shape[1:3] != (channels, k):
         raise ValueError(f"weight {tuple(weight.shape)} does not match samples (K={k}, C={channels})")
+    c_out, channels, k = (int(d) for d in weight.shape[:3])  # the weight's: constants in a dynamic-batch graph
     w = weight.reshape(c_out, channels, k).permute(0, 2, 1).reshape(c_out, k * channels, 1, 1)
-    out = F.conv2d(samples.reshape(n * length, k * channels, height, width), w, bias)
+    out = F.conv2d(samples.reshape(-1, k * channels, height, width), w, bias)
     return out.reshape(n, length, c_out, height, width).transpose(1, 2).contiguous()
 
 

@@ -40,7 +40,7 @@ import torch.nn as nn
 from torch import Tensor
 
 __all__ = ["Backend", "BACKENDS", "BackendUnavailable", "register_backend", "availability",
-           "resolve_backends", "prepare_backend", "time_backends", "latency_stats"]
+           "resolve_backends", "prepare_backend", "time_backends", "interleaved_ms", "latency_stats"]
 
 Runner = Callable[[], Any]
 Factory = Callable[[nn.Module, tuple[Any, ...], int], Runner]
@@ -210,6 +210,24 @@ def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}" if not isinstance(err, BackendUnavailable) else str(err)
 
 
+def interleaved_ms(runners: dict[Any, Runner], repeats: int, warmup: int = 0) -> dict[Any, list[float]]:
+    """Milliseconds of each runner over ``repeats`` round-robin rounds (A, B, C, A, B, C, ...), after
+    ``warmup`` untimed calls of each; CUDA is synchronised around each call when present."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times: dict[Any, list[float]] = {key: [] for key in runners}
+    for _ in range(repeats):
+        for key, run in runners.items():
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()  # kernels are asynchronous
+            times[key].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
 def time_backends(model: nn.Module, inputs: Tensor | Sequence[Any], names: str | Sequence[str] = "all", *,
                   threads: int | None = None, warmup: int = 3, repeats: int = 10) -> dict[str, dict[str, Any]]:
     """Time ``names`` on ``model(*inputs)`` in one interleaved run.
@@ -239,15 +257,7 @@ def time_backends(model: nn.Module, inputs: Tensor | Sequence[Any], names: str |
                     runners[name] = run
                 except Exception as err:  # noqa: BLE001 - reported per backend, the others still run
                     out[name] = {"error": _error(err)}
-            times: dict[str, list[float]] = {name: [] for name in runners}
-            sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-            for _ in range(repeats):
-                for name, run in runners.items():
-                    sync()
-                    start = time.perf_counter()
-                    run()
-                    sync()  # kernels are asynchronous
-                    times[name].append((time.perf_counter() - start) * 1e3)
+            times = interleaved_ms(runners, repeats)
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)

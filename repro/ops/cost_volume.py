@@ -1,0 +1,313 @@
+"""Cosine cost volume and soft-argmax displacement map (Zhao, Xiong & Lin, "Recognize Actions by
+Disentangling Components of Dynamics", CVPR 2018, §3.3, Fig. 4, Eq. 1-2; Table 3).
+
+Cost volume (§3.3 "Cost volume construction"): for a pair of feature maps ``f0 = F_t`` and
+``f1 = F_{t+1}``, ``C(i, j, δi, δj) = cos(f0(i, j), f1(i+δi, j+δj))`` for ``|δi|, |δj| <= d``
+(the paper's ΔH = ΔW = d).  Cosine similarity, **not** FlowNet's unnormalised dot product (§3.3
+contrasts the two)::
+
+    cos_ε(a, b) = <a, b> / (max(‖a‖, ε) · max(‖b‖, ε))
+
+Departure from the usual ``<a, b> / (‖a‖‖b‖ + ε)``: the ε sits on each norm separately so that
+each map can be normalised once (``f / max(‖f‖, ε)``, as ``F.normalize``) before the D dot
+products; the two agree whenever both norms are >= ε, and a zero vector (common after ReLU)
+has cosine 0 with everything, with finite gradients.
+
+Soft assignment (§3.3 "Cost volume processing", Eq. 2): one **joint** softmax over all
+D = (2d+1)² displacements of ``C / τ``; Eq. 1 then takes the expected displacement (the marginals
+ρ^y, ρ^x of Eq. 2 summed against δi, δj are the same expectation).  The paper notes the
+expectation "can be obtained by 2D convolution": here a fixed 1×1 convolution with weights
+``(δx_k, δy_k)`` over the D channels.  τ → 0 is the winner-take-all (WTA) assignment of
+Table 3's "Cost volume + WTA" row (:func:`wta_displacement`).
+
+Conventions
+-----------
+* ``f0, f1``: ``(N, C, H, W)``; cost volume ``(N, D, H, W)`` with displacement index
+  ``k = (dy + d)·(2d+1) + (dx + d)`` (row-major over (dy, dx)); ``dy`` moves along H, ``dx``
+  along W, i.e. ``C[n, k, y, x] = cos(f0[n, :, y, x], f1[n, :, y+dy, x+dx])``.
+* Displacement maps ``(N, 2, H, W)``: **channel 0 = x, channel 1 = y** (the harness's flow
+  convention, ``repro/ops/warp.py``; the paper writes v = (v^y, v^x)), in pixels of the feature
+  map (×stride for image pixels).  A feature at (y, x) in f0 found at (y+dy, x+dx) in f1 gives
+  v = (dx, dy): a forward flow from t to t+1.
+* **Borders** (the paper is silent): f1 is zero-padded, so a displaced position outside the map
+  has cosine exactly 0 in the cost volume.  :func:`soft_argmax_displacement` and
+  :func:`wta_displacement` exclude those entries by default (``mask_outside=True``: set to −∞
+  before the softmax / argmax, so an out-of-map position never counts as a match);
+  ``mask_outside=False`` keeps them as cosine-0 candidates (the plain reading of Eq. 2 on a
+  zero-padded volume).  The zero displacement is always inside, so no pixel is left without a
+  candidate.
+
+Implementations
+---------------
+* :func:`cosine_cost_volume`: normalise once, zero-pad f1 by d, then a loop over the D shifts, each
+  a shifted elementwise product summed over C.  Memory O(C·H·W + D·H·W) (forward and saved
+  tensors for backward: the products' inputs are views of the two normalised maps); the
+  unfolded (C, D, H, W) tensor is never built.  Differentiable.
+* :func:`cosine_cost_volume_reference`: loops over displacements with explicit index ranges and
+  the cosine formula from the raw features (no padding, no pre-normalisation).
+* :func:`soft_argmax_displacement_reference`: Eq. 2's marginals and Eq. 1's sums, loop by loop.
+* :func:`cost_volume_displacement`: cost volume + soft-argmax in one call; ``impl="triton"`` runs
+  the fused kernel of :mod:`repro.ops.triton_cost_volume` (forward only).
+
+MACs (fvcore with ``repro.profile``'s rules, per pair): normalisation ``2·(3·C·H·W + H·W)``
+(norm 2/element, clamp 1/pixel, divide 1/element), products ``C·D·H·W`` (``mul``) plus
+``C·D·H·W`` (``sum`` over C, 1 per input element); soft-argmax ``D·H·W`` (÷τ) + ``D·H·W``
+(mask, if on) + ``3·D·H·W`` (softmax) + ``2·D·H·W`` (the 1×1 expectation conv).  The dot
+products are elementwise ``mul`` + ``sum`` (fast on CPU, ONNX-exportable, and autograd saves only
+views of the normalised maps), so they count in ``MacReport.macs`` (2 per product: multiply and
+add) but not in the headline ``model_macs``; ``einsum`` would count C·D·H·W there but runs ~10x
+slower on CPU (batched 1×C·C×1 matmuls).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DEFAULT_EPS",
+    "num_displacements",
+    "displacement_offsets",
+    "outside_mask",
+    "normalize_features",
+    "cosine_cost_volume",
+    "cosine_cost_volume_reference",
+    "soft_argmax_displacement",
+    "soft_argmax_displacement_reference",
+    "wta_displacement",
+    "wta_displacement_reference",
+    "cost_volume_displacement",
+]
+
+DEFAULT_EPS = 1e-6  # on each norm; MotionSqueeze's L2 normalisation uses the same value
+Temperature = float | torch.Tensor
+
+
+# ----------------------------------------------------------------------------------------------
+# shapes, displacement table, input checks
+# ----------------------------------------------------------------------------------------------
+def num_displacements(max_disp: int) -> int:
+    """D = (2d+1)², the number of displacements in the window (the paper's (2ΔH+1)(2ΔW+1))."""
+    return (2 * max_disp + 1) ** 2
+
+
+def displacement_offsets(max_disp: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(2, D)`` table: row 0 = dx_k, row 1 = dy_k for ``k = (dy+d)(2d+1) + (dx+d)``."""
+    r = torch.arange(-max_disp, max_disp + 1, device=device, dtype=dtype)
+    dy, dx = torch.meshgrid(r, r, indexing="ij")  # (2d+1, 2d+1), row-major over (dy, dx)
+    return torch.stack((dx.reshape(-1), dy.reshape(-1)))
+
+
+def outside_mask(max_disp: int, height: int, width: int, *, device=None) -> torch.Tensor:
+    """``(D, H, W)`` bool: True where ``(y+dy, x+dx)`` falls outside the ``H×W`` map."""
+    side = 2 * max_disp + 1
+    mask = torch.ones(side, side, height, width, dtype=torch.bool, device=device)
+    for i, dy in enumerate(range(-max_disp, max_disp + 1)):
+        for j, dx in enumerate(range(-max_disp, max_disp + 1)):
+            mask[i, j, max(0, -dy) : min(height, height - dy), max(0, -dx) : min(width, width - dx)] = False
+    return mask.reshape(side * side, height, width)
+
+
+def _spatial_size(t: torch.Tensor) -> tuple[int, int]:
+    # int(): under tracing (fvcore, ONNX) shape entries are traced values whose arithmetic would be
+    # recorded as ops; the window's index ranges must stay Python ints.
+    return int(t.shape[2]), int(t.shape[3])
+
+
+def _check_max_disp(max_disp: int) -> int:
+    if isinstance(max_disp, bool) or not isinstance(max_disp, int) or max_disp < 0:
+        raise ValueError(f"max_disp: expected an int >= 0 (window (2d+1)²), got {max_disp!r}")
+    return max_disp
+
+
+def _check_pair(f0: torch.Tensor, f1: torch.Tensor) -> None:
+    if f0.dim() != 4:
+        raise ValueError(f"f0: expected (N, C, H, W) features, got {tuple(f0.shape)}")
+    if f1.shape != f0.shape:
+        raise ValueError(f"f1 {tuple(f1.shape)} must have the shape of f0 {tuple(f0.shape)}")
+
+
+def _check_cost(cost: torch.Tensor, max_disp: int) -> None:
+    _check_max_disp(max_disp)
+    d = num_displacements(max_disp)
+    if cost.dim() != 4 or cost.shape[1] != d:
+        raise ValueError(f"cost: expected (N, D={d}, H, W) for max_disp={max_disp}, got {tuple(cost.shape)}")
+
+
+def _check_temperature(temperature: Temperature) -> None:
+    value = temperature.detach() if isinstance(temperature, torch.Tensor) else torch.tensor(float(temperature))
+    if value.numel() != 1 or not bool(value > 0):
+        raise ValueError(f"temperature: expected one value > 0, got {temperature!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# cost volume (§3.3, Fig. 4)
+# ----------------------------------------------------------------------------------------------
+def normalize_features(f: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
+    """``f / max(‖f‖, ε)`` over channels: ``(N, C, H, W)`` -> same shape, unit vectors (or 0)."""
+    # Departs from <a, b> / (‖a‖‖b‖ + ε): ε on each norm, so each map is normalised once.
+    return f / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(eps)
+
+
+def cosine_cost_volume(f0: torch.Tensor, f1: torch.Tensor, max_disp: int, eps: float = DEFAULT_EPS) -> torch.Tensor:
+    """Cosine cost volume ``(N, D, H, W)`` between ``f0 = F_t`` and ``f1 = F_{t+1}`` (§3.3).
+
+    ``C[n, k, y, x] = cos_ε(f0[n, :, y, x], f1[n, :, y+dy, x+dx])``, ``k = (dy+d)(2d+1) + (dx+d)``;
+    0 where ``(y+dy, x+dx)`` is outside the map (f1 zero-padded).  Fast path: a loop over the D
+    shifts of the normalised maps; never builds the unfolded ``(N, C, D, H, W)`` tensor.
+    """
+    _check_pair(f0, f1)
+    d = _check_max_disp(max_disp)
+    height, width = _spatial_size(f0)
+    a = normalize_features(f0, eps)  # (N, C, H, W)
+    b = F.pad(normalize_features(f1, eps), (d, d, d, d))  # (N, C, H+2d, W+2d), zeros outside
+    planes = []
+    for dy in range(-d, d + 1):
+        for dx in range(-d, d + 1):
+            shifted = b[:, :, d + dy : d + dy + height, d + dx : d + dx + width]  # a view
+            planes.append((a * shifted).sum(dim=1))  # (N, H, W)
+    return torch.stack(planes, dim=1)
+
+
+def cosine_cost_volume_reference(
+    f0: torch.Tensor, f1: torch.Tensor, max_disp: int, eps: float = DEFAULT_EPS
+) -> torch.Tensor:
+    """Obviously-correct cost volume: Python loops over the displacements, each computing
+    ``<a, b> / (max(‖a‖, ε)·max(‖b‖, ε))`` from the raw features on the explicit in-map index
+    range (zeros elsewhere).  Same contract as :func:`cosine_cost_volume`; differentiable."""
+    _check_pair(f0, f1)
+    d = _check_max_disp(max_disp)
+    n, _, height, width = f0.shape
+    out = f0.new_zeros(n, num_displacements(d), height, width)
+    k = 0
+    for dy in range(-d, d + 1):
+        for dx in range(-d, d + 1):
+            y0, y1 = max(0, -dy), min(height, height - dy)  # y with 0 <= y+dy < H
+            x0, x1 = max(0, -dx), min(width, width - dx)
+            if y0 < y1 and x0 < x1:
+                a = f0[:, :, y0:y1, x0:x1]
+                b = f1[:, :, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+                dot = (a * b).sum(dim=1)
+                norms = a.norm(dim=1).clamp_min(eps) * b.norm(dim=1).clamp_min(eps)
+                out[:, k, y0:y1, x0:x1] = dot / norms
+            k += 1
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# soft assignment (Eq. 1-2) and winner-take-all
+# ----------------------------------------------------------------------------------------------
+def _masked(cost: torch.Tensor, max_disp: int, mask_outside: bool) -> torch.Tensor:
+    if not mask_outside:
+        return cost
+    # Paper silent on borders: out-of-map displacements are excluded from Eq. 2 (−∞).
+    outside = outside_mask(max_disp, *_spatial_size(cost), device=cost.device)
+    return cost.masked_fill(outside, float("-inf"))
+
+
+def soft_argmax_displacement(
+    cost: torch.Tensor, max_disp: int, temperature: Temperature, *, mask_outside: bool = True
+) -> torch.Tensor:
+    """Displacement map ``(N, 2, H, W)`` (x, y) = expected displacement under one joint softmax of
+    ``cost / τ`` over the D displacements (Eq. 2, then Eq. 1).
+
+    ``temperature``: a float or a 0-dim tensor (e.g. a learnable ``exp(log_τ)``), > 0.
+    ``mask_outside``: exclude out-of-map displacements (see the module's border convention).
+    """
+    _check_cost(cost, max_disp)
+    _check_temperature(temperature)
+    logits = _masked(cost / temperature, max_disp, mask_outside)  # (N, D, H, W)
+    prob = torch.softmax(logits, dim=1)  # Eq. 2: one joint distribution over (δi, δj)
+    weight = displacement_offsets(max_disp, device=cost.device, dtype=prob.dtype)
+    return F.conv2d(prob, weight[:, :, None, None])  # Eq. 1 as the paper's "2D convolution"
+
+
+def soft_argmax_displacement_reference(
+    cost: torch.Tensor, max_disp: int, temperature: Temperature, *, mask_outside: bool = True
+) -> torch.Tensor:
+    """Eq. 2 and Eq. 1 written out: exponentials, the marginals ρ^y(δi) and ρ^x(δj) by explicit
+    loops over the window, then ``v^y = Σ ρ^y(δi)·δi``, ``v^x = Σ ρ^x(δj)·δj``."""
+    _check_cost(cost, max_disp)
+    _check_temperature(temperature)
+    d = max_disp
+    side = 2 * d + 1
+    n, _, height, width = cost.shape
+    logits = cost / temperature
+    if mask_outside:
+        logits = logits.masked_fill(outside_mask(d, height, width, device=cost.device), float("-inf"))
+    # Subtracting the per-pixel maximum leaves Eq. 2 unchanged and keeps exp finite.
+    e = torch.exp(logits - logits.amax(dim=1, keepdim=True)).reshape(n, side, side, height, width)
+    total = e.sum(dim=(1, 2))  # Σ_δi' Σ_δj' exp(c/τ)
+    v_x = cost.new_zeros(n, height, width)
+    v_y = cost.new_zeros(n, height, width)
+    for i, di in enumerate(range(-d, d + 1)):
+        rho_y = e[:, i].sum(dim=1) / total  # ρ^y(δi) = Σ_δj' exp / total
+        v_y = v_y + rho_y * di
+    for j, dj in enumerate(range(-d, d + 1)):
+        rho_x = e[:, :, j].sum(dim=1) / total  # ρ^x(δj) = Σ_δi' exp / total
+        v_x = v_x + rho_x * dj
+    return torch.stack((v_x, v_y), dim=1)  # channel 0 = x (harness), paper order is (y, x)
+
+
+def wta_displacement(cost: torch.Tensor, max_disp: int, *, mask_outside: bool = True) -> torch.Tensor:
+    """Winner-take-all displacement ``(N, 2, H, W)`` (x, y): the argmax displacement per pixel
+    (Table 3's "Cost volume + WTA"; the τ → 0 limit of Eq. 2).  Ties go to the lowest index k.
+    Piecewise constant: no gradient flows to the cost volume (§4.2's point against hard
+    assignment), so the result is returned detached."""
+    _check_cost(cost, max_disp)
+    index = _masked(cost.detach(), max_disp, mask_outside).argmax(dim=1)  # (N, H, W)
+    offsets = displacement_offsets(max_disp, device=cost.device, dtype=cost.dtype)  # (2, D)
+    return offsets[:, index].transpose(0, 1).contiguous()
+
+
+def wta_displacement_reference(cost: torch.Tensor, max_disp: int, *, mask_outside: bool = True) -> torch.Tensor:
+    """WTA by a scan over k keeping the first strict maximum (same tie rule as ``argmax``)."""
+    _check_cost(cost, max_disp)
+    d = max_disp
+    n, _, height, width = cost.shape
+    outside = outside_mask(d, height, width, device=cost.device)
+    best = cost.new_full((n, height, width), float("-inf"))
+    out = cost.new_zeros(n, 2, height, width)
+    k = 0
+    for dy in range(-d, d + 1):
+        for dx in range(-d, d + 1):
+            value = cost[:, k].detach()
+            if mask_outside:
+                value = value.masked_fill(outside[k], float("-inf"))
+            better = value > best
+            best = torch.where(better, value, best)
+            out[:, 0] = torch.where(better, float(dx), out[:, 0])
+            out[:, 1] = torch.where(better, float(dy), out[:, 1])
+            k += 1
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# fused: cost volume + soft-argmax
+# ----------------------------------------------------------------------------------------------
+def cost_volume_displacement(
+    f0: torch.Tensor,
+    f1: torch.Tensor,
+    max_disp: int,
+    temperature: Temperature,
+    *,
+    mask_outside: bool = True,
+    eps: float = DEFAULT_EPS,
+    impl: Literal["torch", "triton"] = "torch",
+) -> torch.Tensor:
+    """Displacement map ``(N, 2, H, W)`` (x, y) from a feature pair: :func:`cosine_cost_volume`
+    followed by :func:`soft_argmax_displacement` (§3.3, Eq. 1-2).
+
+    ``impl="torch"``: differentiable, memory O(C·H·W + D·H·W).  ``impl="triton"``: the fused
+    kernel of :mod:`repro.ops.triton_cost_volume` (forward only, fp32 out; the D costs stay in
+    registers, memory O(H·W) beyond the inputs).
+    """
+    if impl == "triton":
+        from repro.ops.triton_cost_volume import cost_volume_displacement_triton
+
+        return cost_volume_displacement_triton(f0, f1, max_disp, temperature, mask_outside=mask_outside, eps=eps)
+    if impl != "torch":
+        raise ValueError(f"impl: expected 'torch' or 'triton', got {impl!r}")
+    cost = cosine_cost_volume(f0, f1, max_disp, eps)
+    return soft_argmax_displacement(cost, max_disp, temperature, mask_outside=mask_outside)

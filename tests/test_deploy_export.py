@@ -40,7 +40,7 @@ def _inputs():
 def test_export_and_check_agrees_with_eager(tmp_path):
     report = export_and_check(_Trajectory(), _inputs(), tmp_path / "t.onnx", input_names=["video", "flow_fwd", "flow_bwd"])
     assert report["ok"] and report["ort_ok"] and report["max_abs_diff"] < 1e-5
-    assert report["custom_ops"] == {} and report["nodes"]["GridSample"] >= 1
+    assert report["custom_ops"] == {} and report["nodes"]["Gather"] >= 1  # the trajectory taps: row gathers
     assert report["inputs"]["video"] == ["batch", 3, 5, 6, 7] and report["outputs"]["output"] == ["batch", 5]
     assert report["opset"]["ai.onnx"] == report["opset_expected"] == 17
 
@@ -85,7 +85,7 @@ def test_plugin_sampler_is_restored_and_values_unchanged():
         with plugin_samplers(model) as count:
             assert count == 1 and model.traj.sampler == "trt_plugin"
             torch.testing.assert_close(model(*_inputs()), before, atol=1e-5, rtol=1e-5)
-    assert model.traj.sampler == "grid_sample"
+    assert model.traj.sampler == "gather"
 
 
 def test_cli_export_reports_max_abs_diff(tmp_path, capsys):
@@ -112,3 +112,36 @@ def test_cli_engine_says_why_it_cannot_build(tmp_path, capsys):
     code = main(["engine", "--demo", "--out", str(tmp_path / "x.engine")])
     err = capsys.readouterr().err
     assert code == 2 and "GPU" in err and err.count("\n") == 1
+
+
+def test_cost_volume_plugin_graph_structure(tmp_path):
+    """Dynamics' cost volume + soft-argmax exports as one plugin node with its attributes."""
+    from repro.deploy.onnx import export_onnx
+    from repro.deploy.tensorrt.cost_volume import PLUGIN_OP_TYPE, cost_volume_displacement_plugin
+    from repro.deploy.tensorrt.plugins import PLUGIN_OP_TYPES
+    from repro.ops.cost_volume import cost_volume_displacement
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Conv2d(3, 8, 1)
+
+        def forward(self, a, b):
+            return cost_volume_displacement_plugin(self.embed(a), self.embed(b), 2, 0.5)
+
+    torch.manual_seed(0)
+    model = Head().eval()
+    a, b = torch.randn(1, 3, 6, 7), torch.randn(1, 3, 6, 7)
+    with torch.no_grad():  # same values as the op it exports
+        torch.testing.assert_close(model(a, b), cost_volume_displacement(model.embed(a), model.embed(b), 2, 0.5))
+    path = export_onnx(model, (a, b), tmp_path / "cv.onnx", input_names=["a", "b"], output_names=["disp"],
+                       dynamic_batch=False, custom_opsets={PLUGIN_NAMESPACE: 1})
+    graph = onnx.load(str(path)).graph
+    (node,) = [n for n in graph.node if n.op_type == PLUGIN_OP_TYPE]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert PLUGIN_OP_TYPE in PLUGIN_OP_TYPES and node.domain == "repro"
+    assert attrs["max_disp"] == 2 and attrs["mask_outside"] == 1 and attrs["inv_tau"] == pytest.approx(2.0)
+    assert attrs["plugin_namespace"] == b"repro" and attrs["eps"] > 0
+    assert all(next(n for n in graph.node if n.output[0] == i).op_type == "Conv" for i in node.input)
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [1, 2, 6, 7]
+    assert custom_ops(graph) == {"repro::cost_volume_softargmax": 1}

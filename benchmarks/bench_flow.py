@@ -8,6 +8,9 @@
    count for torch and OpenCV.  Methods run round-robin for ``--rounds`` rounds on different pairs
    (the machine is shared; round-robin spreads load changes over all methods); the median FPS is
    reported.  Targets: TVNet-1-1-50 >= 2x OpenCV TV-L1 default; batched faster still.
+   Then TVNet-1-1-50 on one pair through every CPU backend of :mod:`repro.deploy.backends`
+   (eager, channels-last, torch.compile, ONNX Runtime), interleaved in one run.  Target: >= 40 FPS
+   on one thread through the best backend.
 2. EPE of the untrained TVNet vs OpenCV TV-L1 set to the same Ns-Nw-Ni (Table 1 structures and
    5-5-50), on GT pairs of the built-in benchmark and of smooth warped textures.  Target: within
    10 %.  Also with the bicubic warp (the only difference the paper names, Sec. 5.1) and without
@@ -79,6 +82,26 @@ def speed(size: tuple[int, int], rounds: int, batch: int, with_compile: bool) ->
             "ratio_to_opencv_default": {k: v / base for k, v in median.items()}}
 
 
+FPS_TARGET = 40.0  # TVNet-1-1-50 at 240x320, one thread, best CPU backend
+
+
+def backend_speed(size: tuple[int, int], rounds: int, threads: int, backends: str) -> dict:
+    """FPS of TVNet-1-1-50 on one pair (a 2-frame clip) through each backend, one interleaved run."""
+    from repro.deploy.backends import time_backends
+    from repro.registry import create_model
+
+    model = create_model("tvnet_50").eval()
+    pair = torch.rand(1, 3, 2, *size, generator=torch.Generator().manual_seed(0)) * 255
+    timed = time_backends(model, (pair,), backends, threads=threads, warmup=2, repeats=rounds)
+    per = {name: ({"error": t["error"]} if "error" in t else
+                  {"latency_ms": t["latency_ms"], "fps": 1e3 / t["latency_ms"], "fps_best": 1e3 / t["latency_min_ms"]})
+           for name, t in timed.items()}
+    ok = {n: r for n, r in per.items() if "error" not in r}
+    best = max(ok, key=lambda n: ok[n]["fps"]) if ok else None
+    return {"size": f"{size[0]}x{size[1]}", "threads": threads, "rounds": rounds, "backends": per, "best_backend": best,
+            "target_fps": FPS_TARGET, "meets_target": bool(best) and ok[best]["fps"] >= FPS_TARGET}
+
+
 def equal_settings(size: tuple[int, int], count: int) -> dict:
     datasets = {"synth": synthetic_benchmark_pairs(size, count=count, seed=2),
                 "texture": warped_texture_pairs(count, size[0], size[1], seed=50, max_flow=3.0)}
@@ -125,6 +148,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=10, help="batch size of the batched TVNet rows (paper: 10)")
     ap.add_argument("--size", type=parse_size, default=(240, 320))
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--backends", default="eager,channels_last_3d,compile,onnxruntime",
+                    help="backends of the by-backend TVNet timing ('' to skip)")
+    ap.add_argument("--skip-speed", action="store_true", help="skip the OpenCV comparison (section 1's first part)")
     ap.add_argument("--epe-size", type=parse_size, default=(240, 320))
     ap.add_argument("--epe-pairs", type=int, default=6)
     ap.add_argument("--skip-epe", action="store_true")
@@ -141,7 +167,11 @@ def main() -> int:
     result = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
                           "threads": args.threads, "cpu_count": __import__("os").cpu_count()}}
     log(f"1. speed at {args.size[0]}x{args.size[1]}, {args.threads} thread(s)")
-    result["speed"] = speed(args.size, args.rounds, args.batch, not args.no_compile)
+    if not args.skip_speed:
+        result["speed"] = speed(args.size, args.rounds, args.batch, not args.no_compile)
+    if args.backends:
+        log(f"1b. TVNet-1-1-50 by backend ({args.backends})")
+        result["by_backend"] = backend_speed(args.size, args.rounds, args.threads, args.backends)
     if not args.skip_epe:
         log(f"2. EPE at equal settings ({args.epe_size[0]}x{args.epe_size[1]})")
         result["equal_settings"] = equal_settings(args.epe_size, args.epe_pairs)
@@ -151,10 +181,21 @@ def main() -> int:
                                     args.train_batch)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    sp = result["speed"]
-    print(f"speed ({sp['size']}, {args.threads} thread(s), median of {sp['rounds']} rounds):")
-    for name, fps in sp["fps_median"].items():
-        print(f"  {name:34s} {fps:7.2f} FPS  x{sp['ratio_to_opencv_default'][name]:.2f} vs OpenCV default")
+    if "speed" in result:
+        sp = result["speed"]
+        print(f"speed ({sp['size']}, {args.threads} thread(s), median of {sp['rounds']} rounds):")
+        for name, fps in sp["fps_median"].items():
+            print(f"  {name:34s} {fps:7.2f} FPS  x{sp['ratio_to_opencv_default'][name]:.2f} vs OpenCV default")
+    if "by_backend" in result:
+        bb = result["by_backend"]
+        print(f"TVNet-1-1-50 by backend ({bb['size']}, one pair, {bb['threads']} thread(s), median of "
+              f"{bb['rounds']} interleaved rounds):")
+        for name, r in bb["backends"].items():
+            print(f"  {name:18s} " + (f"unavailable: {r['error']}" if "error" in r else
+                                      f"{r['fps']:7.2f} FPS ({r['latency_ms']:.1f} ms; best round {r['fps_best']:.2f} FPS)"))
+        if bb["best_backend"]:
+            print(f"  best: {bb['best_backend']} {bb['backends'][bb['best_backend']]['fps']:.2f} FPS "
+                  f"(target >= {FPS_TARGET:.0f}: {'met' if bb['meets_target'] else 'NOT met'})")
     if "equal_settings" in result:
         print("untrained TVNet vs OpenCV TV-L1 at equal Ns-Nw-Ni (mean EPE):")
         for row in result["equal_settings"]["rows"]:

@@ -1,12 +1,17 @@
 """Speed of the trajectory convolution and of TrajectoryNet's overhead over S3D (CPU).
 
-    python benchmarks/bench_trajectory.py [--repeats 7] [--threads 2] [--skip-onnx] [--format json]
+    python benchmarks/bench_trajectory.py [--repeats 7] [--threads 1] [--size 224] [--backends eager,compile,onnxruntime]
+                                          [--skip-onnx] [--format json]
 
-1. op: :func:`trajectory_conv` (grid_sample fast path) vs :func:`trajectory_conv_reference`
-   (loops over n, t, τ) and vs the plain temporal ``Conv3d`` it replaces;
+1. op: :func:`trajectory_conv` (default ``gather`` fast path, and the ``grid_sample`` one) vs
+   :func:`trajectory_conv_reference` (loops over n, t, τ) and vs the plain temporal ``Conv3d`` it
+   replaces.  Target: fast path within 1.3x the Conv3d.
 2. model: TrajectoryNet-ResNet-18 with pre-computed flow (res3b1.conv1, avg pooling; the flow
-   pooling and temporal chaining are inside the timed forward) vs S3D-ResNet-18, 1×3×16×112×112,
-   eager PyTorch and ONNX Runtime.  Target: at most +5 %.
+   pooling and temporal chaining are inside the timed forward) vs S3D-ResNet-18 at
+   1×3×16×size², through every backend asked (:mod:`repro.deploy.backends`), all timed in one
+   interleaved run.  Target: at most +5 % on the best CPU backend (the fastest TrajectoryNet).
+3. components at 112²: only what TrajectoryNet adds (the trajectory path at res3b1.conv1 vs the
+   Conv3d it replaces), eager and ONNX Runtime.
 
 Timings are medians (and minima) of interleaved runs (A, B, A, B, ...) so that load from other
 processes hits both sides alike.  The "component" lines time only what TrajectoryNet adds (the
@@ -29,9 +34,14 @@ from typing import Callable
 
 import torch
 
+from repro.deploy.backends import availability, interleaved_ms, prepare_backend
 from repro.deploy.onnx import export_onnx, ort_session
 from repro.ops.trajectory_conv import trajectory_conv, trajectory_conv_reference
 from repro.registry import create_model
+
+
+OP_TARGET = 1.3  # fast trajectory conv / the Conv3d it replaces
+OVERHEAD_TARGET_PCT = 5.0  # TrajectoryNet over S3D-R18, best CPU backend
 
 
 def _log(msg: str) -> None:
@@ -87,6 +97,7 @@ def bench_op(repeats: int) -> list[dict]:
                 {
                     "reference": lambda: trajectory_conv_reference(x, ff, fb, weight, bias),
                     "fast": lambda: trajectory_conv(x, ff, fb, weight, bias),
+                    "grid_sample": lambda: trajectory_conv(x, ff, fb, weight, bias, sampler="grid_sample"),
                     "conv3d": lambda: conv(x),
                 },
                 repeats,
@@ -96,8 +107,12 @@ def bench_op(repeats: int) -> list[dict]:
                 "case": name,
                 "reference_ms": med["reference"] * 1e3,
                 "fast_ms": med["fast"] * 1e3,
+                "grid_sample_ms": med["grid_sample"] * 1e3,
                 "conv3d_ms": med["conv3d"] * 1e3,
                 "speedup_vs_reference": med["reference"] / med["fast"],
+                "ratio_vs_conv3d": med["fast"] / med["conv3d"],
+                "target_ratio": OP_TARGET,
+                "meets_target": med["fast"] / med["conv3d"] <= OP_TARGET,
             }
         )
     return rows
@@ -158,6 +173,49 @@ def bench_components(s3d, traj, video, flow_fwd, flow_bwd, repeats: int, skip_on
     return out
 
 
+def bench_backends(size: int, backends: list[str], repeats: int, threads: int) -> dict:
+    """S3D vs TrajectoryNet at 1x3x16xsize² through each backend, one interleaved run."""
+    torch.manual_seed(0)
+    s3d = create_model("s3d_resnet18", num_classes=174).eval()
+    traj = create_model("trajectorynet_resnet18", num_classes=174).eval()
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(1, 3, 16, size, size, generator=g)
+    flow_fwd = torch.randn(1, 2, 16, size, size, generator=g) * 2
+    inputs = {"s3d": (video,), "trajectorynet": (video, flow_fwd, -flow_fwd)}
+    models = {"s3d": s3d, "trajectorynet": traj}
+    runners, errors = {}, {}
+    why = availability(backends)
+    with torch.inference_mode():
+        for backend in backends:
+            if why[backend]:
+                errors[backend] = why[backend]
+                continue
+            _log(f"model {size}²: preparing {backend}")
+            try:
+                for name in models:
+                    runners[(backend, name)] = prepare_backend(backend, models[name], inputs[name], threads)
+            except Exception as err:  # noqa: BLE001 - reported, the other backends still run
+                errors[backend] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                runners = {k: v for k, v in runners.items() if k[0] != backend}
+        _log(f"model {size}²: timing {len(runners)} runners interleaved, {repeats} rounds")
+        times = interleaved_ms(runners, repeats, warmup=1)
+    per_backend = {}
+    for backend in backends:
+        if backend in errors:
+            per_backend[backend] = {"error": errors[backend]}
+            continue
+        s3d_ms = statistics.median(times[(backend, "s3d")])
+        traj_ms = statistics.median(times[(backend, "trajectorynet")])
+        per_backend[backend] = {"s3d_ms": s3d_ms, "trajectorynet_ms": traj_ms, "overhead_pct": 100 * (traj_ms / s3d_ms - 1),
+                                "s3d_min_ms": min(times[(backend, "s3d")]),
+                                "trajectorynet_min_ms": min(times[(backend, "trajectorynet")])}
+    timed = {b: r for b, r in per_backend.items() if "error" not in r}
+    best = min(timed, key=lambda b: timed[b]["trajectorynet_ms"]) if timed else None
+    return {"input": f"1x3x16x{size}x{size}", "threads": threads, "repeats": repeats, "backends": per_backend,
+            "best_backend": best, "target_overhead_pct": OVERHEAD_TARGET_PCT,
+            "meets_target": bool(best) and timed[best]["overhead_pct"] <= OVERHEAD_TARGET_PCT}
+
+
 def bench_model(repeats: int, skip_onnx: bool) -> dict:
     torch.manual_seed(0)
     s3d = create_model("s3d_resnet18", num_classes=174).eval()
@@ -209,24 +267,49 @@ def bench_model(repeats: int, skip_onnx: bool) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--size", type=int, default=224, help="frame side of the by-backend model timing")
+    parser.add_argument("--backends", default="eager,channels_last_3d,compile,onnxruntime",
+                        help="backends of the model timing (repro.deploy.backends)")
     parser.add_argument("--skip-onnx", action="store_true")
-    parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--skip-model", action="store_true", help="skip the model timings (by backend and components)")
+    parser.add_argument("--skip-components", action="store_true", help="skip the 112² eager/ORT model + component timing")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    report = {"threads": args.threads, "torch": torch.__version__, "op": bench_op(args.repeats)}
+    report = {"threads": args.threads, "torch": torch.__version__, "cpus": os.cpu_count(),
+              "loadavg": list(os.getloadavg()), "op": bench_op(args.repeats)}
     if not args.skip_model:
-        report["model"] = bench_model(args.repeats, args.skip_onnx)
+        report["by_backend"] = bench_backends(args.size, [b.strip() for b in args.backends.split(",") if b.strip()],
+                                              args.repeats, args.threads)
+        if not args.skip_components:
+            report["model"] = bench_model(args.repeats, args.skip_onnx)
+    report["loadavg_end"] = list(os.getloadavg())
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
-    print(f"threads={report['threads']} torch={report['torch']}")
+    print(f"threads={report['threads']} torch={report['torch']} cpus={report['cpus']} "
+          f"load average {report['loadavg'][0]:.1f} -> {report['loadavg_end'][0]:.1f}")
     for row in report["op"]:
         print(
             f"op {row['case']}: reference {row['reference_ms']:.1f} ms, fast {row['fast_ms']:.1f} ms "
-            f"({row['speedup_vs_reference']:.1f}x), Conv3d {row['conv3d_ms']:.1f} ms"
+            f"({row['speedup_vs_reference']:.1f}x), grid_sample path {row['grid_sample_ms']:.1f} ms, "
+            f"Conv3d {row['conv3d_ms']:.1f} ms -> fast/Conv3d {row['ratio_vs_conv3d']:.2f}x "
+            f"(target <= {OP_TARGET}x: {'met' if row['meets_target'] else 'NOT met'})"
         )
+    if "by_backend" in report:
+        b = report["by_backend"]
+        for name, r in b["backends"].items():
+            if "error" in r:
+                print(f"model {b['input']} {name}: unavailable: {r['error']}")
+            else:
+                print(f"model {b['input']} {name}: S3D {r['s3d_ms']:.0f} ms, TrajectoryNet {r['trajectorynet_ms']:.0f} ms "
+                      f"({r['overhead_pct']:+.1f} %; min {r['s3d_min_ms']:.0f} / {r['trajectorynet_min_ms']:.0f} ms)")
+        if b["best_backend"]:
+            best = b["backends"][b["best_backend"]]
+            print(f"overhead on the best CPU backend ({b['best_backend']}, {b['threads']} thread(s), median of "
+                  f"{b['repeats']} interleaved rounds): {best['overhead_pct']:+.1f} % "
+                  f"(target <= +{OVERHEAD_TARGET_PCT:.0f} %: {'met' if b['meets_target'] else 'NOT met'})")
     if "model" in report:
         m = report["model"]
         for prefix, label in (("eager", "eager PyTorch"), ("ort", "ONNX Runtime")):

@@ -28,7 +28,7 @@ __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("repro")
 
-_AREA_COMMANDS = ("repro.data.commands", "repro.engine.commands", "repro.flow.commands")
+_AREA_COMMANDS = ("repro.data.commands", "repro.engine.commands", "repro.flow.commands", "repro.deploy.commands")
 
 
 class UserError(Exception):
@@ -235,7 +235,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
                  f"           all ops incl. BN/activations/pooling/elementwise: {out['macs_all'] / 1e9:.2f} GMACs"]
         if out["uncounted_ops"]:
             lines.append("  counted as zero (no handle): " + ", ".join(f"{k} x{v}" for k, v in out["uncounted_ops"].items()))
-        if args.latency:
+        for backend, t in out.get("backends", {}).items():  # --backend all
+            lines.append(f"  {backend:<17} " + (t["error"] if "error" in t else
+                         f"{t['latency_ms']:.1f} ms median (IQR {t['latency_iqr_ms']:.1f}, {t['threads']} threads)"))
+        if args.latency and "latency_ms" in out:
             lines.append(f"  latency  {out['latency_ms']:.1f} ms median (IQR {out['latency_iqr_ms']:.1f} ms, "
                          f"{out['repeats']} runs, {out['threads']} threads, {out['backend']})")
         return "\n".join(lines) + "\n"
@@ -288,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", help="input shape, e.g. 1x3x16x112x112 (default: the row's or model's)")
     s.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="model constructor argument")
     s.add_argument("--latency", action="store_true", help="also measure forward latency")
-    s.add_argument("--backend", default="eager", help="latency backend: eager, channels_last_3d, onnxruntime")
+    s.add_argument("--backend", default="eager", help="latency backend: eager, channels_last_3d, compile, onnxruntime, tensorrt; "
+                   "'all' or 'a,b': several side by side in one interleaved run")
     s.add_argument("--warmup", type=int, default=3)
     s.add_argument("--repeats", type=int, default=10)
     s.set_defaults(func=cmd_profile)

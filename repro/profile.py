@@ -42,17 +42,15 @@ largely not convolution.
 
 Latency (:func:`measure_latency`): median and spread of ``repeats`` timed forward passes under
 ``torch.inference_mode`` after ``warmup`` untimed ones, with a chosen thread count (restored
-afterwards).  Backends are small runner factories in :data:`LATENCY_BACKENDS`
-(:func:`register_latency_backend` adds one, e.g. torch.compile or TensorRT): ``eager``,
-``channels_last_3d`` and ``onnxruntime`` (export at :data:`repro.deploy.onnx.ONNX_OPSET`, so only
-4-D ``grid_sample``).
+afterwards), on one backend of :mod:`repro.deploy.backends` (eager, channels-last, torch.compile,
+ONNX Runtime, TensorRT); ``profile(..., backend="all")`` times every backend in one interleaved run
+(:func:`repro.deploy.backends.time_backends`) and reports ``backends: {name: {latency_ms, ...} |
+{error}}``.
 """
 from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -67,7 +65,8 @@ from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 from torch import Tensor
 
-from repro.deploy.onnx import ONNX_OPSET, export_onnx, ort_session  # noqa: F401 - ONNX_OPSET re-exported
+from repro.deploy.backends import BACKENDS, latency_stats, prepare_backend, register_backend, time_backends
+from repro.deploy.onnx import ONNX_OPSET  # noqa: F401 - re-exported
 
 __all__ = [
     "MacReport",
@@ -448,60 +447,10 @@ def count_macs(model: nn.Module, inputs: Tensor | Sequence[Any], *, warn_uncount
 # --------------------------------------------------------------------------------------------
 # Latency
 # --------------------------------------------------------------------------------------------
-Runner = Callable[[], Any]
-BackendFactory = Callable[[nn.Module, tuple[Any, ...], int], Runner]
-
-LATENCY_BACKENDS: dict[str, BackendFactory] = {}
-"""Name -> ``factory(model, inputs, threads) -> run_once()``; :func:`register_latency_backend`."""
-
-
-def register_latency_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    """Register a latency backend: ``factory(model, inputs, threads)`` returns a callable that
-    runs one forward pass (all preparation -- conversion, export, compilation -- happens in
-    the factory, outside the timed region)."""
-
-    def wrap(factory: BackendFactory) -> BackendFactory:
-        LATENCY_BACKENDS[name] = factory
-        return factory
-
-    return wrap
-
-
-@register_latency_backend("eager")
-def _eager_backend(model: nn.Module, inputs: tuple[Any, ...], threads: int) -> Runner:
-    return lambda: model(*inputs)
-
-
-@register_latency_backend("channels_last_3d")
-def _channels_last_backend(model: nn.Module, inputs: tuple[Any, ...], threads: int) -> Runner:
-    # A copy, so that the caller's model keeps its memory format.
-    converted = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
-
-    def to_channels_last(x: Any) -> Any:
-        if isinstance(x, Tensor) and x.dim() == 5:
-            return x.contiguous(memory_format=torch.channels_last_3d)
-        if isinstance(x, Tensor) and x.dim() == 4:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    converted_inputs = tuple(to_channels_last(x) for x in inputs)
-    return lambda: converted(*converted_inputs)
-
-
-@register_latency_backend("onnxruntime")
-def _onnxruntime_backend(model: nn.Module, inputs: tuple[Any, ...], threads: int) -> Runner:
-    # Export at ONNX_OPSET: 4-D GridSample only, so models must warp frames as (N*T, C, H, W).
-    import onnxruntime  # noqa: F401 - missing: fail before exporting
-
-    if not all(isinstance(x, Tensor) for x in inputs):
-        raise TypeError("the onnxruntime backend takes tensor inputs only")
-    names = [f"input_{i}" for i in range(len(inputs))]
-    with tempfile.TemporaryDirectory() as tmp:
-        # the example's shapes baked in (no dynamic batch): the graph timed is the one timed before
-        path = export_onnx(model, inputs, os.path.join(tmp, "model.onnx"), input_names=names, dynamic_batch=False)
-        session = ort_session(path, threads)
-    feed = {name: x.detach().cpu().numpy() for name, x in zip(names, inputs)}
-    return lambda: session.run(None, feed)
+# The backends live in repro.deploy.backends (one registry for the profiler, the profile job and
+# the benchmarks); these names stay for callers of before that move.
+LATENCY_BACKENDS = BACKENDS
+register_latency_backend = register_backend
 
 
 @dataclass(frozen=True)
@@ -536,8 +485,8 @@ def measure_latency(
     restored on exit.  The model runs in eval mode (mode restored afterwards) under
     ``torch.inference_mode``.
     """
-    if backend not in LATENCY_BACKENDS:
-        raise ValueError(f"backend {backend!r} unknown; available: {sorted(LATENCY_BACKENDS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} unknown; available: {sorted(BACKENDS)}")
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}")
     inputs = _as_tuple(inputs)
@@ -548,7 +497,7 @@ def measure_latency(
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            run = LATENCY_BACKENDS[backend](model, inputs, threads)
+            run = prepare_backend(backend, model, inputs, threads)
             on_cuda = any(isinstance(x, Tensor) and x.is_cuda for x in inputs)
             sync = torch.cuda.synchronize if on_cuda else (lambda: None)  # kernels are asynchronous
             for _ in range(warmup):
@@ -578,7 +527,7 @@ def profile(
     input_shape: Sequence[int] | None = None,
     latency: bool = False,
     *,
-    backend: str = "eager",
+    backend: str | Sequence[str] = "eager",
     warmup: int = 3,
     repeats: int = 10,
     threads: int | None = None,
@@ -594,7 +543,8 @@ def profile(
     pooling and elementwise included), ``dense_macs``, ``gmacs_dense`` (conv + linear only), ``macs_by_operator``,
     ``uncounted_ops``, ``handled_ops``; with ``latency=True`` also ``latency_ms`` (median),
     ``latency_iqr_ms``, ``latency_p10_ms``, ``latency_p90_ms``, ``repeats``, ``threads``,
-    ``backend``, ``device``.  MACs are counted on the CPU; latency runs on ``device`` (a copy
+    ``backend``, ``device``.  ``backend="all"`` (or ``"a,b"``, a list) times those backends in
+    one interleaved run instead: ``backends: {name: {latency_ms, ...} | {error: why}}``.  MACs are counted on the CPU; latency runs on ``device`` (a copy
     of the model is moved there, the caller's module stays put).
     """
     if isinstance(model_name_or_module, str):
@@ -638,6 +588,10 @@ def profile(
         device = torch.device(device)
         timed_model = model if device.type == "cpu" else copy.deepcopy(model).to(device)
         timed_inputs = tuple(x.to(device) for x in inputs)
+        if backend not in BACKENDS:  # "all" or a list: every backend side by side, one interleaved run
+            result["backends"] = _backends_side_by_side(timed_model, timed_inputs, backend, warmup, repeats, threads)
+            result.update(device=str(device))
+            return result
         timing = measure_latency(timed_model, timed_inputs, warmup=warmup, repeats=repeats, threads=threads, backend=backend)
         result.update(
             latency_ms=timing.median_ms, latency_iqr_ms=timing.iqr_ms, latency_p10_ms=timing.p10,
@@ -645,6 +599,14 @@ def profile(
             device=str(device),
         )
     return result
+
+
+def _backends_side_by_side(model: nn.Module, inputs: tuple[Tensor, ...], backends: str | Sequence[str], warmup: int,
+                           repeats: int, threads: int | None) -> dict[str, dict[str, Any]]:
+    """``{name: {latency_ms, ...} | {error}}`` of each backend (``"all"``, ``"a,b"`` or a list),
+    without the raw times (``times_ms``)."""
+    timed = time_backends(model, inputs, backends, threads=threads, warmup=warmup, repeats=repeats)
+    return {name: {k: v for k, v in t.items() if k != "times_ms"} for name, t in timed.items()}
 
 
 def example_inputs(model: nn.Module, input_shape: Sequence[int]) -> tuple[Tensor, ...]:

@@ -111,6 +111,6 @@ def test_tensorrt_engine_matches_pytorch(tmp_path, aot):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     _load_kernel_module(interpret=False)
-    from trt_plugins.trajectory_conv.build_engine import demo
+    from repro.deploy.tensorrt.engine import demo
 
     assert demo(str(tmp_path / "traj.engine"), aot=aot) < 1e-3

@@ -12,6 +12,12 @@ Keys (``measure: "profile:<key>"``):
   (clips for a video model: ``batch / latency``);
 * ``latency_ms_per_frame`` and ``frame_fps``: the same per frame (``batch x T`` frames of a
   ``(B, C, T, H, W)`` clip; ``batch`` for an image input), as per-frame speed tables print it;
+* ``<latency key>@<backend>`` (e.g. ``latency_s@onnxruntime``, ``fps@compile``): the same key
+  through one backend of :mod:`repro.deploy.backends`; the unsuffixed keys are ``eager``.  Every
+  backend a row's columns ask for is timed in **one interleaved run**, so a speed table can show a
+  row's latency per backend side by side (one column per backend, its key naming the backend).  A
+  backend that cannot run here (TensorRT without a GPU) leaves its columns empty and says why in
+  the result's ``details.backend_errors``;
 * per part of a model that declares its parts (Dynamics Table 9's shared displacement map and each
   branch's own layers; Table 3's motion-branch FPS), all measured in the one run of the row:
   ``part_ms_per_frame:<part>`` (median time / frames), ``part_fps:<part>`` (frames per second),
@@ -30,14 +36,31 @@ from typing import Any
 
 from repro.jobs.base import Job, JobContext, JobOutput, NotRunnable
 
-__all__ = ["PROFILE", "PROFILE_KEYS", "PART_KEY", "PART_KEYS", "frames_per_input", "time_parts"]
+__all__ = ["PROFILE", "PROFILE_KEYS", "PART_KEY", "PART_KEYS", "frames_per_input", "time_parts", "latency_metrics",
+           "split_backend"]
 
 PART_KEY = "part_ms_per_frame"
 #: Per-part keys ``<kind>:<part>`` (ratios: ``<kind>:<a>/<b>``); the timed ones need a latency run.
 PART_KEYS = (PART_KEY, "part_fps", "part_gmacs", "part_macs_ratio", "part_time_ratio")
 _TIMED_PART_KEYS = (PART_KEY, "part_fps", "part_time_ratio")
 LATENCY_KEYS = ("latency_s", "latency_ms", "fps", "latency_ms_per_frame", "frame_fps")
-PROFILE_KEYS = ("params", "params_m", "macs", "gmacs", "gflops", *LATENCY_KEYS, *(f"{k}:*" for k in PART_KEYS))
+PROFILE_KEYS = ("params", "params_m", "macs", "gmacs", "gflops", *LATENCY_KEYS,
+                *(f"{k}@*" for k in LATENCY_KEYS), *(f"{k}:*" for k in PART_KEYS))
+DEFAULT_BACKEND = "eager"
+
+
+def split_backend(key: str) -> tuple[str, str]:
+    """``"fps@compile"`` -> ``("fps", "compile")``; an unsuffixed key is :data:`DEFAULT_BACKEND`'s."""
+    base, sep, backend = key.partition("@")
+    return base, (backend if sep else DEFAULT_BACKEND)
+
+
+def latency_metrics(ms: float, shape: tuple[int, ...] | list[int], suffix: str = "") -> dict[str, float]:
+    """The latency keys of one median forward time ``ms`` of an input of ``shape``."""
+    frames = frames_per_input(shape)
+    values = {"latency_ms": ms, "latency_s": ms / 1e3, "fps": 1e3 / ms * shape[0],
+              "latency_ms_per_frame": ms / frames, "frame_fps": 1e3 / ms * frames}
+    return {f"{key}{suffix}": value for key, value in values.items()}
 
 
 def _is_part(key: str) -> bool:
@@ -92,6 +115,20 @@ def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None
     return out
 
 
+def _backends_wanted(wanted: list[str]) -> list[str]:
+    """The backends the wanted latency keys name, in order (unknown ones: NotRunnable)."""
+    from repro.deploy.backends import BACKENDS
+
+    names = []
+    for key in wanted:
+        base, backend = split_backend(key)
+        if base in LATENCY_KEYS and backend not in names:
+            if backend not in BACKENDS:
+                raise NotRunnable(f"column key '{key}': no backend '{backend}' (expected one of {', '.join(BACKENDS)})")
+            names.append(backend)
+    return names
+
+
 def run_profile(ctx: JobContext) -> JobOutput:
     import torch
 
@@ -106,21 +143,32 @@ def run_profile(ctx: JobContext) -> JobOutput:
     if not shape:
         raise NotRunnable(f"row gives no input_shape and model '{entry.name}' has no default_input")
     parts = [k for k in ctx.wanted if _is_part(k)]
-    timed = any(k in LATENCY_KEYS or k.partition(":")[0] in _TIMED_PART_KEYS for k in ctx.wanted)
-    prof = profile(row.model.name, shape, latency=timed, threads=ctx.threads, **row.model.args)
+    backends = _backends_wanted(ctx.wanted)
+    if any(k.partition(":")[0] in _TIMED_PART_KEYS for k in parts) and DEFAULT_BACKEND not in backends:
+        backends.append(DEFAULT_BACKEND)
+    timed = bool(backends)
+    # one backend: timed alone; several: one interleaved run, {name: {latency_ms} | {error}}
+    one = backends[0] if backends == [DEFAULT_BACKEND] else None
+    prof = profile(row.model.name, shape, latency=timed, backend=one or backends or DEFAULT_BACKEND,
+                   threads=ctx.threads, **row.model.args)
     metrics: dict[str, float] = {key: prof[key] for key in ("params", "macs", "gmacs", "gflops")}
     metrics["params_m"] = prof["params"] / 1e6
-    frames = frames_per_input(shape)
-    if timed:
-        ms = prof["latency_ms"]
-        metrics.update(latency_ms=ms, latency_s=ms / 1e3, fps=1e3 / ms * shape[0],
-                       latency_ms_per_frame=ms / frames, frame_fps=1e3 / ms * frames)
+    timings = {one: {"latency_ms": prof["latency_ms"]}} if timed and one else prof.get("backends", {})
+    errors = {}
+    for backend, timing in timings.items():
+        if "error" in timing:
+            errors[backend] = timing["error"]  # its columns stay empty; the reason is kept
+            continue
+        metrics.update(latency_metrics(timing["latency_ms"], shape, "" if backend == DEFAULT_BACKEND else f"@{backend}"))
     if parts:
         torch.manual_seed(0)
         model = create_model(row.model.name, **row.model.args)
-        metrics.update(time_parts(model, example_inputs(model, shape), parts, ctx.threads, frames))
+        metrics.update(time_parts(model, example_inputs(model, shape), parts, ctx.threads, frames_per_input(shape)))
     details = {k: v for k, v in prof.items() if k not in metrics}
-    data = "full-scale architecture at the paper's input" + (", latency on this machine's CPU" if timed else "")
+    if errors:
+        details["backend_errors"] = errors
+    data = "full-scale architecture at the paper's input" + (
+        f", latency on this machine ({', '.join(backends)})" if timed else "")
     return JobOutput(metrics=metrics, data=data, seed=0, details=details)
 
 

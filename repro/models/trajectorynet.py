@@ -94,7 +94,7 @@ def downsample_flow(flow: torch.Tensor, size: tuple[int, int], method: str = "av
         pooled = flow
     elif height % h == 0 and width % w == 0:
         # 3-D pooling with a (1, kh, kw) window works on (N, 2, T, H, W) as is (no transposes).
-        kernel = (1, height // h, width // w)
+        kernel = (1, int(height) // int(h), int(width) // int(w))  # int(): a constant window when traced (ONNX)
         if method == "avg":
             pooled = F.avg_pool3d(flow, kernel, stride=kernel)
         else:

@@ -142,7 +142,7 @@ def normalise_pair(image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Te
 
 def gaussian_smooth(image: torch.Tensor) -> torch.Tensor:
     """The release's fixed 5x5 Gaussian pre-smoothing of ``(N, C, H, W)``."""
-    channels = image.shape[1]
+    channels = int(image.shape[1])  # int(): a constant kernel shape when traced (ONNX export)
     kernel = image.new_tensor(GAUSSIAN_5X5).view(1, 1, 5, 5).repeat(channels, 1, 1, 1)
     # Release: zero padding ('same' conv) darkens a 2-pixel frame; replicate padding avoids that.
     return F.conv2d(F.pad(image, (2, 2, 2, 2), mode="replicate"), kernel, groups=channels)

@@ -28,13 +28,18 @@ Tensor conventions
 Implementations
 ---------------
 * :func:`trajectory_conv_reference`: loops over n, t, τ with the explicit bilinear formula.
-* :func:`trajectory_conv`: trajectories for all τ with 4-D ``grid_sample`` on ``(N·T, 2, H, W)``,
-  one batched 4-D ``grid_sample`` on ``(N·T·2Δt, C, H, W)`` for the non-centre taps (the centre
+* :func:`trajectory_conv` (default ``sampler="gather"``): trajectories for all τ with 4-D
+  ``grid_sample`` on ``(N·T, 2, H, W)``; then the channels are mixed *first* -- one matmul
+  ``(K·C_out, C_in) x (C_in, T·H·W)``, exactly the MACs of the ``Conv3d`` it replaces -- and the
+  mixed taps are read bilinearly at the trajectory points with four row gathers per tap on a
+  pixels-by-channels table (bilinear reading is linear and the same for every channel, so it
+  commutes with the channel mix).  Exports to ONNX as MatMul + Gather.
+* ``sampler="grid_sample"``: one batched 4-D ``grid_sample`` on ``(N·T·2Δt, C, H, W)`` for the non-centre taps (the centre
   tap is read directly), then 1×1 convolutions (matmuls).  4-D only: 5-D GridSample does not
   export to TensorRT.  ``sampler="triton"`` replaces the sampling by the fused Triton kernel of
   :mod:`repro.ops.triton_trajectory` (forward only); ``sampler="trt_plugin"`` computes the same
   values but exports the sampling as one custom ONNX node ``trajectory_sample`` with
-  ``plugin_namespace="repro"`` for the TensorRT plugin in ``trt_plugins/trajectory_conv``.
+  ``plugin_namespace="repro"`` for the TensorRT plugin in :mod:`repro.deploy.tensorrt`.
 
 Authors' release (open-mmlab/mmaction v1, ``trajectory_conv_package``): a CUDA 3-D deformable
 conv fed with the one-step flow as (Δh, Δw) offsets; for Δt = 1 (the only kernel the paper uses)
@@ -63,7 +68,7 @@ __all__ = [
     "PLUGIN_OP_TYPE",
 ]
 
-Sampler = Literal["grid_sample", "triton", "trt_plugin"]
+Sampler = Literal["gather", "grid_sample", "triton", "trt_plugin"]
 PLUGIN_NAMESPACE = "repro"
 PLUGIN_OP_TYPE = "trajectory_sample"
 
@@ -208,8 +213,9 @@ def conv_from_samples(samples: torch.Tensor, weight: torch.Tensor, bias: torch.T
     c_out = weight.shape[0]
     if weight.shape[1:3] != (channels, k):
         raise ValueError(f"weight {tuple(weight.shape)} does not match samples (K={k}, C={channels})")
+    c_out, channels, k = (int(d) for d in weight.shape[:3])  # the weight's: constants in a dynamic-batch graph
     w = weight.reshape(c_out, channels, k).permute(0, 2, 1).reshape(c_out, k * channels, 1, 1)
-    out = F.conv2d(samples.reshape(n * length, k * channels, height, width), w, bias)
+    out = F.conv2d(samples.reshape(-1, k * channels, height, width), w, bias)
     return out.reshape(n, length, c_out, height, width).transpose(1, 2).contiguous()
 
 
@@ -220,12 +226,13 @@ def trajectory_conv(
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     *,
-    sampler: Sampler = "grid_sample",
+    sampler: Sampler = "gather",
 ) -> torch.Tensor:
     """Trajectory convolution (Eq. 1-3), fast path.  Returns ``(N, C_out, T, H, W)``.
 
-    ``sampler``: ``"grid_sample"`` (default; differentiable w.r.t. x, flows, weight, bias; exports
-    to ONNX with 4-D GridSample only), ``"triton"`` (fused Triton gather, forward only) or
+    ``sampler``: ``"gather"`` (default; channels mixed by one matmul, then bilinear row gathers;
+    differentiable w.r.t. x, flows, weight, bias; exports to ONNX as MatMul + Gather),
+    ``"grid_sample"`` (sampling then mixing; differentiable; 4-D GridSample in ONNX), ``"triton"`` (fused Triton gather, forward only) or
     ``"trt_plugin"`` (same values as grid_sample; ONNX export emits one custom
     ``repro::trajectory_sample`` node for TensorRT).
     """
@@ -238,8 +245,10 @@ def trajectory_conv(
         return conv_from_samples(trajectory_sample_triton(x, flow_fwd, flow_bwd, dt), weight, bias)
     if sampler == "trt_plugin":
         return conv_from_samples(_TrajectorySamplePluginOp.apply(x, flow_fwd, flow_bwd, dt), weight, bias)
+    if sampler == "gather":
+        return _trajectory_conv_gather(x, flow_fwd, flow_bwd, weight, bias, dt)
     if sampler != "grid_sample":
-        raise ValueError(f"sampler: expected 'grid_sample', 'triton' or 'trt_plugin', got {sampler!r}")
+        raise ValueError(f"sampler: expected 'gather', 'grid_sample', 'triton' or 'trt_plugin', got {sampler!r}")
 
     n, _, length, height, width = x.shape
     c_out, channels = weight.shape[:2]  # the weight's (== x's, checked): static in a dynamic-batch ONNX graph
@@ -255,6 +264,66 @@ def trajectory_conv(
             w_side.reshape(c_out, 2 * dt * channels, 1, 1),
         )
     return out.reshape(n, length, c_out, height, width).transpose(1, 2).contiguous()
+
+
+def _bilinear_corners(positions: torch.Tensor, height: int, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The four bilinear corners of pixel ``positions (..., 2)``: ``(index, weight)`` pairs with
+    ``index = y·W + x`` inside the frame (clamped) and ``weight`` 0 for corners outside it
+    (zero padding, as ``grid_sample(padding_mode="zeros")``)."""
+    px, py = positions[..., 0], positions[..., 1]
+    x0, y0 = torch.floor(px), torch.floor(py)
+    fx, fy = px - x0, py - y0
+    corners = []
+    for cy, wy in ((y0, 1 - fy), (y0 + 1, fy)):
+        for cx, wx in ((x0, 1 - fx), (x0 + 1, fx)):
+            inside = (cx >= 0) & (cx <= width - 1) & (cy >= 0) & (cy <= height - 1)
+            index = cy.clamp(0, height - 1) * width + cx.clamp(0, width - 1)
+            corners.append((index.long(), wx * wy * inside))
+    return corners
+
+
+def _tap_rows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and weights of every output pixel's taps in the mixed table (see below):
+    ``(N·T·H·W, 1 + 4·2Δt)`` each -- the centre row (weight 1) and four bilinear corners per side
+    tap, weight 0 for corners outside the frame or frames outside the clip (zero padding)."""
+    n, length, height, width = shape
+    k = 2 * dt + 1
+    frame = torch.arange(n * length, device=flow_fwd.device).view(n * length, 1, 1)
+    pixel = frame * (height * width) + torch.arange(height * width, device=flow_fwd.device).view(1, height, width)
+    rows, weights = [pixel * k + dt], [torch.ones_like(pixel, dtype=flow_fwd.dtype)]
+    positions = _positions_by_tau(flow_fwd, flow_bwd, dt)  # τ -> (N·T, H, W, 2)
+    t_in_clip = frame % length
+    for tau in (t for t in range(-dt, dt + 1) if t != 0):
+        source = t_in_clip + tau
+        in_clip = ((source >= 0) & (source < length)).to(flow_fwd.dtype)  # temporal zero padding
+        first_pixel = (frame + tau).clamp(0, n * length - 1) * (height * width)
+        for index, w in _bilinear_corners(positions[tau], height, width):
+            rows.append((first_pixel + index) * k + (tau + dt))
+            weights.append(w * in_clip)
+    return torch.stack(rows, -1).reshape(-1, len(rows)), torch.stack(weights, -1).reshape(-1, len(rows))
+
+
+def _trajectory_conv_gather(x: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, weight: torch.Tensor,
+                            bias: torch.Tensor | None, dt: int) -> torch.Tensor:
+    """Eq. 1-3 as one channel-mixing matmul, then a weighted sum of gathered rows per pixel."""
+    n, _, length, height, width = x.shape
+    c_out, c_in, k = (int(d) for d in weight.shape[:3])  # constants in a dynamic-batch graph
+    # Departure in the order of operations only: Eq. 1 samples x then mixes channels; we mix
+    # first, y_τ = w_τ·x for every pixel (the Conv3d's MACs, one GEMM), and sample y_τ -- equal,
+    # since bilinear sampling is linear and has the same weights for every channel.
+    w_all = weight.reshape(c_out, c_in, k).permute(2, 0, 1).reshape(k * c_out, c_in)
+    pixels = x.reshape(n, c_in, -1).transpose(1, 2)  # (N, T·H·W, C_in), a view
+    table = torch.matmul(pixels, w_all.t()).reshape(-1, c_out)  # row pixel·K + j: y_{τ=j-Δt} at pixel
+    rows, weights = _tap_rows(flow_fwd, flow_bwd, dt, (n, length, height, width))  # (P, 1 + 8Δt)
+    if torch.onnx.is_in_onnx_export():
+        # ONNX has no weighted EmbeddingBag: Gather + Mul + Add per tap (same sum).
+        out = sum(table.index_select(0, rows[:, j]) * weights[:, j, None] for j in range(rows.shape[1]))
+    else:
+        # One fused gather + weighted sum over each pixel's taps (Eq. 1 over τ, Eq. 3's corners).
+        out = F.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")
+    if bias is not None:
+        out = out + bias
+    return out.view(n, length, height, width, c_out).permute(0, 4, 1, 2, 3).contiguous()
 
 
 class _TrajectorySamplePluginOp(torch.autograd.Function):
@@ -353,7 +422,7 @@ class TrajectoryConv3d(nn.Module):
         out_channels: int,
         kernel_size: int | tuple[int, int, int] = 3,
         bias: bool = True,
-        sampler: Sampler = "grid_sample",
+        sampler: Sampler = "gather",
     ) -> None:
         super().__init__()
         if isinstance(kernel_size, int):
@@ -377,7 +446,7 @@ class TrajectoryConv3d(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     @classmethod
-    def from_conv3d(cls, conv: nn.Conv3d, sampler: Sampler = "grid_sample") -> "TrajectoryConv3d":
+    def from_conv3d(cls, conv: nn.Conv3d, sampler: Sampler = "gather") -> "TrajectoryConv3d":
         """Copy a temporal conv; with zero flow the result computes exactly what ``conv`` does."""
         k = conv.kernel_size[0]
         expected_padding = (k // 2, 0, 0)

@@ -9,7 +9,7 @@ Values equal :func:`repro.ops.trajectory_conv.trajectory_sample` (up to float ro
 Forward only (inference / the TensorRT plugin); train with the differentiable grid_sample path.
 
 The kernel's arguments are ordered ``(input pointers, int32 scalars, output pointer, constexprs)``
-so that a TensorRT AOT plugin can launch it directly (``trt_plugins/trajectory_conv``).  Tensors
+so that a TensorRT AOT plugin can launch it directly (:mod:`repro.deploy.tensorrt.trajectory_sample`).  Tensors
 must be contiguous; offsets are int32 (fine below 2**31 elements per tensor).
 
 On a machine without a GPU, set ``TRITON_INTERPRET=1`` **before** importing this module and the

@@ -12,13 +12,16 @@ Two implementations are registered:
   needs Python + torch + triton at run time.
 * ``@trtp.aot_impl`` (AOT): the kernel compiled to PTX at build time and embedded in the engine;
   the engine then runs in any TensorRT runtime (trtexec, C++).  Chosen by the ONNX node attribute
-  ``aot=1`` (see :mod:`trt_plugins.trajectory_conv.build_engine`).
+  ``aot=1`` (see :mod:`repro.deploy.tensorrt.engine`).
 
-Nothing here imports TensorRT at module import time: call :func:`register` (idempotent).
+Nothing here imports TensorRT at module import time: :func:`repro.deploy.tensorrt.plugins.register`
+calls :func:`register` (idempotent).
 """
 from __future__ import annotations
 
-PLUGIN_ID = "repro::trajectory_sample"  # must match repro.ops.trajectory_conv.PLUGIN_NAMESPACE/OP_TYPE
+from repro.ops.trajectory_conv import PLUGIN_NAMESPACE, PLUGIN_OP_TYPE
+
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_OP_TYPE}"  # the exported node: op_type + plugin_namespace
 
 _registered = False
 

@@ -1,7 +1,8 @@
-"""Build a TensorRT engine from a repro ONNX export whose trajectory sampling is a plugin node.
+"""TensorRT engines of repro models whose custom ops (trajectory sampling) are plugin nodes.
 
-    python -m trt_plugins.trajectory_conv.build_engine --demo --out /tmp/traj.engine [--jit]
-    python -m trt_plugins.trajectory_conv.build_engine --onnx model_plugin.onnx --out model.engine
+    python -m repro engine --demo --out /tmp/traj.engine [--jit]
+    python -m repro engine <model|paper:table:row> --out model.engine [--input SHAPE]
+    python -m repro engine --onnx model_plugin.onnx --out model.engine
 
 Steps (see README.md): export with ``sampler="trt_plugin"`` (one ``trajectory_sample`` node per
 trajectory conv), :func:`prepare_onnx` (adds ``aot=1``, clears the node domain like NVIDIA's
@@ -10,44 +11,50 @@ Needs TensorRT >= 10.9 and a CUDA GPU; everything is imported lazily.
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
-import sys
 import tempfile
 
+from repro.deploy.tensorrt.plugins import PLUGIN_OP_TYPES, register
 from repro.fileio import atomic_write_bytes
 
-PLUGIN_OP_TYPE = "trajectory_sample"
+
+@contextlib.contextmanager
+def plugin_samplers(module):
+    """Within the block, every ``TrajectoryConv3d`` of ``module`` exports its sampling as the
+    plugin node (``sampler="trt_plugin"``; same values in PyTorch); restored on exit."""
+    from repro.ops.trajectory_conv import TrajectoryConv3d
+
+    previous = {sub: sub.sampler for sub in module.modules() if isinstance(sub, TrajectoryConv3d)}
+    for sub in previous:
+        sub.sampler = "trt_plugin"
+    try:
+        yield len(previous)
+    finally:
+        for sub, sampler in previous.items():
+            sub.sampler = sampler
 
 
 def export_onnx_with_plugin(module, example_inputs: tuple, path: str, input_names=None, output_names=None) -> None:
-    """Export ``module`` (its TrajectoryConv3d layers switched to ``sampler="trt_plugin"``)."""
+    """Export ``module`` with one ``repro::trajectory_sample`` node per trajectory convolution."""
     from repro.deploy.onnx import export_onnx
-    from repro.ops.trajectory_conv import PLUGIN_NAMESPACE, TrajectoryConv3d
+    from repro.ops.trajectory_conv import PLUGIN_NAMESPACE
 
-    previous = {}
-    for name, sub in module.named_modules():
-        if isinstance(sub, TrajectoryConv3d):
-            previous[name] = sub.sampler
-            sub.sampler = "trt_plugin"
-    try:
+    with plugin_samplers(module):
         # fixed shapes: the engine is built for the example's shapes
         export_onnx(module, example_inputs, path, input_names=input_names, output_names=output_names,
                     dynamic_batch=False, custom_opsets={PLUGIN_NAMESPACE: 1})
-    finally:
-        for name, sub in module.named_modules():
-            if name in previous:
-                sub.sampler = previous[name]
 
 
-def prepare_onnx(src: str, dst: str, aot: bool = True) -> int:
-    """Mark plugin nodes for TensorRT: ``aot`` attribute, empty domain.  Returns how many nodes."""
+def prepare_onnx(src: str, dst: str, aot: bool = True, require: bool = True) -> int:
+    """Mark plugin nodes for TensorRT: ``aot`` attribute, empty domain.  Returns how many nodes
+    (``require``: a graph without any is an error)."""
     import onnx
 
     model = onnx.load(src)
     count = 0
     for node in model.graph.node:
-        if node.op_type != PLUGIN_OP_TYPE:
+        if node.op_type not in PLUGIN_OP_TYPES:
             continue
         count += 1
         node.domain = ""  # NVIDIA's QDP sample uses default-domain nodes; the parser matches op_type
@@ -55,8 +62,8 @@ def prepare_onnx(src: str, dst: str, aot: bool = True) -> int:
             if attr.name == "aot":
                 node.attribute.remove(attr)
         node.attribute.append(onnx.helper.make_attribute("aot", int(aot)))
-    if count == 0:
-        raise ValueError(f"{src}: no '{PLUGIN_OP_TYPE}' node; export with sampler='trt_plugin'")
+    if count == 0 and require:
+        raise ValueError(f"{src}: no plugin node ({', '.join(PLUGIN_OP_TYPES)}); export with export_onnx_with_plugin")
     atomic_write_bytes(dst, model.SerializeToString())
     return count
 
@@ -64,8 +71,6 @@ def prepare_onnx(src: str, dst: str, aot: bool = True) -> int:
 def build_engine(onnx_path: str) -> bytes:
     """Parse ``onnx_path`` (plugin registered first) and build a strongly typed serialized engine."""
     import tensorrt as trt
-
-    from trt_plugins.trajectory_conv.plugin import register
 
     register()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -85,19 +90,17 @@ def build_engine(onnx_path: str) -> bytes:
     return bytes(serialized)
 
 
-def run_engine(engine_bytes: bytes, inputs: dict) -> dict:
-    """Run a serialized engine on CUDA torch tensors; returns the outputs by name."""
+def engine_session(engine_bytes: bytes, inputs: dict):
+    """A callable running a serialized engine on ``inputs`` (CUDA torch tensors by name, copied
+    once into the engine's buffers); each call returns the outputs by name."""
     import tensorrt as trt
     import torch
-
-    from trt_plugins.trajectory_conv.plugin import register
 
     register()
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     engine = runtime.deserialize_cuda_engine(engine_bytes)
     context = engine.create_execution_context()
-    outputs = {}
-    keep = []
+    outputs, keep = {}, []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
@@ -111,10 +114,36 @@ def run_engine(engine_bytes: bytes, inputs: dict) -> dict:
         keep.append(tensor)
         context.set_tensor_address(name, tensor.data_ptr())
     stream = torch.cuda.Stream()
-    if not context.execute_async_v3(stream.cuda_stream):
-        raise RuntimeError("TensorRT execution failed")
-    stream.synchronize()
-    return outputs
+
+    def run() -> dict:
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        return outputs
+
+    run.keep = (engine, context, keep)  # the buffers live as long as the callable
+    return run
+
+
+def run_engine(engine_bytes: bytes, inputs: dict) -> dict:
+    """Run a serialized engine once on CUDA torch tensors; returns the outputs by name."""
+    return engine_session(engine_bytes, inputs)()
+
+
+def build_model_engine(model, example_inputs: tuple, aot: bool = True) -> tuple[bytes, list[str], int]:
+    """Export ``model`` with plugin nodes, mark them, build: ``(engine, input names, plugin nodes)``."""
+    names = [f"input_{i}" for i in range(len(example_inputs))]
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, ready = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model_trt.onnx")
+        export_onnx_with_plugin(model, example_inputs, raw, input_names=names)
+        count = prepare_onnx(raw, ready, aot=aot, require=False)
+        return build_engine(ready), names, count
+
+
+def engine_runner(model, cuda_inputs: tuple):
+    """The ``tensorrt`` latency backend: ``run_once`` of ``model``'s engine on ``cuda_inputs``."""
+    engine, names, _ = build_model_engine(model, tuple(x.cpu() for x in cuda_inputs))
+    return engine_session(engine, dict(zip(names, cuda_inputs)))
 
 
 def demo(out_path: str, aot: bool = True) -> float:
@@ -149,27 +178,16 @@ def demo(out_path: str, aot: bool = True) -> float:
     return float((got - expected).abs().max())
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--onnx", help="ONNX exported with sampler='trt_plugin'")
-    parser.add_argument("--demo", action="store_true", help="export + build + check a small TrajectoryConv3d")
-    parser.add_argument("--out", required=True, help="engine file to write")
-    parser.add_argument("--jit", action="store_true", help="use the Python (JIT) plugin implementation, not AOT PTX")
-    args = parser.parse_args(argv)
-    if args.demo:
-        err = demo(args.out, aot=not args.jit)
-        print(f"engine written to {args.out}; max |TensorRT - PyTorch| = {err:.3g}")
-        return 0 if err < 1e-3 else 1
-    if not args.onnx:
-        parser.error("give --onnx PATH or --demo")
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = os.path.join(tmp, "ready.onnx")
-        n = prepare_onnx(args.onnx, ready, aot=not args.jit)
-        engine = build_engine(ready)
-    atomic_write_bytes(args.out, engine)
-    print(f"{n} trajectory_sample plugin node(s); engine written to {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def write_engine(out_path: str, *, onnx_path: str | None = None, model=None, example_inputs: tuple = (),
+                 aot: bool = True) -> int:
+    """Build an engine from an ONNX file (plugin nodes marked first) or from a model; write it to
+    ``out_path``.  Returns the number of plugin nodes."""
+    if onnx_path is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            ready = os.path.join(tmp, "ready.onnx")
+            count = prepare_onnx(onnx_path, ready, aot=aot, require=False)
+            engine = build_engine(ready)
+    else:
+        engine, _, count = build_model_engine(model, example_inputs, aot=aot)
+    atomic_write_bytes(out_path, engine)
+    return count

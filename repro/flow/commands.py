@@ -134,6 +134,8 @@ def _flow_pair(args: argparse.Namespace, method, inputs: list[Path]) -> int:
     out = Path(args.out)
     if out.suffix not in (".flo", ".npy"):
         raise ValueError(f"--out {out}: expected a .flo or .npy file name for an image pair")
+    if args.viz and Path(args.viz).suffix.lower() != ".png":  # checked before the flow file is written
+        raise ValueError(f"--viz {args.viz}: expected a .png file name")
     frame0, frame1 = read_image(inputs[0]), read_image(inputs[1])
     if frame0.shape != frame1.shape:
         raise ValueError(f"{inputs[0]} is {frame0.shape[1]}x{frame0.shape[0]} but {inputs[1]} is "
@@ -161,6 +163,11 @@ def _flow_video(args: argparse.Namespace, method, video: Path) -> int:
     out = Path(args.out)
     if out.suffix in (".flo", ".npy", ".jpg", ".png"):
         raise ValueError(f"--out {out}: for a video, give a folder (it gets x_00001.jpg, y_00001.jpg, ...)")
+    # Decode the first frame before creating anything: an unreadable input leaves no empty folder behind.
+    frames = iter_video_frames(video)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{video}: no frames decoded")
     out.mkdir(parents=True, exist_ok=True)
     viz_dir = Path(args.viz) if args.viz else None
     if viz_dir is not None:
@@ -186,10 +193,10 @@ def _flow_video(args: argparse.Namespace, method, video: Path) -> int:
                 _write_viz(viz_dir / f"flow_{written:05d}.png", flow)
             bar.update(1)
 
-    previous = None
+    previous = first
     pending0: list[np.ndarray] = []
     pending1: list[np.ndarray] = []
-    for frame in iter_video_frames(video):
+    for frame in frames:
         if previous is not None:
             pending0.append(previous)
             pending1.append(frame)
@@ -200,8 +207,6 @@ def _flow_video(args: argparse.Namespace, method, video: Path) -> int:
     if pending0:
         flush(pending0, pending1)
     bar.close()
-    if previous is None:
-        raise ValueError(f"{video}: no frames decoded")
     payload = {"method": method.name, "input": str(video), "out": str(out), "as": args.store,
                "bound": args.bound if args.store == "jpg" else None, "pairs": written,
                "compute_seconds": compute_seconds, "fps": written / compute_seconds if compute_seconds else None}

@@ -124,7 +124,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     from repro.render import build_table, write_table
     from repro.results import load_results
-    from repro.runner import plan_table, run_tasks
+    from repro.runner import plan_table, report_lines, run_tasks
 
     if not specs:
         raise UserError("no table matches (see `python -m repro list`)")
@@ -153,6 +153,9 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     failed = [t for t in all_tasks if t.error]
     payload = [{"paper": t.spec.paper, "table": t.spec.table, "title": t.spec.title, "scale": t.scale,
                 "rows": t.rows,
+                "runs": [{"row": k.row.id, "job": k.job, "scale": k.scale, "report": k.report(),
+                          "reused_from": k.reused_from or None, "ran_s": k.elapsed_s if k.ran else None}
+                         for k in all_tasks if k.spec is t.spec and k.row.kind != "cited"],
                 "claims": [{"id": c.id, "text": c.claim.text, "reported": c.status,
                             "reproduced": r.status} for c, r in zip(t.reported_claims, t.reproduced_claims)]}
                for t in rendered]
@@ -162,6 +165,10 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
 
         parts = [to_markdown(t) for t in rendered]
         parts.append(f"\nwrote {len(written)} files under {args.tables}\n")
+        for spec in specs.values():
+            lines = report_lines([t for t in all_tasks if t.spec is spec])
+            if lines:
+                parts.append(f"{spec.paper}:table{spec.table} rows:\n" + "\n".join(lines) + "\n")
         parts += [f"FAILED {t.ref} [{t.job}]: {t.error}\n" for t in failed]
         return "\n".join(parts)
 

@@ -239,23 +239,37 @@ def cmd_flowbench(args: argparse.Namespace) -> int:
             datasets["stereo_motorcycle"] = [stereo_motorcycle_pair()]
         if not datasets:
             return _fail("flowbench: no data (all of synth, stereo and --middlebury are off)")
-        rows = []
-        for size in sizes:
-            resolved = {name: (d(size) if callable(d) else d) for name, d in datasets.items()}
-            rows.extend(run_flowbench(methods, resolved, [size], batch=args.batch, weights=args.weights,
-                                      compile=args.compile, progress=not args.quiet))
+        rows: list = []  # finished (size, data set) rows, appended as each finishes
+        interrupted = False
+        try:
+            for size in sizes:
+                resolved = {name: (d(size) if callable(d) else d) for name, d in datasets.items()}
+                run_flowbench(methods, resolved, [size], batch=args.batch, weights=args.weights,
+                              compile=args.compile, progress=not args.quiet, done=rows)
+        except KeyboardInterrupt:
+            interrupted = True
     except ValueError as err:
         return _fail(str(err))
+    if interrupted and not rows:
+        print("repro: interrupted before any (size, data set) finished; nothing kept"
+              + (f" ({args.out} not written)" if args.out else ""), file=sys.stderr)
+        return 130
     import torch
 
     payload = {"methods": methods, "sizes": ["native" if s is None else f"{s[0]}x{s[1]}" for s in sizes],
-               "threads": torch.get_num_threads(), "compile": args.compile, "rows": [r.to_dict() for r in rows]}
+               "threads": torch.get_num_threads(), "compile": args.compile, "interrupted": interrupted,
+               "rows": [r.to_dict() for r in rows]}
     text = format_table(rows) + f"(torch threads: {payload['threads']})\n"
     if args.out:
         from repro.fileio import atomic_write_json
 
         atomic_write_json(args.out, payload)
     _emit(args, payload, text)
+    if interrupted:
+        kept = sorted({f"{r.size} {r.dataset}" for r in rows})
+        print(f"repro: interrupted; kept the {len(rows)} finished rows ({', '.join(kept)})"
+              + (f" in {args.out}" if args.out else " above (no --out given)"), file=sys.stderr)
+        return 130
     return 0
 
 

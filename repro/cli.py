@@ -123,6 +123,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- table / all
 def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     from repro.render import build_table, write_table
+    from repro.report.data import table_payload
     from repro.results import load_results
     from repro.runner import plan_table, report_lines, run_tasks
 
@@ -151,13 +152,10 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
         written += write_table(table, args.tables)
         rendered.append(table)
     failed = [t for t in all_tasks if t.error]
-    payload = [{"paper": t.spec.paper, "table": t.spec.table, "title": t.spec.title, "scale": t.scale,
-                "rows": t.rows,
+    payload = [{**table_payload(t),
                 "runs": [{"row": k.row.id, "job": k.job, "scale": k.scale, "report": k.report(),
                           "reused_from": k.reused_from or None, "ran_s": k.elapsed_s if k.ran else None}
-                         for k in all_tasks if k.spec is t.spec and k.row.kind != "cited"],
-                "claims": [{"id": c.id, "text": c.claim.text, "reported": c.status,
-                            "reproduced": r.status} for c, r in zip(t.reported_claims, t.reproduced_claims)]}
+                         for k in all_tasks if k.spec is t.spec and k.row.kind != "cited"]}
                for t in rendered]
 
     def text() -> str:
@@ -263,6 +261,37 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    from repro.report import build_site
+    from repro.results import load_results
+
+    specs = _load_specs(args)
+    if not specs:
+        raise UserError("no table matches (see `python -m repro list`)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    try:
+        results = load_results(args.results) if Path(args.results).is_dir() else {}
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    site = build_site(out, specs, results, scale=args.scale, tables_dir=args.tables, flow=not args.no_flow)
+    _emit(args, site, f"wrote {len(site['pages'])} pages ({site['tables']} tables, {site['provenance_pages']} "
+                      f"provenance pages, {site['flow_pictures']} flow pictures): open {site['index']}")
+    return 0
+
+
+def _add_report_command(sub) -> None:
+    s = sub.add_parser("report", help="a static HTML site of every table (no server, no network)")
+    _common(s)
+    s.add_argument("--out", type=Path, default=Path("site"), help="output folder (default: %(default)s)")
+    s.add_argument("--paper", help="only this paper")
+    s.add_argument("--scale", default="mini", choices=SCALES, help="the reproduced numbers' scale")
+    s.add_argument("--no-flow", action="store_true", help="skip the flow pictures (they need torch and OpenCV)")
+    s.set_defaults(func=cmd_report)
+
+
 # ----------------------------------------------------------------------------- parser
 def _fixed_scales() -> str:
     """What the job declarations say about jobs that run at one scale whatever is asked."""
@@ -320,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=10)
     s.set_defaults(func=cmd_profile)
 
+    _add_report_command(sub)
     for module in _AREA_COMMANDS:
         try:
             mod = __import__(module, fromlist=["add_commands"])

@@ -35,3 +35,24 @@ def test_table_reports_ran_then_reused(tmp_path, capsys):
     assert runs == [{"row": "dis", "job": "flow", "scale": "mini", "report": f"reused ({commit}, {date})",
                      "reused_from": {"commit": saved["provenance"]["commit"] or "", "date": saved["provenance"]["date"]},
                      "ran_s": None}]
+
+
+def test_no_run_rendering_respects_the_umask(tmp_path, capsys):
+    """``umask 022; python -m repro table<N> --no-run`` leaves 0644 files, also where a 0600 one stood."""
+    import os
+    import stat
+
+    tables = tmp_path / "tables"
+    (tables / "tvnet").mkdir(parents=True)
+    old = tables / "tvnet" / "table3.md"
+    old.write_text("stale")
+    old.chmod(0o600)
+    previous = os.umask(0o022)
+    try:
+        assert main(["table3", "--paper", "tvnet", "--no-run", "-q", "--tables", str(tables)]) == 0
+    finally:
+        os.umask(previous)
+    written = sorted(p for p in tables.rglob("*") if p.is_file())
+    assert {p.suffix for p in written} >= {".md", ".csv", ".tex", ".png"}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o644" for p in written}
+    assert old.read_text() != "stale"

@@ -27,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -359,6 +361,7 @@ class Trainer:
         self.epoch, self.batch, self.history, self.partial = 0, 0, [], {}
         self.elapsed_before, self.resumed_from = 0.0, None
         self._first_step = True
+        self._interrupt_requested = False  # Ctrl-C seen: checkpoint at the next batch boundary, then stop
         self._start_time, self._last_ckpt_time = time.perf_counter(), time.monotonic()
         # Per-process RNG stream (dropout etc.); the model was built before this, identically everywhere.
         ckpt_io.seed_everything(settings.seed * 1000 + info.rank)
@@ -376,13 +379,46 @@ class Trainer:
             self.train_model = nn.parallel.DistributedDataParallel(OutputForward(self.model), device_ids=ids,
                                                                    find_unused_parameters=True)
         self._start_time, self._last_ckpt_time = time.perf_counter(), time.monotonic()
-        for epoch in range(self.epoch, self.settings.epochs):
-            self.train_epoch(epoch)
+        with self._checkpoint_on_interrupt():
+            for epoch in range(self.epoch, self.settings.epochs):
+                self.train_epoch(epoch)
         train_time = self.elapsed()
         metrics = self.evaluate(progress=self.progress) if self.val_set is not None else {}
         self.save_final(metrics, train_time)
         return FitResult(metrics=metrics, history=self.history, train_time_s=train_time,
                          epochs=self.settings.epochs, resumed_from=self.resumed_from)
+
+    @contextlib.contextmanager
+    def _checkpoint_on_interrupt(self):
+        """While training, Ctrl-C (SIGINT) finishes the current batch, writes ``last.pt`` at that
+        position (as the periodic checkpoint does, so a re-run resumes bit for bit) and then raises
+        ``KeyboardInterrupt``.  A second Ctrl-C stops at once, without a checkpoint."""
+        if self.last_path is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def request_stop(signum, frame):
+            self._interrupt_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the second Ctrl-C interrupts now
+            if self.info.is_main:
+                print("\ninterrupt: finishing this batch and writing a checkpoint (Ctrl-C again to stop now)",
+                      file=sys.stderr, flush=True)
+
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _stop_if_interrupted(self, epoch: int, batch_in_epoch: int) -> None:
+        """After a checkpoint at (``epoch``, ``batch_in_epoch``): stop there if Ctrl-C was pressed
+        (rank 0's flag decides, so every rank stops at the same batch)."""
+        if broadcast_flag(self._interrupt_requested):
+            if self.info.is_main:
+                log.warning("interrupted: checkpoint %s written at epoch %d, batch %d; run the same command "
+                            "again to resume from it", self.last_path, epoch, batch_in_epoch)
+            raise KeyboardInterrupt
 
     def elapsed(self) -> float:
         """Training seconds so far, over every interrupted and resumed part of the run."""
@@ -441,6 +477,7 @@ class Trainer:
         self.epoch, self.batch, self.partial = epoch + 1, 0, {}
         if self.last_path is not None:
             self.save(epoch + 1, 0, {})
+            self._stop_if_interrupted(epoch + 1, 0)
         return entry
 
     def _loader(self, epoch: int, first_batch: int) -> DataLoader:
@@ -498,8 +535,9 @@ class Trainer:
         if done >= self.iters or self.last_path is None:
             return  # the end of the epoch is saved by :meth:`train_epoch`
         due = time.monotonic() - self._last_ckpt_time >= self.settings.checkpoint_interval_s
-        if broadcast_flag(due):  # every rank joins the collective in :meth:`save`
+        if broadcast_flag(due or self._interrupt_requested):  # every rank joins the collective in :meth:`save`
             self.save(epoch, done, sums)
+            self._stop_if_interrupted(epoch, done)
 
     def save(self, epoch: int, batch_in_epoch: int, partial_sums: dict[str, float]) -> None:
         """Write ``last.pt`` at (``epoch``, ``batch_in_epoch``); a collective: every rank calls it."""

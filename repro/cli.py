@@ -129,6 +129,9 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
 
     if not specs:
         raise UserError("no table matches (see `python -m repro list`)")
+    for opt, path in (("--results", args.results), ("--tables", args.tables)):
+        if Path(path).exists() and not Path(path).is_dir():
+            raise UserError(f"{opt} {path}: exists and is not a folder")
     all_tasks = []
     for spec in specs.values():
         tasks = plan_table(spec, args.scale, args.results, rows=args.rows, force=args.force)
@@ -216,6 +219,17 @@ def _check_rank(name: str, shape: tuple[int, ...], example: tuple[int, ...] | No
                         f"e.g. {'x'.join(map(str, example))}; got {len(shape)}-D")
 
 
+def _check_model_args(name: str, fn, model_args: dict[str, Any]) -> None:
+    """An ``--arg`` the constructor does not take is named before the model is built."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(model_args) - set(params))
+    if unknown:
+        raise UserError(f"--arg {unknown[0]}: {name} takes no argument '{unknown[0]}'; it takes "
+                        f"{', '.join(params) or 'none'}")
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from repro.profile import profile
     from repro.registry import model_entry
@@ -238,11 +252,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if not shape:
         raise UserError(f"no input shape known for '{args.target}': pass --input, e.g. 1x3x16x112x112")
     _check_rank(name, shape, model_entry(name).default_input)
+    _check_model_args(name, model_entry(name).fn, model_args)
     try:
         measured = profile(name, shape, latency=args.latency, backend=args.backend, warmup=args.warmup,
                            repeats=args.repeats, threads=args.threads, **model_args)
     except ValueError as e:  # a model's own input check (channels, frames, size), raised inside the tracer
         raise UserError(f"{args.target} cannot run on input {'x'.join(map(str, shape))}: {_one_line(e)}") from None
+    except TypeError as e:
+        if model_args and "unexpected keyword argument" in str(e):  # an --arg no constructor down the line takes
+            raise UserError(f"--arg: {name}: {_one_line(e)}") from None
+        raise
     out = {"target": args.target, "model_args": model_args, **measured}
 
     def text() -> str:

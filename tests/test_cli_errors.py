@@ -68,6 +68,14 @@ CASES = [
     ("train-unknown-row", ["train", "tvnet:table3:nope"], ["has no row 'nope'"]),
     ("eval-unknown-row", ["eval", "tvnet:table3:nope"], ["has no row 'nope'"]),
     ("unknown-command", ["frobnicate"], ["invalid choice: 'frobnicate'"]),
+    ("profile-arg-no-equals", ["profile", "r2plus1d_18", "--arg", "foo"], ["--arg", "key=value"]),
+    ("profile-arg-unknown", ["profile", "tvnet_10", "--arg", "nosuch=1"], ["--arg", "nosuch"]),
+    ("eval-missing-checkpoint", ["eval", "tvnet:table3:tvl1", "--checkpoint", "nothere.pt"], ["nothere.pt", "not found"]),
+    ("all-results-is-a-file", ["all", "--no-run", "--results", "existing_file"], ["--results existing_file", "not a folder"]),
+    ("report-onto-file", ["report", "--out", "existing_file"], ["--out existing_file", "not a folder"]),
+    ("flowbench-no-middlebury", ["flowbench", "--middlebury", "nowhere", "--no-stereo", "--synth-pairs", "0"],
+     ["nowhere", "not a folder"]),
+    ("flow-missing-weights", ["flow", "a.png", "b.png", "--out", "f.flo", "--weights", "w.pt"], ["--weights", "w.pt"]),
 ]
 
 

@@ -221,6 +221,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except ValueError as e:
             return _fail(str(e))
         seed = args.seeds[0] if args.seeds else None
+        if args.checkpoint is not None and not Path(args.checkpoint).is_file():  # before any data is prepared
+            return _fail(f"--checkpoint {args.checkpoint}: file not found")
         try:
             metrics, data = evaluate_row(spec, row, args.scale, work_root=args.work_dir, data_dir=args.data_dir,
                                          seed=seed, checkpoint=args.checkpoint, progress=not args.quiet,

@@ -224,6 +224,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         shape = _parse_shape(args.input) if args.input else tuple(model_entry(name).default_input or ())
     if not shape:
         raise UserError(f"no input shape known for '{args.target}': pass --input, e.g. 1x3x16x112x112")
+    try:
+        from repro.deploy.backends import resolve_backends
+
+        resolve_backends(args.backend)
+    except ValueError as e:
+        raise UserError(f"--backend: {e}") from None
     out = {"target": args.target, "model_args": model_args,
            **profile(name, shape, latency=args.latency, backend=args.backend, warmup=args.warmup,
                      repeats=args.repeats, threads=args.threads, **model_args)}

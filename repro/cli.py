@@ -94,7 +94,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     specs = _load_specs(args)
     out = []
     for spec in specs.values():
-        tasks = plan_table(spec, args.scale, args.results)
+        tasks = plan_table(spec, args.scale, args.results, data_dir=args.data_dir)
         runnable: dict[str, dict[str, str]] = {}
         for t in tasks:
             runnable.setdefault(t.row.id, {})[f"{t.job}@{t.scale}"] = (
@@ -123,11 +123,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- table / all
 def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     from repro.render import build_table, write_table
+    from repro.report.data import table_payload
     from repro.results import load_results
-    from repro.runner import plan_table, run_tasks
+    from repro.runner import plan_table, report_lines, run_tasks
 
     if not specs:
         raise UserError("no table matches (see `python -m repro list`)")
+    for opt, path in (("--results", args.results), ("--tables", args.tables)):
+        if Path(path).exists() and not Path(path).is_dir():
+            raise UserError(f"{opt} {path}: exists and is not a folder")
     all_tasks = []
     for spec in specs.values():
         tasks = plan_table(spec, args.scale, args.results, rows=args.rows, force=args.force)
@@ -151,10 +155,10 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
         written += write_table(table, args.tables)
         rendered.append(table)
     failed = [t for t in all_tasks if t.error]
-    payload = [{"paper": t.spec.paper, "table": t.spec.table, "title": t.spec.title, "scale": t.scale,
-                "rows": t.rows,
-                "claims": [{"id": c.id, "text": c.claim.text, "reported": c.status,
-                            "reproduced": r.status} for c, r in zip(t.reported_claims, t.reproduced_claims)]}
+    payload = [{**table_payload(t),
+                "runs": [{"row": k.row.id, "job": k.job, "scale": k.scale, "report": k.report(),
+                          "reused_from": k.reused_from or None, "ran_s": k.elapsed_s if k.ran else None}
+                         for k in all_tasks if k.spec is t.spec and k.row.kind != "cited"]}
                for t in rendered]
 
     def text() -> str:
@@ -162,6 +166,10 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
 
         parts = [to_markdown(t) for t in rendered]
         parts.append(f"\nwrote {len(written)} files under {args.tables}\n")
+        for spec in specs.values():
+            lines = report_lines([t for t in all_tasks if t.spec is spec])
+            if lines:
+                parts.append(f"{spec.paper}:table{spec.table} rows:\n" + "\n".join(lines) + "\n")
         parts += [f"FAILED {t.ref} [{t.job}]: {t.error}\n" for t in failed]
         return "\n".join(parts)
 
@@ -203,6 +211,25 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _check_rank(name: str, shape: tuple[int, ...], example: tuple[int, ...] | None) -> None:
+    """A shape of the wrong rank is named before any tracing (fvcore's trace would be 40 lines)."""
+    if example and len(shape) != len(example):
+        layout = {5: "N x C x T x H x W", 4: "N x C x H x W"}.get(len(example), f"{len(example)} dimensions")
+        raise UserError(f"--input {'x'.join(map(str, shape))}: {name} takes a {len(example)}-D input ({layout}), "
+                        f"e.g. {'x'.join(map(str, example))}; got {len(shape)}-D")
+
+
+def _check_model_args(name: str, fn, model_args: dict[str, Any]) -> None:
+    """An ``--arg`` the constructor does not take is named before the model is built."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(model_args) - set(params))
+    if unknown:
+        raise UserError(f"--arg {unknown[0]}: {name} takes no argument '{unknown[0]}'; it takes "
+                        f"{', '.join(params) or 'none'}")
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from repro.profile import profile
     from repro.registry import model_entry
@@ -230,9 +257,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
         resolve_backends(args.backend)
     except ValueError as e:
         raise UserError(f"--backend: {e}") from None
-    out = {"target": args.target, "model_args": model_args,
-           **profile(name, shape, latency=args.latency, backend=args.backend, warmup=args.warmup,
-                     repeats=args.repeats, threads=args.threads, **model_args)}
+    _check_rank(name, shape, model_entry(name).default_input)
+    _check_model_args(name, model_entry(name).fn, model_args)
+    try:
+        measured = profile(name, shape, latency=args.latency, backend=args.backend, warmup=args.warmup,
+                           repeats=args.repeats, threads=args.threads, **model_args)
+    except ValueError as e:  # a model's own input check (channels, frames, size), raised inside the tracer
+        raise UserError(f"{args.target} cannot run on input {'x'.join(map(str, shape))}: {_one_line(e)}") from None
+    except TypeError as e:
+        if model_args and "unexpected keyword argument" in str(e):  # an --arg no constructor down the line takes
+            raise UserError(f"--arg: {name}: {_one_line(e)}") from None
+        raise
+    out = {"target": args.target, "model_args": model_args, **measured}
 
     def text() -> str:
         lines = [f"{args.target}  input {'x'.join(map(str, shape))}",
@@ -253,6 +289,37 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    from repro.report import build_site
+    from repro.results import load_results
+
+    specs = _load_specs(args)
+    if not specs:
+        raise UserError("no table matches (see `python -m repro list`)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    try:
+        results = load_results(args.results) if Path(args.results).is_dir() else {}
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    site = build_site(out, specs, results, scale=args.scale, tables_dir=args.tables, flow=not args.no_flow)
+    _emit(args, site, f"wrote {len(site['pages'])} pages ({site['tables']} tables, {site['provenance_pages']} "
+                      f"provenance pages, {site['flow_pictures']} flow pictures): open {site['index']}")
+    return 0
+
+
+def _add_report_command(sub) -> None:
+    s = sub.add_parser("report", help="a static HTML site of every table (no server, no network)")
+    _common(s)
+    s.add_argument("--out", type=Path, default=Path("site"), help="output folder (default: %(default)s)")
+    s.add_argument("--paper", help="only this paper")
+    s.add_argument("--scale", default="mini", choices=SCALES, help="the reproduced numbers' scale")
+    s.add_argument("--no-flow", action="store_true", help="skip the flow pictures (they need torch and OpenCV)")
+    s.set_defaults(func=cmd_report)
+
+
 # ----------------------------------------------------------------------------- parser
 def _fixed_scales() -> str:
     """What the job declarations say about jobs that run at one scale whatever is asked."""
@@ -262,9 +329,17 @@ def _fixed_scales() -> str:
     return "; ".join(fixed) or "every job runs at the scale asked for"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``repro <command>: error: ...; see --help``), exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="repro", description="Reproduce and compare motion-representation action "
+    p = _Parser(prog="repro", description="Reproduce and compare motion-representation action "
                                 "recognition papers: TrajectoryNet, TVNet, Disentangling Dynamics, LGD.")
+    p.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors (also REPRO_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
 
@@ -303,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=10)
     s.set_defaults(func=cmd_profile)
 
+    _add_report_command(sub)
     for module in _AREA_COMMANDS:
         try:
             mod = __import__(module, fromlist=["add_commands"])
@@ -327,11 +403,32 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return argv
 
 
-def main(argv: list[str] | None = None) -> int:
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "what was asked cannot be done" (bad input, a missing or unwritable
+    file), not a bug: printed as one line, exit status 2.  Imported only when something failed."""
+    from repro.data.video_io import VideoDecodeError
     from repro.registry import UnknownModelError
     from repro.spec.loader import SpecError
 
-    argv = _normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    return (UserError, SpecError, UnknownModelError, VideoDecodeError, FileNotFoundError, FileExistsError,
+            PermissionError, NotADirectoryError, IsADirectoryError)
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        return f"{e.filename}: {e.strerror.lower()}"  # not "[Errno 13] Permission denied: 'x'"
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _pop_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` anywhere on the line (or ``REPRO_DEBUG=1``): tracebacks instead of one-line errors."""
+    debug = "--debug" in argv or os.environ.get("REPRO_DEBUG", "") not in ("", "0")
+    return [a for a in argv if a != "--debug"], debug
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, debug = _pop_debug(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
     # Raised by a dependency at import time; not actionable for a user of this CLI.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -339,9 +436,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, SpecError, UnknownModelError, FileNotFoundError) as e:
-        print(f"repro: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("repro: interrupted; results written so far are kept", file=sys.stderr)
+        # Each command says itself what an interrupt kept (a checkpoint, finished rows); nothing more here.
+        print("repro: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the one place errors become exit statuses
+        if debug:
+            raise
+        if isinstance(e, _user_error_types()):
+            print(f"repro: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        print(f"repro: internal error: {type(e).__name__}: {_one_line(e)} (a bug; re-run with --debug or "
+              "REPRO_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

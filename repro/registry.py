@@ -22,9 +22,12 @@ import difflib
 import fnmatch
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch.nn as nn
+from repro.models.names import MODEL_NAMES
+
+if TYPE_CHECKING:  # torch is imported by the models, not by a name lookup (`list` needs no torch)
+    import torch.nn as nn
 
 __all__ = [
     "ModelEntry",
@@ -108,6 +111,9 @@ def _unknown(name: str) -> UnknownModelError:
 
 
 def is_model(name: str) -> bool:
+    # A built-in name is known without importing the families (and torch): specs load fast.
+    if name in MODEL_NAMES:
+        return True
     _ensure_loaded()
     return name in _MODELS
 

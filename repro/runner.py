@@ -19,7 +19,7 @@ from repro.jobs import JOBS, JobContext, NotRunnable
 from repro.results import provenance, read_result, write_result
 from repro.spec.schema import Row, TableSpec
 
-__all__ = ["Task", "plan", "plan_table", "run_tasks"]
+__all__ = ["Task", "plan", "plan_table", "run_tasks", "report_lines"]
 
 log = logging.getLogger("repro")
 
@@ -38,10 +38,40 @@ class Task:
     error: str | None = None  # set when a run failed
     elapsed_s: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    reused_from: dict[str, str] = field(default_factory=dict)  # a cached result's commit and date
+    ran: bool = False  # run by this invocation (``elapsed_s`` says how long)
 
     @property
     def ref(self) -> str:
         return f"{self.spec.paper}:table{self.spec.table}:{self.row.id}"
+
+    def report(self) -> str:
+        """What became of this task, for the per-row report of ``table<N>``: ``reused (commit, date)``,
+        ``ran (time)``, ``failed: ...``, ``missing: ...`` or ``not run``."""
+        if self.error:
+            return f"failed: {self.error}"
+        if self.ran:
+            return f"ran ({_duration(self.elapsed_s or 0.0)})"
+        if self.state == "cached":
+            commit = (self.reused_from.get("commit") or "?")[:10]
+            date = (self.reused_from.get("date") or "?")[:16].replace("T", " ")
+            return f"reused ({commit}, {date})"
+        if self.state == "missing":
+            return f"missing: {self.reason}"
+        return "not run"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {sec:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def report_lines(tasks: list[Task]) -> list[str]:
+    """One line per (row, job) of a table run: which rows were reused and which were run, and for how long."""
+    width = max((len(t.row.id) for t in tasks), default=0)
+    return [f"  {t.row.id:<{width}}  {t.job:<8} {t.report()}" for t in tasks if t.row.kind != "cited"]
 
 
 def _wanted_by_job(spec: TableSpec) -> dict[str, list[str]]:
@@ -53,7 +83,9 @@ def _wanted_by_job(spec: TableSpec) -> dict[str, list[str]]:
 
 
 def plan_table(spec: TableSpec, scale: str, results_dir: Path, rows: list[str] | None = None,
-               force: bool = False) -> list[Task]:
+               force: bool = False, data_dir: Path | None = None) -> list[Task]:
+    """The row's tasks; with ``data_dir`` a task is "missing" too when the data there lacks what
+    its run needs (:attr:`repro.jobs.Job.data_needs`)."""
     tasks: list[Task] = []
     for row in spec.rows:
         if rows and row.id not in rows:
@@ -63,7 +95,7 @@ def plan_table(spec: TableSpec, scale: str, results_dir: Path, rows: list[str] |
             run_scale = job.scale_for(scale)
             if run_scale is None:
                 continue
-            reason = job.missing_reason(row, run_scale, wanted)
+            reason = job.missing_reason(row, run_scale, wanted, data_dir=data_dir)
             if reason:
                 tasks.append(Task(spec, row, name, run_scale, wanted, "missing", reason))
                 continue
@@ -71,7 +103,9 @@ def plan_table(spec: TableSpec, scale: str, results_dir: Path, rows: list[str] |
             fresh = (cached is not None and cached.provenance.get("spec_hash") == result_key(spec, row, name, run_scale)
                      and all(k in cached.metrics for k in wanted))
             tasks.append(Task(spec, row, name, run_scale, wanted, "cached" if fresh else "pending",
-                              metrics=dict(cached.metrics) if fresh else {}))
+                              metrics=dict(cached.metrics) if fresh else {},
+                              reused_from={k: str(cached.provenance.get(k) or "") for k in ("commit", "date")}
+                              if fresh else {}))
     return tasks
 
 
@@ -97,6 +131,12 @@ def run_tasks(tasks: list[Task], *, results_dir: Path, work_dir: Path, data_dir:
         except NotRunnable as e:
             task.state, task.reason = "missing", str(e)
             continue
+        except KeyboardInterrupt:
+            # The rows finished before are written; say so, and which one was cut short.
+            done = [t for t in pending if t.ran]
+            log.warning("interrupted during %s [%s]; %d finished row(s) of this run kept in %s", task.ref, task.job,
+                        len(done), results_dir)
+            raise
         except Exception as e:
             log.exception("%s [%s] failed", task.ref, task.job)
             task.error = f"{type(e).__name__}: {e}"
@@ -107,5 +147,6 @@ def run_tasks(tasks: list[Task], *, results_dir: Path, work_dir: Path, data_dir:
                           data=out.data, job=task.job, elapsed_s=round(task.elapsed_s, 2))
         write_result(results_dir, scale=task.scale, paper=task.spec.paper, table=task.spec.table, row=task.row.id,
                      job=task.job, metrics=out.metrics, provenance=prov, details=out.details)
-        task.state, task.metrics = "cached", dict(out.metrics)
+        task.state, task.metrics, task.ran = "cached", dict(out.metrics), True
+        log.info("%s [%s] %s", task.ref, task.job, task.report())
     return tasks

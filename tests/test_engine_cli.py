@@ -344,6 +344,23 @@ def test_run_data_of_the_builtin_benchmark(dirs):
     assert torch.equal(data.train[5]["video"], item["video"])  # ... and the same one again
 
 
+def test_tsn_segments_take_snippets_of_frames_over_segments(dirs):
+    """``segments: K`` with ``frames: T``: K snippets of T/K consecutive frames (Dynamics w/ TSN:
+    3 x 8), not K single frames; T must be a multiple of K."""
+    from repro.engine.data import build_run_data
+    from repro.jobs.base import NotRunnable
+    from repro.spec.loader import load_specs
+
+    cfg = load_specs(dirs["specs"])["trajectorynet:table3"].row("with-flow").mini
+    cfg = cfg.model_copy(update={"segments": 2, "frames": 4, "flow": None})
+    data = build_run_data(cfg, dirs["data"], "mini", seed=0, progress=False)
+    assert data.train[0]["video"].shape[1] == 4 and (data.train.segments, data.train.snippet_len) == (2, 2)
+    idx = data.val._indices(8, torch.Generator().manual_seed(0))[0].tolist()
+    assert len(idx) == 4 and idx[1] == idx[0] + 1 and idx[3] == idx[2] + 1 and idx[2] > idx[1]
+    with pytest.raises(NotRunnable, match="segments: 3 must divide frames"):
+        build_run_data(cfg.model_copy(update={"segments": 3}), dirs["data"], "mini", seed=0, progress=False)
+
+
 def test_decoded_cache_follows_the_video_files(dirs, tmp_path):
     import shutil
 

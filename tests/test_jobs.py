@@ -59,15 +59,28 @@ class _TwoParts(nn.Module):
 
 def test_profile_parts_hook_times_each_declared_part_per_frame():
     from repro.jobs.profile import frames_per_input, time_parts
+    from repro.profile import count_macs
 
     model = _TwoParts()
     x = torch.randn(2, 3, 4, 8, 8)
     assert frames_per_input(x.shape) == 8 and frames_per_input((3, 3, 32, 32)) == 3
-    wanted = ["part_ms_per_frame:shared", "part_ms_per_frame:own", "part_ms_per_frame:absent"]
+    assert JOBS["profile"].offers("part_time_ratio:shared/own") and JOBS["profile"].offers("part_gmacs:own")
+    wanted = ["part_ms_per_frame:shared", "part_ms_per_frame:own", "part_ms_per_frame:absent", "part_fps:own",
+              "part_gmacs:shared", "part_gmacs:absent", "part_macs_ratio:own/shared", "part_time_ratio:shared/own"]
     out = time_parts(model, (x,), wanted, threads=1, frames=8)
     assert set(out) == set(wanted)
     assert out["part_ms_per_frame:shared"] > 0 and out["part_ms_per_frame:own"] > 0
-    assert out["part_ms_per_frame:absent"] == 0.0  # a part the model does not have costs nothing
+    assert out["part_ms_per_frame:absent"] == 0.0 and out["part_gmacs:absent"] == 0.0  # absent: costs nothing
+    assert out["part_fps:own"] == pytest.approx(1e3 / out["part_ms_per_frame:own"])
+    # exact MACs: the conv's 3*4*27 per output voxel; the head's linear layer 4*2 per clip (pooling is free)
+    conv_macs = 2 * 4 * 8 * 8 * 4 * 3 * 27
+    assert out["part_gmacs:shared"] == pytest.approx(conv_macs / 1e9)
+    head = count_macs(model.own, (torch.zeros(2, 4, 4, 8, 8),)).model_macs
+    assert out["part_macs_ratio:own/shared"] == pytest.approx(head / conv_macs)
+    # the ratio comes from the same run's times
+    assert out["part_time_ratio:shared/own"] == pytest.approx(out["part_ms_per_frame:shared"] / out["part_ms_per_frame:own"])
+    assert time_parts(model, (x,), ["part_time_ratio:own/absent"], threads=1, frames=8) == {
+        "part_time_ratio:own/absent": 0.0}  # a ratio the model cannot form
 
 
 def test_profile_job_reports_per_frame_speed(tmp_path, monkeypatch):

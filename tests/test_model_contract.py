@@ -27,7 +27,9 @@ from repro.registry import create_model, list_models, model_entry
 #: Table 3 in test_trajectorynet.py); this pins them so a refactor cannot move them silently.
 PARAMS = {
     "c2d_resnet101": 43_319_760, "c2d_resnet18": 11_381_712, "c2d_resnet34": 21_489_872,
-    "c2d_resnet50": 24_327_632, "flow_stream_net": 11_250_277, "mc3_18": 11_695_440, "mc3_34": 21_951_056,
+    "c2d_resnet50": 24_327_632, "flow_stream_net": 11_250_277,
+    "lgd2d_resnet50": 32_341_856, "lgd2d_resnet101": 58_018_656, "lgd3d_resnet50": 36_134_240,
+    "lgd3d_resnet101": 65_162_080, "mc3_18": 11_695_440, "mc3_34": 21_951_056,
     "motionnet_17": 42_687_136, "motionnet_2": 41_800_906, "p3d_resnet101": 50_463_184,
     "p3d_resnet50": 28_120_016, "r2plus1d_18": 31_505_325, "r2plus1d_34": 61_831_661, "r3d_18": 33_371_472,
     "r3d_34": 63_681_104, "s3d_resnet18": 15_567_312, "s3d_resnet34": 29_049_808, "s3d_resnet50": 28_107_600,
@@ -35,21 +37,47 @@ PARAMS = {
     "tvnet_10": 166, "tvnet_30": 486, "tvnet_50": 806, "tvnet_3_1_10": 498, "tvnet_1_3_10": 486,
     "tvnet_10_action": 11_250_443, "tvnet_30_action": 11_250_763, "tvnet_50_action": 11_251_083,
     "tvnet_3_1_10_action": 11_250_775, "tvnet_1_3_10_action": 11_250_763,
+    # Dynamics (issue 14): BN-Inception at 1000 classes is the paper's 11,295,240 (test_bninception.py);
+    # each branch at 101 classes is a BN-Inception (10,373,765; the motion net's conv1 takes 14 channels).
+    "bninception": 11_295_240, "dynamics_static_bninception": 10_373_765, "dynamics_motion_bninception": 10_417_861,
+    "dynamics_change_bninception": 10_373_765, "dynamics_rgb_diff_bninception": 10_373_765,
+    "dynamics_static_motion_bninception": 20_782_026, "dynamics_full_bninception": 31_146_191,
 }
 #: Default class count of the classifiers (flow networks have none).
-CLASSES = {"flow_stream_net": 101, **{f"tvnet_{s}_action": 101 for s in ("10", "30", "50", "3_1_10", "1_3_10")}}
+CLASSES = {"flow_stream_net": 101, **{f"tvnet_{s}_action": 101 for s in ("10", "30", "50", "3_1_10", "1_3_10")},
+           "bninception": 1000, **{name: 101 for name in PARAMS if name.startswith("dynamics_")}}
 FLOW_NETS = {"motionnet_2", "motionnet_17", "tvnet_10", "tvnet_30", "tvnet_50", "tvnet_3_1_10", "tvnet_1_3_10"}
 
 
+def project_models() -> list[str]:
+    """The models registered by the project's model modules (``repro.models.*``); a test may register
+    its own (tests/test_engine_cli.py's ``engine_test_tiny_net``) in the same process."""
+    return [name for name in list_models() if model_entry(name).module.startswith("repro.models.")]
+
+
 def test_every_registered_model_is_pinned_here():
-    assert sorted(PARAMS) == list_models()
+    assert sorted(PARAMS) == project_models()
+
+
+def test_models_registered_by_tests_are_not_project_models():
+    from repro.registry import _MODELS, register_model
+
+    def contract_test_only_net(num_classes: int = 2) -> torch.nn.Module:
+        return torch.nn.Linear(3, num_classes)
+
+    register_model(contract_test_only_net)
+    try:
+        assert "contract_test_only_net" in list_models() and "contract_test_only_net" not in project_models()
+        assert "bninception" in project_models()
+    finally:
+        del _MODELS["contract_test_only_net"]
 
 
 def _check_inputs(model: VideoModel, inputs: tuple[torch.Tensor, ...], shape: tuple[int, ...]) -> None:
     assert len(inputs) == len(model.inputs) and model.inputs[0] == "video"
     assert tuple(inputs[0].shape) == shape
-    n, _, length, height, width = shape
-    for name, x in zip(model.inputs[1:], inputs[1:]):
+    for name, x in zip(model.inputs[1:], inputs[1:]):  # flows exist for clips (N, C, T, H, W) only
+        n, _, length, height, width = shape
         assert name in ("flow_fwd", "flow_bwd") and tuple(x.shape) == (n, 2, length, height, width)
 
 
@@ -65,7 +93,7 @@ def _backward(model: torch.nn.Module, out: ModelOutput, video: torch.Tensor) -> 
         assert video.grad is not None and torch.isfinite(video.grad).all() and video.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", project_models())
 def test_registered_model_follows_the_contract(name):
     entry = model_entry(name)
     torch.manual_seed(0)

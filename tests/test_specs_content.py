@@ -270,7 +270,17 @@ def test_buildable_rows(specs):
     assert models[("trajectorynet:table2", "s3d")] == "s3d_resnet18"
     assert models[("lgd:table2", "tsn_baseline")] == "c2d_resnet50"
     assert models[("lgd:table2", "p3d_baseline")] == "p3d_resnet50"
-    assert not any(k.startswith("dynamics") for k, _ in models)  # BN-Inception: not buildable
+    # Dynamics (issue 14): the branch each row trains; Tables 3 and 5's "full model" are static + motion
+    assert models[("dynamics:table1", "pool3d_gradual")] == "dynamics_static_bninception"
+    assert models[("dynamics:table3", "disp_map_224")] == "dynamics_static_motion_bninception"
+    assert models[("dynamics:table5", "full_tsn")] == "dynamics_static_motion_bninception"
+    assert models[("dynamics:table6", "static_disp_warpdiff")] == "dynamics_full_bninception"
+    assert models[("dynamics:table9", "overall")] == "dynamics_full_bninception"
+    dyn = [(k, r) for k, s in specs.items() if k.startswith("dynamics") for r in s.rows if r.model and r.mini]
+    for key, row in dyn:  # the model's snippets x frames = the clip the engine samples
+        args, cfg = row.model.args, row.mini
+        assert (cfg.segments or 1) * args.get("num_frames", 8) == (cfg.frames or 8), (key, row.id)
+        assert args.get("num_segments", 1) == (cfg.segments or 1), (key, row.id)
     t2 = specs["trajectorynet:table2"]
     assert t2.row("traj_res3b1_12_avg").model.args["positions"] == ["res3b1.conv1", "res3b1.conv2"]
     assert t2.row("traj_res3b1_max").model.args["downsample"] == "max"

@@ -69,7 +69,7 @@ from repro.data.transforms import (
 from repro.data.transforms import crop as crop_video
 from repro.data.video_io import VideoDecodeError, count_frames, read_frame_folder, read_image, read_video
 
-__all__ = ["VideoClipDataset", "FlowPairDataset", "SynthFlowSource", "build_dataset", "DATASETS", "DIRECTION_LABELLED"]
+__all__ = ["VideoClipDataset", "FlowPairDataset", "SynthFlowSource", "FlowFolderSource", "build_dataset", "DATASETS", "DIRECTION_LABELLED"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,60 @@ class SynthFlowSource:
             fwd_ok.append(f is not None)
             bwd_ok.append(b is not None)
         return np.stack(fwd), np.stack(bwd), np.array(fwd_ok), np.array(bwd_ok)
+
+
+class FlowFolderSource:
+    """Pre-computed flow stored as two-stream JPEGs (:mod:`repro.flow.extract`'s layout, or TSN /
+    MMAction2's): ``<root>/flow/<method>/<video_id>/{x,y}_%05d.jpg`` (or ``flow_{x,y}_%05d.jpg``),
+    file ``k`` = 0-based frames ``k-1 -> k``; backward ``b{x,y}_%05d.jpg`` = frames ``k -> k-1``.
+    Flow is in pixels of the frames it was computed on; the clip transform rescales it."""
+
+    def __init__(self, root: str | os.PathLike, method: str, bound: float = 20.0) -> None:
+        self.root, self.method, self.bound = Path(root), method, float(bound)
+
+    def _prefixes(self, folder: Path) -> tuple[str, str | None]:
+        fwd = "" if (folder / "x_00001.jpg").is_file() else "flow_"
+        if not (folder / f"{fwd}x_00001.jpg").is_file():
+            raise VideoDecodeError(folder, f"no '{self.method}' flow JPEGs (x_00001.jpg or flow_x_00001.jpg): "
+                                           f"run `python -m repro flow extract --method {self.method}`")
+        return fwd, ("b" if (folder / "bx_00001.jpg").is_file() else None)
+
+    def _read(self, folder: Path, prefix: str, k: int) -> np.ndarray | None:
+        import cv2
+
+        from repro.flow.quantize import dequantize_flow
+
+        x = cv2.imread(str(folder / f"{prefix}x_{k:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
+        y = cv2.imread(str(folder / f"{prefix}y_{k:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
+        return None if x is None or y is None else dequantize_flow(x, y, self.bound)
+
+    def __call__(self, record: VideoRecord, indices: Sequence[int], num_frames: int):
+        """fwd, bwd (N, H, W, 2) float32 and their validity (N,) at video frames ``indices``."""
+        folder = readers.flow_video_dir(self.root, self.method, record.video_id, readers.flow_group(record))
+        fwd_prefix, bwd_prefix = self._prefixes(folder)
+        fwd, bwd, fwd_ok, bwd_ok = [], [], [], []
+        shape = None
+        for i in indices:
+            f = self._read(folder, fwd_prefix, i + 1) if i + 1 < num_frames else None  # frame i -> i+1
+            if i < 1:
+                b = None
+            elif bwd_prefix is not None:
+                b = self._read(folder, bwd_prefix, i)  # frame i -> i-1
+            else:
+                # Departure (TSN layouts store forward flow only): the backward flow at frame i is
+                # approximated by minus the forward flow i-1 -> i, read at the same pixel.
+                prev = self._read(folder, fwd_prefix, i)
+                b = None if prev is None else -prev
+            shape = shape or next((a.shape for a in (f, b) if a is not None), None)
+            fwd.append(f)
+            bwd.append(b)
+        if shape is None:  # a one-frame clip: no pair at all
+            frame = self._read(folder, fwd_prefix, 1)
+            shape = frame.shape if frame is not None else (1, 1, 2)
+        zero = np.zeros(shape, np.float32)
+        fwd_ok, bwd_ok = [f is not None for f in fwd], [b is not None for b in bwd]
+        return (np.stack([zero if f is None else f for f in fwd]), np.stack([zero if b is None else b for b in bwd]),
+                np.array(fwd_ok), np.array(bwd_ok))
 
 
 class VideoClipDataset(Dataset):
@@ -369,6 +423,7 @@ def build_dataset(
     train: bool | None = None,
     views: int | tuple[int, int] = (1, 1),
     with_flow: bool = False,
+    flow: str | None = None,
     segments: int | None = None,
     snippet_len: int = 1,
     resize: int | None = None,
@@ -398,6 +453,8 @@ def build_dataset(
     a mirrored clockwise spin is counter-clockwise) and True otherwise.  (Testing with 10 crops
     still includes the 5 mirrored views, the papers' protocol; use ``views=(n, 3)`` or ``(n, 1)``
     to avoid them on those data sets.)
+    ``flow`` (a method name, e.g. ``"tvl1"``): add pre-computed flow read from
+    ``root/flow/<flow>/`` (:class:`FlowFolderSource`), as ``with_flow`` adds GT flow.
     ``fold`` picks the UCF101/HMDB51 split (1-3).  For ``middlebury`` only ``split``, ``train``,
     ``crop``, ``mean``/``std``/``normalize`` and ``seed`` apply.
     """
@@ -409,6 +466,8 @@ def build_dataset(
     num_clips, num_crops = (views, 1) if isinstance(views, int) else (int(views[0]), int(views[1]))
     if with_flow and name != "synth":
         raise ValueError(f"with_flow=True needs ground-truth flow, which only 'synth' has (got {name!r})")
+    if with_flow and flow:
+        raise ValueError("give with_flow (ground truth) or flow (a pre-computed method), not both")
     if name == "synth":
         ann = readers.read_synth(root, split, check_files=check_files)
     elif name == "ucf101":
@@ -427,7 +486,8 @@ def build_dataset(
     )  # fmt: skip
     ds = VideoClipDataset(
         ann, transform, frames=frames, step=step, segments=segments, snippet_len=snippet_len, num_clips=num_clips,
-        temporal_jitter=temporal_jitter, flow_source=SynthFlowSource(root, split) if with_flow else None,
+        temporal_jitter=temporal_jitter,
+        flow_source=SynthFlowSource(root, split) if with_flow else FlowFolderSource(root, flow) if flow else None,
         backend=backend, seed=seed, name=f"{name}/{split}",
     )  # fmt: skip
     if probe:

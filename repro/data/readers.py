@@ -5,7 +5,9 @@ A record whose video file (or frame folder) is missing is not returned but liste
 with the reason, so a run can report it; corrupt files are found later, when decoded, by the
 dataset (:mod:`repro.data.datasets`).
 
-Layouts understood (``root`` is the folder you pass; the first existing candidate is used):
+Layouts understood (``root`` is the dataset's own folder, i.e. ``<--data-dir>/<dataset>/`` --
+``ucf101/``, ``hmdb51/``, ``sthv1/``, ``kinetics400/`` -- when the engine runs a row; the first
+existing candidate is used):
 
 * **synth** (built-in benchmark, :mod:`repro.data.synth`): ``{train,val}.csv``, ``classes.txt``.
 * **UCF101**: videos ``root/UCF-101/<Class>/v_<Class>_gXX_cYY.avi`` (or ``root/<Class>/...``);
@@ -24,6 +26,10 @@ Layouts understood (``root`` is the folder you pass; the first existing candidat
   ``kinetics{400,600}_{split}.csv`` (in ``root`` or ``root/annotations``); videos named
   ``<youtube_id>_<start:06d>_<end:06d>.{mp4,mkv,webm,avi}`` anywhere under ``root`` (flat or per
   class folder).  Classes: the sorted labels of the training CSV.
+* **Pre-computed flow** (any of the above; :mod:`repro.flow.extract` writes it, TSN / MMAction2
+  extractions are read too): ``root/flow/<method>/<video_id>/x_00001.jpg, y_00001.jpg, ...``
+  (or ``flow_x_``/``flow_y_``), file ``k`` = frames ``k-1 -> k``, quantised in ``[-20, 20]`` px;
+  optional backward ``bx_``/``by_`` files; see :func:`flow_video_dir`.
 * **Middlebury flow**: ``root/other-data/<seq>/frame10.png, frame11.png`` and
   ``root/other-gt-flow/<seq>/flow10.flo`` (sequences without GT flow are left out).
 """
@@ -49,6 +55,9 @@ __all__ = [
     "read_middlebury",
     "VIDEO_SUFFIXES",
     "kinetics_file_stem",
+    "flow_root",
+    "flow_video_dir",
+    "flow_group",
 ]
 
 log = logging.getLogger(__name__)
@@ -314,3 +323,26 @@ def read_middlebury(root: str | os.PathLike, sequences: Sequence[str] | None = N
     if not pairs:
         raise FileNotFoundError(f"no Middlebury sequences with frames and GT flow under {root}")
     return pairs
+
+
+# ----------------------------------------------------------------------------------------------
+def flow_root(root: str | os.PathLike, method: str) -> Path:
+    """Where the flow ``method`` of the dataset at ``root`` is stored: ``root/flow/<method>``."""
+    if not method or "/" in method or method.startswith("."):
+        raise ValueError(f"flow method: expected a method name such as 'tvl1', got {method!r}")
+    return Path(root) / "flow" / method
+
+
+def flow_video_dir(root: str | os.PathLike, method: str, video_id: str, group: str | None = None) -> Path:
+    """The folder of one video's flow JPEGs (``x_00001.jpg``, ...; see :mod:`repro.flow.extract`):
+    ``<method>/<video_id>``, or MMAction2's per-class ``<method>/<group>/<video_id>`` (UCF101 /
+    HMDB51 rawframes) when only that one exists (``group``: the video's class folder)."""
+    flat = flow_root(root, method) / video_id
+    if group and not flat.exists() and (flow_root(root, method) / group / video_id).is_dir():
+        return flow_root(root, method) / group / video_id
+    return flat
+
+
+def flow_group(record: VideoRecord) -> str | None:
+    """The class folder a video file sits in (MMAction2 nests flow by it), None for frame folders."""
+    return record.path.parent.name if record.kind == "video" else None

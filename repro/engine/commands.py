@@ -51,6 +51,9 @@ def add_commands(subparsers: Any, common: Callable[[argparse.ArgumentParser], No
                        help="only this seed (repeatable; default: the spec's seeds)")
         s.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
         s.add_argument("--batch-size", type=int, default=None, help="override the spec's batch size")
+        s.add_argument("--eval-chunk", type=int, default=None, metavar="N",
+                       help="test views per forward (bounds evaluation memory; same scores; default: the spec's, "
+                            "else a whole batch)")
         if name == "train":
             s.add_argument("--epochs", type=int, default=None, help="override the spec's epochs (smoke runs)")
             s.add_argument("--no-resume", dest="resume", action="store_false",
@@ -61,6 +64,11 @@ def add_commands(subparsers: Any, common: Callable[[argparse.ArgumentParser], No
             s.add_argument("--checkpoint-minutes", type=float, default=10.0,
                            help="also checkpoint mid-epoch this often (default: %(default)s)")
             s.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs into the history")
+            s.add_argument("--init-file", type=Path, default=None,
+                           help="ImageNet weights for rows with `init: imagenet` (default: $REPRO_IMAGENET_INIT)")
+            s.add_argument("--smoke", action="store_true",
+                           help="check the set-up in about a minute: a few clips, one step, one test view, in a "
+                                "throw-away work folder; prints what it read and the full run; writes no result")
             s.set_defaults(resume=True, amp=True)
         else:
             s.add_argument("--checkpoint", type=Path, default=None,
@@ -102,11 +110,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _fail(str(e))
         overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "num_workers": args.workers,
                      "amp": args.amp, "checkpoint_interval_s": 60.0 * args.checkpoint_minutes,
-                     "eval_every": args.eval_every}
+                     "eval_every": args.eval_every, "eval_chunk": args.eval_chunk}
+        if args.smoke:
+            return _smoke(args, spec, row, overrides)
         try:
             run = train_row(spec, row, args.scale, work_root=args.work_dir, data_dir=args.data_dir,
                             seeds=args.seeds, resume=args.resume, progress=not args.quiet and info.is_main,
-                            overrides=overrides)
+                            overrides=overrides, init_file=args.init_file)
         except NotRunnable as e:
             return _fail(f"{args.row} cannot be run at scale '{args.scale}': {e}")
         if not info.is_main:
@@ -135,6 +145,66 @@ def cmd_train(args: argparse.Namespace) -> int:
         shutdown_distributed()
 
 
+def _full_run_text(cfg, num_train: int, world_size: int) -> str:
+    """What the row runs at full length: schedule, batch, views, init (``--smoke``'s summary)."""
+    from repro.engine.optim import iteration_schedule
+    from repro.spec.schema import resolved_config
+
+    c = resolved_config(cfg)
+    steps = max(1, num_train // c["batch_size"])
+    if cfg.iterations:
+        epochs, sched = iteration_schedule(cfg.iterations, c["lr_schedule"], steps)
+        length = f"{cfg.iterations} iterations = {epochs} epochs of {steps} steps"
+    else:
+        epochs, sched = c["epochs"], c["lr_schedule"]
+        length = f"{epochs} epochs of {steps} steps ({epochs * steps} iterations)"
+    views = c["test_clips"] * c["test_crops"]
+    return (f"  full run: {length}, batch {c['batch_size']} over {world_size} process(es), {c['optimizer']} "
+            f"lr {c['lr']}, schedule {sched}\n"
+            f"            clips {c['frames']}x{cfg.step} at {c['size']}px, test {c['test_clips']} clips x "
+            f"{c['test_crops']} crops = {views} views, {c['eval_chunk'] or 'all'} views per forward, "
+            f"init {cfg.init or 'random'}, flow {cfg.flow or 'none'}\n")
+
+
+def _smoke(args: argparse.Namespace, spec, row, overrides: dict[str, Any]) -> int:
+    """``train --smoke``: the row on the user's data, a few clips and one step, in a throw-away
+    work folder; prints what it read and what the full run would be; writes no result."""
+    import tempfile
+
+    from repro.engine.distributed import dist_info
+    from repro.engine.job import train_row
+    from repro.jobs.base import NotRunnable
+
+    ref = f"{spec.paper}:table{spec.table}:{row.id}"
+    cfg = row.run_config(args.scale)
+    with tempfile.TemporaryDirectory(prefix="repro-smoke-") as work:
+        try:
+            run = train_row(spec, row, args.scale, work_root=Path(work), data_dir=args.data_dir,
+                            seeds=(args.seeds or (cfg.seeds if cfg else [0]))[:1], resume=False,
+                            progress=not args.quiet and dist_info().is_main, overrides=overrides,
+                            init_file=args.init_file, smoke=True)
+        except NotRunnable as e:
+            return _fail(f"{args.row} cannot be run at scale '{args.scale}': {e}")
+    if not dist_info().is_main:
+        return 0
+    from repro.engine.data import build_run_data
+    from repro.engine.job import row_takes_flow
+    from repro.spec.schema import split_folds
+
+    folds = split_folds(cfg.split) or []
+    one_fold = cfg.model_copy(update={"split": str(folds[0])}) if len(folds) > 1 else cfg
+    full = build_run_data(one_fold, args.data_dir, args.scale, progress=False, wants_flow=row_takes_flow(row, cfg))
+    text = (f"{ref} [{args.scale}] smoke: {_fmt_metrics(run.metrics)}\n"
+            f"  read: {full.description}, {full.num_classes} classes, root {full.root}\n"
+            f"  ran:  1 step on {min(2, len(full.train))} clips, evaluated 1 view of a few test videos\n"
+            + _full_run_text(cfg, len(full.train), dist_info().world_size)
+            + "  not written: a smoke run writes no result and keeps no checkpoint\n")
+    _emit(args, {"row": ref, "scale": args.scale, "smoke": True, "metrics": run.metrics, "data": full.description,
+                 "num_train": len(full.train), "num_val": len(full.val), "num_classes": full.num_classes,
+                 "result_file": None}, text)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
@@ -151,10 +221,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except ValueError as e:
             return _fail(str(e))
         seed = args.seeds[0] if args.seeds else None
+        if args.checkpoint is not None and not Path(args.checkpoint).is_file():  # before any data is prepared
+            return _fail(f"--checkpoint {args.checkpoint}: file not found")
         try:
             metrics, data = evaluate_row(spec, row, args.scale, work_root=args.work_dir, data_dir=args.data_dir,
                                          seed=seed, checkpoint=args.checkpoint, progress=not args.quiet,
-                                         batch_size=args.batch_size, num_workers=args.workers or 0)
+                                         batch_size=args.batch_size, num_workers=args.workers or 0,
+                                         eval_chunk=args.eval_chunk)
         except NotRunnable as e:
             return _fail(f"{args.row} cannot be evaluated at scale '{args.scale}': {e}")
         if not dist_info().is_main:

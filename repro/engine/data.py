@@ -30,9 +30,9 @@ from repro.data.datasets import VideoClipDataset, build_dataset
 from repro.fileio import atomic_save_npy, file_lock
 from repro.identity import files_fingerprint
 from repro.jobs.base import NotRunnable
-from repro.spec.schema import RunConfig, resolved_config
+from repro.spec.schema import RunConfig, resolved_config, split_folds
 
-__all__ = ["RunData", "dataset_root", "build_run_data", "num_classes_of", "DecodedSplit", "decoded_split",
+__all__ = ["RunData", "dataset_root", "build_run_data", "data_missing", "flow_missing", "run_fold", "SMOKE_CLIPS", "num_classes_of", "DecodedSplit", "decoded_split",
            "CachedClipDataset", "CachedFlowSource", "resolve_pair_flow", "PairFlow"]
 
 log = logging.getLogger("repro.engine")
@@ -109,50 +109,167 @@ def resolve_pair_flow(name: str) -> PairFlow:
         raise NotRunnable(f"flow: {e}") from None
 
 
+#: What ``--smoke`` reads: this many training clips and test videos (one view each).
+SMOKE_CLIPS = 4
+
+
+def run_fold(cfg: RunConfig) -> int | None:
+    """The UCF101 / HMDB51 fold of a one-fold run (``split: 1`` / ``"1"`` / ``"split1"``); None
+    for datasets without folds.  A several-fold split is run fold by fold by the engine
+    (:func:`repro.engine.job.train_row`), never here."""
+    folds = split_folds(cfg.split)
+    if folds is None:
+        return None
+    if len(folds) > 1:
+        raise ValueError(f"split {cfg.split!r}: one fold per run (the engine runs folds {folds} one by one)")
+    return folds[0]
+
+
 def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: int = 0, progress: bool = True,
-                   cache: bool | None = None, pair_flow: PairFlow | None = None) -> RunData:
+                   cache: bool | None = None, pair_flow: PairFlow | None = None, wants_flow: bool = True,
+                   smoke: bool = False) -> RunData:
     """Train and validation datasets of a run (validation with the row's test views).
 
     ``seed`` seeds the datasets' random augmentation (item ``i`` of epoch ``e`` draws from a
     generator seeded by ``(seed, e, i)``).  ``cache`` (default: for the built-in benchmark)
     serves decoded frames from :func:`decoded_split`.  ``cfg.flow``: ``"gt"`` adds the dataset's
-    exact flow; a flow method name adds that method's flow, computed once per video into the
-    cache by ``pair_flow`` (default: :func:`resolve_pair_flow`).
+    exact flow; a flow method name adds that method's flow: for the built-in benchmark computed
+    once per video into the cache by ``pair_flow`` (default: :func:`resolve_pair_flow`), for a
+    real dataset read from its extraction (``<dataset>/flow/<method>/``, :mod:`repro.flow.extract`).
+    ``wants_flow=False`` (the model takes no flow) reads no flow whatever ``cfg.flow`` says.
+    ``smoke``: the first :data:`SMOKE_CLIPS` training clips and test videos, one test view.
     """
-    flow = None if cfg.flow in (None, "none") else cfg.flow
+    flow = None if cfg.flow in (None, "none") or not wants_flow else cfg.flow
     use_cache = cache if cache is not None else cfg.dataset == SYNTH
-    if flow not in (None, "gt"):
-        if not use_cache:
-            raise NotRunnable(f"flow '{flow}' is pre-computed only for the built-in benchmark's cache, "
-                              f"not for dataset '{cfg.dataset}'")
-        pair_flow = pair_flow or resolve_pair_flow(flow)
     root = dataset_root(cfg, data_dir, progress=progress)
+    if flow not in (None, "gt"):
+        if use_cache:
+            pair_flow = pair_flow or resolve_pair_flow(flow)
+        elif (reason := flow_missing(cfg, root, flow)) is not None:
+            raise NotRunnable(reason)
     resolved = resolved_config(cfg)
-    views = (resolved["test_clips"], resolved["test_crops"])
+    views = (1, 1) if smoke else (resolved["test_clips"], resolved["test_crops"])
     common: dict[str, Any] = dict(frames=resolved["frames"], step=cfg.step, size=resolved["size"],
                                   with_flow=flow == "gt", seed=seed)
+    if flow not in (None, "gt") and not use_cache:
+        common["flow"] = flow
     if cfg.dataset in NO_FLIP_DATASETS:
         common["flip"] = False
     if cfg.segments:
-        common["segments"] = cfg.segments
-    if cfg.split and cfg.split.startswith("split") and cfg.split[5:].isdigit():
-        common["fold"] = int(cfg.split[5:])  # UCF101 / HMDB51 "split1".."split3"
-    train = build_dataset(cfg.dataset, root, "train", train=True, **common)
-    val = build_dataset(cfg.dataset, root, "val", train=False, views=views, **common)
+        # TSN: `frames` is the clip's whole length T = segments x snippet length (LGD-2D: 3 x 1,
+        # Dynamics w/ TSN: 3 x 8); each segment gives one snippet of consecutive frames.
+        if resolved["frames"] % cfg.segments:
+            raise NotRunnable(f"segments: {cfg.segments} must divide frames ({resolved['frames']}): "
+                              f"frames = segments x snippet length")
+        common.update(segments=cfg.segments, snippet_len=resolved["frames"] // cfg.segments)
+    try:
+        fold = run_fold(cfg)
+    except ValueError as e:
+        raise NotRunnable(str(e)) from None
+    if fold is not None:
+        common["fold"] = fold  # UCF101 / HMDB51 split 1..3
+    try:
+        train = build_dataset(cfg.dataset, root, "train", train=True, **common)
+        val = build_dataset(cfg.dataset, root, "val", train=False, views=views, **common)
+    except (FileNotFoundError, ValueError) as e:
+        raise NotRunnable(f"dataset '{cfg.dataset}' at {root}: {e}") from None
+    if smoke:
+        _keep_first(train, SMOKE_CLIPS)
+        _keep_first(val, SMOKE_CLIPS)
     if use_cache:
         train = CachedClipDataset.wrap(train, decoded_split(root, "train", train, flow=flow, pair_flow=pair_flow,
                                                             progress=progress))
         val = CachedClipDataset.wrap(val, decoded_split(root, "val", val, flow=flow, pair_flow=pair_flow,
                                                         progress=progress))
     n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
+    if not n_train or not n_val:
+        raise NotRunnable(f"dataset '{cfg.dataset}' at {root}: {n_train} training / {n_val} test videos found "
+                          f"(are the videos where the split files say?)")
     if cfg.dataset == SYNTH:
         desc = f"built-in benchmark (synth {resolved['preset']}, {n_train} train / {n_val} val clips)"
     else:
-        split = f" {cfg.split}" if cfg.split else ""
+        split = f" split {fold}" if fold is not None else f" {cfg.split}" if cfg.split else ""
         desc = f"{cfg.dataset}{split} ({n_train} train / {n_val} val videos)"
     if flow and flow != "none":  # which flow a flow-taking model was fed is part of what was measured
         desc += f", flow: {'ground truth' if flow == 'gt' else flow}"
     return RunData(train, val, num_classes_of(train), root, desc)
+
+
+def _keep_first(dataset: Any, n: int) -> None:
+    """Keep the first ``n`` videos of a :class:`VideoClipDataset` (``--smoke``)."""
+    dataset.records = dataset.records[:n]
+
+
+#: (dataset root, method, dataset, fold) whose extraction was found complete in this process.
+_FLOW_COMPLETE: set[tuple] = set()
+#: (dataset root, dataset, fold) whose split files and videos were found in this process.
+_DATA_FOUND: set[tuple] = set()
+
+
+def flow_missing(cfg: RunConfig, root: Path, flow: str) -> str | None:
+    """Why the pre-computed ``flow`` of the run's videos cannot be read (None: every video of
+    both splits has it under ``root/flow/<flow>/``)."""
+    from repro.data.readers import flow_root
+    from repro.flow.extract import missing_videos
+
+    where = flow_root(root, flow)
+    fold = (split_folds(cfg.split) or [1])[0]  # any fold's train + test lists name every video
+    key = (str(root), flow, cfg.dataset, fold)
+    if key in _FLOW_COMPLETE:
+        return None
+    records = []
+    try:
+        for split in ("train", "val"):
+            records += build_dataset(cfg.dataset, root, split, fold=fold, flow=flow).records
+    except (FileNotFoundError, ValueError) as e:
+        return f"dataset '{cfg.dataset}' at {root}: {e}"
+    missing = missing_videos(root, flow, records)
+    if not missing:
+        _FLOW_COMPLETE.add(key)  # a complete extraction stays complete: `list` checks it once
+    else:
+        return (f"flow '{flow}' not extracted for {len(missing)} of {len(records)} videos under {where} "
+                f"(first: {missing[0]}); run `python -m repro flow extract --dataset {cfg.dataset} "
+                f"--data-dir {root.parent} --method {flow}`")
+    return None
+
+
+def data_missing(cfg: RunConfig, data_dir: Path | str, *, wants_flow: bool = True) -> str | None:
+    """What a run of ``cfg`` would miss in ``data_dir`` (None: it would start): the dataset
+    folder, its split files, videos, pre-computed flow.  Fast: reads the split files and checks
+    that files exist, decodes nothing.  (The built-in benchmark is generated on first use.)"""
+    if cfg.dataset == SYNTH:
+        if resolved_config(cfg)["preset"] in _synth_presets():
+            return None  # generated on first use
+        try:
+            dataset_root(cfg, data_dir, progress=False)
+        except NotRunnable as e:
+            return str(e)
+        return None
+    root = Path(data_dir) / cfg.dataset
+    if not root.is_dir():
+        return f"dataset '{cfg.dataset}' not found at {root} (see README: data layout)"
+    for fold in (split_folds(cfg.split) if cfg.dataset in ("ucf101", "hmdb51") else None) or [1]:
+        if (str(root), cfg.dataset, fold) in _DATA_FOUND:
+            continue
+        try:
+            sizes = [len(build_dataset(cfg.dataset, root, s, fold=fold).records) for s in ("train", "val")]
+        except (FileNotFoundError, ValueError) as e:
+            return f"dataset '{cfg.dataset}': {e}"
+        if not all(sizes):
+            return f"dataset '{cfg.dataset}' at {root}: {sizes[0]} training / {sizes[1]} test videos found"
+        _DATA_FOUND.add((str(root), cfg.dataset, fold))  # `list` reads a dataset's lists once
+    flow = None if cfg.flow in (None, "none") or not wants_flow else cfg.flow
+    if flow == "gt":
+        return f"flow 'gt' (ground truth) exists only for the built-in benchmark, not for '{cfg.dataset}'"
+    if flow is not None:
+        return flow_missing(cfg, root, flow)
+    return None
+
+
+def _synth_presets() -> set[str]:
+    from repro.data import synth
+
+    return set(synth.PRESETS)
 
 
 # ------------------------------------------------------------------------------ decoded cache

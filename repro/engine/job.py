@@ -34,10 +34,11 @@ from repro.engine.trainer import evaluate, fit, resolve_settings, same_settings
 from repro.identity import code_fingerprint, data_fingerprint, run_key
 from repro.jobs.base import JobContext, JobOutput, NotRunnable
 from repro.jobs.train import TRAIN_KEYS
-from repro.models.contract import model_inputs, takes_flow, training_stages
+from repro.models.contract import takes_flow, training_stages
 from repro.registry import create_model
 from repro.spec.refs import parse_row_ref
-from repro.spec.schema import Row, RunConfig, TableSpec, resolved_config
+from repro.engine.optim import iteration_schedule
+from repro.spec.schema import Row, RunConfig, TableSpec, resolved_config, split_folds
 
 __all__ = ["RowRun", "train_row", "evaluate_row", "train_job", "build_row_model"]
 
@@ -46,7 +47,7 @@ log = logging.getLogger("repro.engine")
 #: RunConfig fields that ask for a model's training stage of the same name (repro.models.contract).
 _STAGE_FIELDS = ("motionnet_pretrain",)
 #: RunConfig fields that do not change what a run computes (left out of its identity).
-_NOT_IDENTITY = {"seeds", "notes", "test_clips", "test_crops"}
+_NOT_IDENTITY = {"seeds", "notes", "test_clips", "test_crops", "eval_chunk"}
 
 
 @dataclass
@@ -68,26 +69,62 @@ def _config(row: Row, scale: str, where: str) -> RunConfig:
 
 
 def _pass_flow(cfg: RunConfig, model: torch.nn.Module, where: str) -> bool:
-    """Whether the model is given flow: ``flow: gt`` or a flow method; ``none``/unset: not."""
+    """Whether the model is given flow: ``flow: gt`` or a flow method, and the model declares flow
+    inputs (a row inheriting its table's ``flow`` whose model takes none is run without)."""
+    return cfg.flow not in (None, "none") and takes_flow(model)
+
+
+def row_takes_flow(row: Row, cfg: RunConfig) -> bool:
+    """Whether the row's model declares flow inputs (:func:`repro.models.contract.takes_flow`),
+    asked of a model built on the ``meta`` device (no memory, no initialisation cost)."""
     if cfg.flow in (None, "none"):
         return False
-    if not takes_flow(model):
-        raise ValueError(f"{where}: flow '{cfg.flow}' is given but model {type(model).__name__} takes no flow "
-                         f"(its inputs: {', '.join(model_inputs(model))})")
-    return True
+    args = {**row.model.args, **cfg.model_args}
+    try:
+        with torch.device("meta"):
+            model = create_model(row.model.name, **args)
+    except Exception:  # a builder that computes on its tensors in __init__: build it for real
+        model = create_model(row.model.name, **args)
+    return takes_flow(model)
 
 
-def build_row_model(row: Row, cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+def build_row_model(row: Row, cfg: RunConfig, num_classes: int, imagenet_file: Path | None = None) -> torch.nn.Module:
     """The row's model with the run's ``model_args`` merged in; ``num_classes`` from the data
-    unless the run's ``model_args`` give it (the row's own args carry the full-scale count)."""
+    unless the run's ``model_args`` give it (the row's own args carry the full-scale count).
+    ``imagenet_file``: ImageNet weights (``init: imagenet``) the model's builder loads (a 2D
+    checkpoint is inflated into the video model's spatial convolutions)."""
     args = {**row.model.args, **cfg.model_args}
     if "num_classes" not in cfg.model_args:
         args["num_classes"] = num_classes
-    return create_model(row.model.name, **args)
+    if imagenet_file is None:
+        return create_model(row.model.name, **args)
+    try:
+        return create_model(row.model.name, pretrained_file=str(imagenet_file), **args)
+    except TypeError as e:
+        raise NotRunnable(f"init: imagenet, but model {row.model.name} takes no pretrained_file ({e})") from None
+
+
+#: Where ``init: imagenet`` finds its file when ``--init-file`` is not given.
+IMAGENET_ENV = "REPRO_IMAGENET_INIT"
+
+
+def imagenet_file(cfg: RunConfig, given: Path | str | None = None) -> Path | None:
+    """The ImageNet weights of an ``init: imagenet`` run: ``given`` (``--init-file``), else
+    ``$REPRO_IMAGENET_INIT``; None when the run asks for no ImageNet init.  Missing: NotRunnable."""
+    if cfg.init != "imagenet":
+        return None
+    path = given or os.environ.get(IMAGENET_ENV)
+    if not path:
+        raise NotRunnable(f"init: imagenet needs the ImageNet weights file: pass --init-file FILE or set "
+                          f"${IMAGENET_ENV} (nothing is downloaded)")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise NotRunnable(f"init: imagenet: ImageNet weights file {path} not found (--init-file / ${IMAGENET_ENV})")
+    return path
 
 
 def _init_path(cfg: RunConfig, work_root: Path, scale: str, seed: int, where: str) -> Path | None:
-    if not cfg.init:
+    if not cfg.init or cfg.init == "imagenet":  # ImageNet weights are loaded by the builder
         return None
     if cfg.init.startswith("row:"):
         paper, table, row_id = parse_row_ref(cfg.init[4:])
@@ -192,17 +229,46 @@ def _set_aside_if_stale(run_dir: Path, fingerprint: dict[str, Any]) -> None:
     barrier()  # no process may look for last.pt while rank 0 moves it
 
 
+def _train_folds(spec: TableSpec, row: Row, scale: str, folds: list[int], **kwargs: Any) -> RowRun:
+    """A several-fold split (``split: "1,2,3"``): one run per fold, each in its own work folder
+    (``<row>-split<k>``), and their mean -- "averaged over the three splits", as the papers report."""
+    cfg = row.run_config(scale)
+    runs = {}
+    for fold in folds:
+        one = row.model_copy(update={"id": f"{row.id}-split{fold}", scale: cfg.model_copy(update={"split": str(fold)})})
+        runs[fold] = train_row(spec, one, scale, **kwargs)
+    keys = [k for k in runs[folds[0]].metrics if all(k in r.metrics for r in runs.values())]
+    mean = {k: sum(float(r.metrics[k]) for r in runs.values()) / len(runs) for k in keys}
+    first = runs[folds[0]]
+    data = first.data.replace(f" split {folds[0]} ", f" splits {','.join(map(str, folds))} (mean over folds) ", 1)
+    details = {**first.details, "folds": {str(f): r.metrics for f, r in runs.items()}}
+    return RowRun(metrics=mean, per_seed=first.per_seed, data=data, seeds=first.seeds, details=details)
+
+
 def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, data_dir: Path | str,
               seeds: list[int] | None = None, resume: bool = True, progress: bool = True,
-              overrides: dict[str, Any] | None = None) -> RowRun:
+              overrides: dict[str, Any] | None = None, init_file: Path | str | None = None,
+              smoke: bool = False) -> RowRun:
     """Train (or resume, or re-use) the row's model for each seed; mean and per-seed metrics.
 
     ``overrides`` are :class:`~repro.engine.trainer.TrainSettings` fields (``epochs``,
     ``num_workers``, ``checkpoint_interval_s``, ``amp``, ...); ``epochs`` and ``batch_size``
-    override the spec, for smoke runs.
+    override the spec, for smoke runs.  ``init_file``: the ImageNet weights of an
+    ``init: imagenet`` row (else ``$REPRO_IMAGENET_INIT``).  ``smoke``: a few clips, one step
+    per seed... (see :data:`repro.engine.data.SMOKE_CLIPS`); only for a throw-away ``work_root``.
     """
     where = f"{spec.paper}:table{spec.table}:{row.id} ({scale})"
     cfg = _config(row, scale, where)
+    folds = split_folds(cfg.split)
+    if folds and len(folds) > 1 and smoke:  # the set-up check of the first fold is enough
+        folds = folds[:1]
+        row = row.model_copy(update={scale: cfg.model_copy(update={"split": str(folds[0])})})
+        cfg = row.run_config(scale)
+    if folds and len(folds) > 1 and cfg.dataset in ("ucf101", "hmdb51"):
+        return _train_folds(spec, row, scale, folds, work_root=work_root, data_dir=data_dir, seeds=seeds,
+                            resume=resume, progress=progress, overrides=overrides, init_file=init_file, smoke=smoke)
+    imagenet = imagenet_file(cfg, init_file)
+    wants_flow = row_takes_flow(row, cfg)
     work_root = Path(work_root)
     row_dir = layout.row_work_dir(work_root, scale, spec.paper, spec.table, row.id)
     seeds = list(seeds if seeds is not None else cfg.seeds)
@@ -217,16 +283,31 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
     same_run_as: dict[int, str] = {}
     for seed in seeds:
         run_dir = layout.seed_dir(row_dir, seed)
-        init = _init_path(cfg, work_root, scale, seed, where)
+        # a smoke run checks the set-up, not the chain: another row's weights are not needed for it
+        init = None if smoke and (cfg.init or "").startswith("row:") else _init_path(cfg, work_root, scale, seed, where)
         # the datasets' own augmentation streams are seeded by the run's seed too
-        data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress)
+        data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress, wants_flow=wants_flow, smoke=smoke)
+        if smoke:  # one step of a batch that fits: the set-up check, not a measurement
+            overrides.update(epochs=1, batch_size=min(2, len(data.train)), eval_batch_size=1)
+        elif len(data.train) < resolved_config(cfg)["batch_size"] and overrides.get("batch_size") is None:
+            raise NotRunnable(f"{where}: {len(data.train)} training videos, fewer than one batch of "
+                              f"{resolved_config(cfg)['batch_size']} (pass --batch-size)")
+        if cfg.iterations:  # the paper's schedule in iterations, as epochs of this dataset
+            batch = overrides.get("batch_size") or resolved_config(cfg)["batch_size"]
+            epochs, sched = iteration_schedule(cfg.iterations, resolved_config(cfg)["lr_schedule"],
+                                               max(1, len(data.train) // batch))
+            overrides.setdefault("lr_schedule", sched)
+            if overrides.get("epochs") is None:
+                overrides["epochs"] = epochs
+        if cfg.eval_chunk and overrides.get("eval_chunk") is None:
+            overrides["eval_chunk"] = cfg.eval_chunk
         if overrides.get("num_workers") is None:
             # One worker even for the decoded cache: a worker runs torch with one thread, while
             # the main process's multi-threaded small ops (resize, normalise) are ~10x slower
             # on a busy 2-core machine (measured: 239 vs 23 clips/s).
             overrides["num_workers"] = 1 if getattr(data.train, "in_memory", False) else min(4, os.cpu_count() or 1)
         settings = resolve_settings(cfg, seed=seed, **overrides)
-        settings.identity = _identity(row, cfg, data.num_classes, init)
+        settings.identity = _identity(row, cfg, data.num_classes, init or imagenet)
         fingerprint = settings.fingerprint()
         key = run_key(fingerprint, data_fingerprint(cfg))
         _set_aside_if_stale(run_dir, fingerprint)
@@ -253,7 +334,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                     pretrain_reports[seed] = done["motionnet_pretrain"]
                 continue
         ckpt_io.seed_everything(seed)  # model initialisation: identical on every process
-        model = build_row_model(row, cfg, data.num_classes)
+        model = build_row_model(row, cfg, data.num_classes, imagenet)
         stage_reports = _run_training_stages(model, cfg, data, work_root, scale, seed, where, progress)
         if "motionnet_pretrain" in stage_reports:
             pretrain_reports[seed] = stage_reports["motionnet_pretrain"]
@@ -285,7 +366,8 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
 
 def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, data_dir: Path | str,
                  seed: int | None = None, checkpoint: Path | str | None = None, progress: bool = True,
-                 batch_size: int | None = None, num_workers: int = 0) -> tuple[dict[str, float], RunData]:
+                 batch_size: int | None = None, num_workers: int = 0,
+                 eval_chunk: int | None = None) -> tuple[dict[str, float], RunData]:
     """Evaluate a trained row (its ``final.pt``, else ``last.pt``, or ``checkpoint``) on the
     validation set with the row's test views."""
     where = f"{spec.paper}:table{spec.table}:{row.id} ({scale})"
@@ -297,7 +379,7 @@ def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str
         if checkpoint is None:
             raise FileNotFoundError(f"{where}: no checkpoint in {run_dir}; train it first "
                                     f"(python -m repro train {spec.paper}:table{spec.table}:{row.id} --scale {scale})")
-    data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress)
+    data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress, wants_flow=row_takes_flow(row, cfg))
     model = build_row_model(row, cfg, data.num_classes)
     state = ckpt_io.load_checkpoint(checkpoint)
     model.load_state_dict(state.get("model", state))
@@ -306,7 +388,8 @@ def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str
     metrics = evaluate(model, data.val, num_classes=data.num_classes,
                        batch_size=batch_size or max(1, resolved_config(cfg)["batch_size"] // int(getattr(data.val, "num_views", 1))),
                        num_workers=num_workers, device=device,
-                       pass_flow=_pass_flow(cfg, model, where), progress=progress)
+                       pass_flow=_pass_flow(cfg, model, where), progress=progress,
+                       eval_chunk=eval_chunk or cfg.eval_chunk)
     metrics["checkpoint"] = str(checkpoint)  # type: ignore[assignment]
     return metrics, data
 

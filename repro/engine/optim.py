@@ -138,3 +138,26 @@ def apply_partial_bn(model: nn.Module) -> int:
             p.requires_grad_(False)
         frozen += 1
     return frozen
+
+
+def iteration_schedule(iterations: int, schedule: dict | None, steps_per_epoch: int) -> tuple[int, dict]:
+    """A schedule the paper states in iterations (TVNet Sec. 5.2: "18000 iterations, lr /10 after
+    10000 and 16000") as the engine's epochs of a dataset with ``steps_per_epoch`` steps:
+    ``(epochs, lr_schedule)`` with ``epochs = ceil(iterations / steps_per_epoch)`` and every
+    milestone / step size rounded to the nearest epoch.
+
+    Departure: the engine decays at whole epochs and stops at the end of one, so a milestone may
+    move by up to half an epoch and the run may take up to one epoch more than ``iterations``
+    (UCF101 split 1 at batch 128: 74 steps an epoch, 18000 -> 244 epochs = 18056 steps, decays at
+    epochs 135 and 216 = steps 9990 and 15984).
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch: expected >= 1, got {steps_per_epoch}")
+    sched = dict(schedule or {"type": "constant"})
+    to_epochs = lambda it: max(1, int(round(it / steps_per_epoch)))  # noqa: E731
+    if sched.get("unit", "epoch") == "iteration":
+        sched["milestones"] = [to_epochs(m) for m in sched.get("milestones") or []]
+        if sched.get("step_size"):
+            sched["step_size"] = to_epochs(sched["step_size"])
+        sched["unit"] = "epoch"
+    return int(math.ceil(iterations / steps_per_epoch)), sched

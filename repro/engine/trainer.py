@@ -27,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +80,7 @@ class TrainSettings:
     amp: bool = True  # autocast on GPU (bf16, or fp16 + GradScaler); always off on CPU
     checkpoint_interval_s: float = 600.0  # also checkpoint mid-epoch this often
     eval_every: int = 0  # evaluate every N epochs into the history (0: only at the end)
+    eval_chunk: int | None = None  # views per forward at evaluation (None: a whole batch)
     identity: dict[str, Any] = field(default_factory=dict)  # what else defines the run (model, data)
 
     @property
@@ -188,14 +191,35 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 # ------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
+def _forward_chunked(model: nn.Module, batch: dict[str, Any], device: torch.device, pass_flow: bool,
+                     amp_dtype: torch.dtype | None, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits ``(N, classes)`` and predicted flow (or None) of the ``N`` clips of ``batch``, run
+    through the model ``chunk`` clips at a time: the activations of at most ``chunk`` views are
+    alive at once (with a model in eval mode a clip's output does not depend on its neighbours,
+    so the scores are those of one forward of all views)."""
+    n = batch["video"].shape[0]
+    step = n if not chunk or chunk >= n else int(chunk)
+    logits, flows = [], []
+    for start in range(0, n, step):
+        part = {k: (v[start:start + step] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n else v)
+                for k, v in batch.items()}
+        with _autocast(device, amp_dtype):
+            out = forward_model(model, part, device, pass_flow)
+        logits.append(out.logits.float())
+        if isinstance(out.flow, torch.Tensor):
+            flows.append(out.flow)
+    return torch.cat(logits), (torch.cat(flows) if len(flows) == len(logits) else None)
+
+
 def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size: int = 8,
              num_workers: int = 0, device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
-             pass_flow: bool = False, progress: bool = False) -> dict[str, float]:
+             pass_flow: bool = False, progress: bool = False, eval_chunk: int | None = None) -> dict[str, float]:
     """Video-level metrics (percent) of ``model`` on ``dataset``, all processes together.
 
     Each process evaluates its shard (:func:`repro.engine.distributed.eval_shard`); counts are
     all-reduced.  A sample of several views ``(V,C,T,H,W)`` is scored by the mean of the views'
     softmax scores.  ``epe`` is added when the model predicts flow and the data has GT flow.
+    ``eval_chunk``: at most this many views (clips) per forward (:func:`_forward_chunked`).
     """
     from tqdm.auto import tqdm
 
@@ -220,12 +244,10 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size
             for key in ("flow_fwd", "flow_bwd"):
                 if key in batch and batch[key].dim() == 6:
                     batch[key] = batch[key].flatten(0, 1)
-        with _autocast(device, amp_dtype):
-            out = forward_model(bare, batch, device, pass_flow)
-        scores = out.logits.float().softmax(dim=1)
+        logits, pred_flow = _forward_chunked(bare, batch, device, pass_flow, amp_dtype, eval_chunk)
+        scores = logits.softmax(dim=1)
         scores = scores.view(-1, views, scores.shape[1]).mean(dim=1)
         meter.update(scores, batch["label"])
-        pred_flow = out.flow
         if isinstance(pred_flow, torch.Tensor) and "flow_fwd" in batch:
             gt = batch["flow_fwd"].to(pred_flow.device)
             steps = min(pred_flow.shape[2], gt.shape[2])  # a model may predict T-1 flows for T frames
@@ -339,6 +361,7 @@ class Trainer:
         self.epoch, self.batch, self.history, self.partial = 0, 0, [], {}
         self.elapsed_before, self.resumed_from = 0.0, None
         self._first_step = True
+        self._interrupt_requested = False  # Ctrl-C seen: checkpoint at the next batch boundary, then stop
         self._start_time, self._last_ckpt_time = time.perf_counter(), time.monotonic()
         # Per-process RNG stream (dropout etc.); the model was built before this, identically everywhere.
         ckpt_io.seed_everything(settings.seed * 1000 + info.rank)
@@ -356,13 +379,46 @@ class Trainer:
             self.train_model = nn.parallel.DistributedDataParallel(OutputForward(self.model), device_ids=ids,
                                                                    find_unused_parameters=True)
         self._start_time, self._last_ckpt_time = time.perf_counter(), time.monotonic()
-        for epoch in range(self.epoch, self.settings.epochs):
-            self.train_epoch(epoch)
+        with self._checkpoint_on_interrupt():
+            for epoch in range(self.epoch, self.settings.epochs):
+                self.train_epoch(epoch)
         train_time = self.elapsed()
         metrics = self.evaluate(progress=self.progress) if self.val_set is not None else {}
         self.save_final(metrics, train_time)
         return FitResult(metrics=metrics, history=self.history, train_time_s=train_time,
                          epochs=self.settings.epochs, resumed_from=self.resumed_from)
+
+    @contextlib.contextmanager
+    def _checkpoint_on_interrupt(self):
+        """While training, Ctrl-C (SIGINT) finishes the current batch, writes ``last.pt`` at that
+        position (as the periodic checkpoint does, so a re-run resumes bit for bit) and then raises
+        ``KeyboardInterrupt``.  A second Ctrl-C stops at once, without a checkpoint."""
+        if self.last_path is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def request_stop(signum, frame):
+            self._interrupt_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the second Ctrl-C interrupts now
+            if self.info.is_main:
+                print("\ninterrupt: finishing this batch and writing a checkpoint (Ctrl-C again to stop now)",
+                      file=sys.stderr, flush=True)
+
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _stop_if_interrupted(self, epoch: int, batch_in_epoch: int) -> None:
+        """After a checkpoint at (``epoch``, ``batch_in_epoch``): stop there if Ctrl-C was pressed
+        (rank 0's flag decides, so every rank stops at the same batch)."""
+        if broadcast_flag(self._interrupt_requested):
+            if self.info.is_main:
+                log.warning("interrupted: checkpoint %s written at epoch %d, batch %d; run the same command "
+                            "again to resume from it", self.last_path, epoch, batch_in_epoch)
+            raise KeyboardInterrupt
 
     def elapsed(self) -> float:
         """Training seconds so far, over every interrupted and resumed part of the run."""
@@ -421,6 +477,7 @@ class Trainer:
         self.epoch, self.batch, self.partial = epoch + 1, 0, {}
         if self.last_path is not None:
             self.save(epoch + 1, 0, {})
+            self._stop_if_interrupted(epoch + 1, 0)
         return entry
 
     def _loader(self, epoch: int, first_batch: int) -> DataLoader:
@@ -478,8 +535,9 @@ class Trainer:
         if done >= self.iters or self.last_path is None:
             return  # the end of the epoch is saved by :meth:`train_epoch`
         due = time.monotonic() - self._last_ckpt_time >= self.settings.checkpoint_interval_s
-        if broadcast_flag(due):  # every rank joins the collective in :meth:`save`
+        if broadcast_flag(due or self._interrupt_requested):  # every rank joins the collective in :meth:`save`
             self.save(epoch, done, sums)
+            self._stop_if_interrupted(epoch, done)
 
     def save(self, epoch: int, batch_in_epoch: int, partial_sums: dict[str, float]) -> None:
         """Write ``last.pt`` at (``epoch``, ``batch_in_epoch``); a collective: every rank calls it."""
@@ -515,7 +573,8 @@ class Trainer:
         assert self.val_set is not None
         return evaluate(self.model, self.val_set, num_classes=self.num_classes,
                         batch_size=_eval_batch_size(self.settings, self.val_set), num_workers=self.settings.num_workers,
-                        device=self.device, amp_dtype=self.amp_dtype, pass_flow=self.pass_flow, progress=progress)
+                        device=self.device, amp_dtype=self.amp_dtype, pass_flow=self.pass_flow, progress=progress,
+                        eval_chunk=self.settings.eval_chunk)
 
 
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings: TrainSettings,

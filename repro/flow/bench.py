@@ -106,13 +106,15 @@ def run_flowbench(
     weights: str | None = None,
     compile: bool = False,
     progress: bool = True,
+    done: list[BenchRow] | None = None,
 ) -> list[BenchRow]:
     """Run every method on every pair of every data set at every size.
 
     ``datasets`` maps a name to its pairs (any native size; each is resized to each entry of
     ``sizes``, ``None`` = keep).  ``weights`` and ``compile`` are passed to TVNet methods.  Returns one
     :class:`BenchRow` per (size, data set, method), plus ``"<method> (batch N)"`` rows for TVNet
-    methods when ``batch`` is given.
+    methods when ``batch`` is given.  ``done``: a list the rows are appended to as each (size, data
+    set) finishes, so that a caller interrupted half-way still holds every finished row.
     """
     tvnet_options = {"weights": weights, "compile": compile}
     built: list[FlowMethod] = [
@@ -122,7 +124,7 @@ def run_flowbench(
     ]
     if not built:
         raise ValueError("methods: empty")
-    rows: list[BenchRow] = []
+    rows: list[BenchRow] = done if done is not None else []
     total = sum(len(pairs) for pairs in datasets.values()) * len(sizes) * len(built)
     bar = tqdm(total=total, desc="flowbench", unit="run", file=sys.stderr, disable=not progress)
     for size in sizes:
@@ -143,9 +145,10 @@ def run_flowbench(
                     bar.update(1)
             for cell in cells.values():
                 _finish(cell)
-            rows.extend(cells.values())
+            finished = list(cells.values())
             if batch:
-                rows.extend(_batched_rows(built, resized, batch, label, dataset))
+                finished += _batched_rows(built, resized, batch, label, dataset)
+            rows.extend(finished)  # a (size, data set) counts as finished only whole
     bar.close()
     return rows
 

@@ -104,6 +104,12 @@ def _write_viz(path: Path, flow: np.ndarray) -> None:
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
+    if args.inputs == ["extract"]:
+        return cmd_flow_extract(args)
+    if args.out is None:
+        from repro.cli_output import fail
+
+        return fail("flow: --out is required (pair: FILE.flo or FILE.npy; video: output folder)")
     from repro.flow.methods import create_flow_method
 
     _apply_threads(args)
@@ -134,6 +140,8 @@ def _flow_pair(args: argparse.Namespace, method, inputs: list[Path]) -> int:
     out = Path(args.out)
     if out.suffix not in (".flo", ".npy"):
         raise ValueError(f"--out {out}: expected a .flo or .npy file name for an image pair")
+    if args.viz and Path(args.viz).suffix.lower() != ".png":  # checked before the flow file is written
+        raise ValueError(f"--viz {args.viz}: expected a .png file name")
     frame0, frame1 = read_image(inputs[0]), read_image(inputs[1])
     if frame0.shape != frame1.shape:
         raise ValueError(f"{inputs[0]} is {frame0.shape[1]}x{frame0.shape[0]} but {inputs[1]} is "
@@ -161,6 +169,11 @@ def _flow_video(args: argparse.Namespace, method, video: Path) -> int:
     out = Path(args.out)
     if out.suffix in (".flo", ".npy", ".jpg", ".png"):
         raise ValueError(f"--out {out}: for a video, give a folder (it gets x_00001.jpg, y_00001.jpg, ...)")
+    # Decode the first frame before creating anything: an unreadable input leaves no empty folder behind.
+    frames = iter_video_frames(video)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{video}: no frames decoded")
     out.mkdir(parents=True, exist_ok=True)
     viz_dir = Path(args.viz) if args.viz else None
     if viz_dir is not None:
@@ -186,10 +199,10 @@ def _flow_video(args: argparse.Namespace, method, video: Path) -> int:
                 _write_viz(viz_dir / f"flow_{written:05d}.png", flow)
             bar.update(1)
 
-    previous = None
+    previous = first
     pending0: list[np.ndarray] = []
     pending1: list[np.ndarray] = []
-    for frame in iter_video_frames(video):
+    for frame in frames:
         if previous is not None:
             pending0.append(previous)
             pending1.append(frame)
@@ -200,8 +213,6 @@ def _flow_video(args: argparse.Namespace, method, video: Path) -> int:
     if pending0:
         flush(pending0, pending1)
     bar.close()
-    if previous is None:
-        raise ValueError(f"{video}: no frames decoded")
     payload = {"method": method.name, "input": str(video), "out": str(out), "as": args.store,
                "bound": args.bound if args.store == "jpg" else None, "pairs": written,
                "compute_seconds": compute_seconds, "fps": written / compute_seconds if compute_seconds else None}
@@ -213,6 +224,28 @@ def _flow_video(args: argparse.Namespace, method, video: Path) -> int:
 # ----------------------------------------------------------------------------------------------
 # flowbench
 # ----------------------------------------------------------------------------------------------
+
+
+def cmd_flow_extract(args: argparse.Namespace) -> int:
+    """``flow extract``: a flow method on every video of a dataset, once (:mod:`repro.flow.extract`)."""
+    from repro.cli_output import emit, fail
+    from repro.flow.extract import extract_dataset
+
+    if not args.dataset:
+        return fail("flow extract: --dataset is required (ucf101, hmdb51, sthv1, kinetics400, kinetics600)")
+    data_dir = getattr(args, "data_dir", None) or Path("data")
+    try:
+        rep = extract_dataset(args.dataset, data_dir, args.method, workers=args.workers, bound=args.bound,
+                              limit=args.limit, progress=not args.quiet, threads=args.threads or 1)
+    except (ValueError, FileNotFoundError) as e:
+        return fail(f"flow extract: {e}")
+    payload = {"method": rep.method, "dataset": rep.dataset, "out": str(rep.out), "videos": rep.total,
+               "this_rank": rep.mine, "done_before": rep.done_before, "extracted": rep.extracted,
+               "failed": rep.failed, "seconds": rep.seconds}
+    emit(args, payload, f"{rep.method} flow of {rep.dataset}: {rep.extracted} videos extracted, {rep.done_before} "
+                        f"already done, {len(rep.failed)} failed (of {rep.mine} for this process, {rep.total} in all) "
+                        f"in {rep.seconds} s\n  under {rep.out}\n")
+    return 1 if rep.failed else 0
 
 
 def cmd_flowbench(args: argparse.Namespace) -> int:
@@ -234,23 +267,37 @@ def cmd_flowbench(args: argparse.Namespace) -> int:
             datasets["stereo_motorcycle"] = [stereo_motorcycle_pair()]
         if not datasets:
             return _fail("flowbench: no data (all of synth, stereo and --middlebury are off)")
-        rows = []
-        for size in sizes:
-            resolved = {name: (d(size) if callable(d) else d) for name, d in datasets.items()}
-            rows.extend(run_flowbench(methods, resolved, [size], batch=args.batch, weights=args.weights,
-                                      compile=args.compile, progress=not args.quiet))
+        rows: list = []  # finished (size, data set) rows, appended as each finishes
+        interrupted = False
+        try:
+            for size in sizes:
+                resolved = {name: (d(size) if callable(d) else d) for name, d in datasets.items()}
+                run_flowbench(methods, resolved, [size], batch=args.batch, weights=args.weights,
+                              compile=args.compile, progress=not args.quiet, done=rows)
+        except KeyboardInterrupt:
+            interrupted = True
     except ValueError as err:
         return _fail(str(err))
+    if interrupted and not rows:
+        print("repro: interrupted before any (size, data set) finished; nothing kept"
+              + (f" ({args.out} not written)" if args.out else ""), file=sys.stderr)
+        return 130
     import torch
 
     payload = {"methods": methods, "sizes": ["native" if s is None else f"{s[0]}x{s[1]}" for s in sizes],
-               "threads": torch.get_num_threads(), "compile": args.compile, "rows": [r.to_dict() for r in rows]}
+               "threads": torch.get_num_threads(), "compile": args.compile, "interrupted": interrupted,
+               "rows": [r.to_dict() for r in rows]}
     text = format_table(rows) + f"(torch threads: {payload['threads']})\n"
     if args.out:
         from repro.fileio import atomic_write_json
 
         atomic_write_json(args.out, payload)
     _emit(args, payload, text)
+    if interrupted:
+        kept = sorted({f"{r.size} {r.dataset}" for r in rows})
+        print(f"repro: interrupted; kept the {len(rows)} finished rows ({', '.join(kept)})"
+              + (f" in {args.out}" if args.out else " above (no --out given)"), file=sys.stderr)
+        return 130
     return 0
 
 
@@ -272,13 +319,19 @@ def add_commands(subparsers, common: Callable[[argparse.ArgumentParser], None] |
             p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     p = subparsers.add_parser(
-        "flow", help="optical flow of an image pair or of every consecutive pair of a video",
+        "flow", help="optical flow of an image pair, of every consecutive pair of a video, or of a whole dataset",
         description="Forward flow frame0 -> frame1 in pixels (channel 0 = x).  Methods: tvnet-N, tvnet-Ns-Nw-Ni, "
-                    "tvl1, tvl1-Ns-Nw-Ni, dis-fast, dis-medium, deepflow, farneback, skimage-tvl1.",
+                    "tvl1, tvl1-Ns-Nw-Ni, dis-fast, dis-medium, deepflow, farneback, skimage-tvl1.  "
+                    "`flow extract --dataset NAME --data-dir D --method tvl1 [--workers N]` pre-computes a method "
+                    "for every video of a dataset into D/NAME/flow/<method>/<video>/ (resumable; under torchrun "
+                    "the videos are shared among the ranks).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="IMG0 IMG1, or one VIDEO")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="IMG0 IMG1, or one VIDEO, or `extract`")
     p.add_argument("--method", default="tvnet-50", help="flow method (default: %(default)s)")
-    p.add_argument("--out", required=True, help="pair: FILE.flo or FILE.npy; video: output folder")
+    p.add_argument("--out", default=None, help="pair: FILE.flo or FILE.npy; video: output folder")
+    p.add_argument("--dataset", default=None, help="extract: ucf101, hmdb51, sthv1, kinetics400, kinetics600")
+    p.add_argument("--workers", type=int, default=1, help="extract: worker processes (default: 1)")
+    p.add_argument("--limit", type=int, default=None, help="extract: only the first N videos (a trial)")
     p.add_argument("--viz", default=None, help="pair: colour-wheel PNG; video: folder of PNGs")
     p.add_argument("--weights", default=None, help="trained TVNet weights (file from save_tvnet or a state_dict)")
     p.add_argument("--as", dest="store", choices=("jpg", "npy", "flo"), default="jpg",

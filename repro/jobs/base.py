@@ -72,6 +72,9 @@ class Job:
     run: Callable[[JobContext], JobOutput]
     planned: tuple[str, ...] = ()
     doc: str = ""
+    #: What a row would miss in the user's data (``--data-dir``) to start (None: it would start);
+    #: asked by ``repro list`` when given a data folder.  Jobs that read no data have none.
+    data_needs: Callable[[Row, str, Path], str | None] | None = None
 
     def offers(self, key: str) -> bool:
         return _matches(key, self.keys)
@@ -85,12 +88,16 @@ class Job:
             return self.scales[0]
         return asked if asked in self.scales else None
 
-    def missing_reason(self, row: Row, scale: str, wanted: list[str] = ()) -> str | None:
+    def missing_reason(self, row: Row, scale: str, wanted: list[str] = (), data_dir: Path | None = None) -> str | None:
+        """Why the row is not runnable by this job at ``scale`` (None: runnable); with
+        ``data_dir``, also what the data there lacks (:attr:`data_needs`)."""
         if row.kind == "cited":
             return "cited from another paper"
         reason = self.needs(row, scale)
         if reason is None and (later := [k for k in wanted if not self.offers(k)]):
             reason = f"the {self.name} job does not measure {', '.join(later)} yet"
+        if reason is None and data_dir is not None and self.data_needs is not None:
+            reason = self.data_needs(row, scale, Path(data_dir))
         return reason
 
 

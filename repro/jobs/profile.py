@@ -18,11 +18,17 @@ Keys (``measure: "profile:<key>"``):
   row's latency per backend side by side (one column per backend, its key naming the backend).  A
   backend that cannot run here (TensorRT without a GPU) leaves its columns empty and says why in
   the result's ``details.backend_errors``;
-* ``part_ms_per_frame:<part>``: per-frame time of one part of a model that declares its parts
-  (e.g. Dynamics Table 9's shared displacement map and each branch's own layers).  The hook: a
-  model with a method ``profile_parts(inputs) -> {part: (module, module_inputs)}`` has each
-  ``module`` timed on its ``module_inputs`` like the whole model; a part the table asks for and the
-  model does not have (Dynamics' static branch shares no displacement map) costs 0 ms.
+* per part of a model that declares its parts (Dynamics Table 9's shared displacement map and each
+  branch's own layers; Table 3's motion-branch FPS), all measured in the one run of the row:
+  ``part_ms_per_frame:<part>`` (median time / frames), ``part_fps:<part>`` (frames per second),
+  ``part_gmacs:<part>`` (exact fvcore MACs of the part per input, in G), and the hardware-free /
+  same-run ratios ``part_macs_ratio:<a>/<b>`` and ``part_time_ratio:<a>/<b>`` (e.g. the
+  displacement map's share of the whole, ``part_time_ratio:displacement/full``).  The hook: a model
+  with a method ``profile_parts(inputs) -> {part: (module, module_inputs)}`` has each ``module``
+  timed on its ``module_inputs`` like the whole model (``DynamicsNet.profile_parts`` documents its
+  parts).  A part the table asks for and the model does not have (Dynamics' static branch builds no
+  displacement map) costs 0 (ms, MACs; fps 0), and a ratio involving one is 0 (every row of a
+  table is asked every key).
 """
 from __future__ import annotations
 
@@ -30,13 +36,16 @@ from typing import Any
 
 from repro.jobs.base import Job, JobContext, JobOutput, NotRunnable
 
-__all__ = ["PROFILE", "PROFILE_KEYS", "PART_KEY", "frames_per_input", "time_parts", "latency_metrics",
+__all__ = ["PROFILE", "PROFILE_KEYS", "PART_KEY", "PART_KEYS", "frames_per_input", "time_parts", "latency_metrics",
            "split_backend"]
 
 PART_KEY = "part_ms_per_frame"
+#: Per-part keys ``<kind>:<part>`` (ratios: ``<kind>:<a>/<b>``); the timed ones need a latency run.
+PART_KEYS = (PART_KEY, "part_fps", "part_gmacs", "part_macs_ratio", "part_time_ratio")
+_TIMED_PART_KEYS = (PART_KEY, "part_fps", "part_time_ratio")
 LATENCY_KEYS = ("latency_s", "latency_ms", "fps", "latency_ms_per_frame", "frame_fps")
 PROFILE_KEYS = ("params", "params_m", "macs", "gmacs", "gflops", *LATENCY_KEYS,
-                *(f"{k}@*" for k in LATENCY_KEYS), f"{PART_KEY}:*")
+                *(f"{k}@*" for k in LATENCY_KEYS), *(f"{k}:*" for k in PART_KEYS))
 DEFAULT_BACKEND = "eager"
 
 
@@ -55,7 +64,7 @@ def latency_metrics(ms: float, shape: tuple[int, ...] | list[int], suffix: str =
 
 
 def _is_part(key: str) -> bool:
-    return key.startswith(f"{PART_KEY}:")
+    return key.partition(":")[0] in PART_KEYS and ":" in key
 
 
 def frames_per_input(shape: tuple[int, ...] | list[int]) -> int:
@@ -68,21 +77,41 @@ def _needs(row, scale: str) -> str | None:
 
 
 def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None, frames: int) -> dict[str, float]:
-    """``part_ms_per_frame:<part>`` for each wanted part of a model with ``profile_parts``."""
-    from repro.profile import measure_latency
+    """The wanted per-part keys (module docstring) of a model with ``profile_parts``, in one run:
+    each part needed is counted (MACs) and, if a timed key asks, timed once."""
+    from repro.profile import count_macs, measure_latency
 
     hook = getattr(model, "profile_parts", None)
     if not callable(hook):
         raise NotRunnable(f"{type(model).__name__} declares no parts (profile_parts()) to time")
     parts = hook(inputs)
+    ms: dict[str, float] = {}
+    macs: dict[str, float] = {}
+
+    def part_ms(part: str) -> float:
+        if part not in ms:
+            ms[part] = measure_latency(*parts[part], threads=threads).median_ms / frames if part in parts else 0.0
+        return ms[part]
+
+    def part_macs(part: str) -> float:
+        if part not in macs:
+            macs[part] = float(count_macs(*parts[part], warn_uncounted=False).model_macs) if part in parts else 0.0
+        return macs[part]
+
     out = {}
     for key in wanted:
-        part = key.partition(":")[2]
-        if part not in parts:
-            out[key] = 0.0  # the model has no such part: it costs nothing
-            continue
-        module, part_inputs = parts[part]
-        out[key] = measure_latency(module, part_inputs, threads=threads).median_ms / frames
+        kind, _, part = key.partition(":")
+        if kind in ("part_macs_ratio", "part_time_ratio"):
+            a, _, b = part.partition("/")
+            value = part_macs if kind == "part_macs_ratio" else part_ms
+            # every row of a table is asked every key: a ratio the row's model cannot form is 0
+            out[key] = value(a) / value(b) if a in parts and b in parts else 0.0
+        elif kind == PART_KEY:
+            out[key] = part_ms(part)
+        elif kind == "part_fps":
+            out[key] = 1e3 / part_ms(part) if part in parts else 0.0
+        else:  # part_gmacs
+            out[key] = part_macs(part) / 1e9
     return out
 
 
@@ -115,7 +144,7 @@ def run_profile(ctx: JobContext) -> JobOutput:
         raise NotRunnable(f"row gives no input_shape and model '{entry.name}' has no default_input")
     parts = [k for k in ctx.wanted if _is_part(k)]
     backends = _backends_wanted(ctx.wanted)
-    if parts and DEFAULT_BACKEND not in backends:
+    if any(k.partition(":")[0] in _TIMED_PART_KEYS for k in parts) and DEFAULT_BACKEND not in backends:
         backends.append(DEFAULT_BACKEND)
     timed = bool(backends)
     # one backend: timed alone; several: one interleaved run, {name: {latency_ms} | {error}}

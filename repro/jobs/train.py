@@ -4,7 +4,9 @@ The work is done by :func:`repro.engine.job.train_job` (imported when the job ru
 """
 from __future__ import annotations
 
-from repro.jobs.base import Job, JobContext, JobOutput
+from pathlib import Path
+
+from repro.jobs.base import Job, JobContext, JobOutput, NotRunnable
 
 __all__ = ["TRAIN", "TRAIN_KEYS"]
 
@@ -23,6 +25,22 @@ def _needs(row, scale: str) -> str | None:
     return None
 
 
+def _data_needs(row, scale: str, data_dir: Path) -> str | None:
+    """What the data in ``data_dir`` lacks for this row's run to start: the dataset folder, its
+    split files and videos, the pre-computed flow the model takes, the ImageNet init file."""
+    from repro.engine.data import data_missing
+    from repro.engine.job import imagenet_file, row_takes_flow
+
+    cfg = row.run_config(scale)
+    if cfg.dataset == "synth":  # generated, and its flow computed into the cache, on first use
+        return data_missing(cfg, data_dir)
+    try:
+        imagenet_file(cfg)
+    except NotRunnable as e:
+        return str(e)
+    return data_missing(cfg, data_dir, wants_flow=row_takes_flow(row, cfg))
+
+
 def _run(ctx: JobContext) -> JobOutput:
     from repro.engine.job import train_job
 
@@ -30,5 +48,5 @@ def _run(ctx: JobContext) -> JobOutput:
 
 
 TRAIN = Job(name="train", keys=TRAIN_KEYS, scales=("mini", "small", "full"), reads_data=True, needs=_needs, run=_run,
-            planned=PLANNED_KEYS,
+            planned=PLANNED_KEYS, data_needs=_data_needs,
             doc="train and evaluate the row's model at the scale asked for (mean over the run's seeds)")

@@ -7,3 +7,6 @@ from repro.models import tvnet  # noqa: F401  TVNet flow networks (CVPR 2018)
 from repro.models import tvnet_action  # noqa: F401  TVNet Table 3 classifiers
 from repro.models import motionnet  # noqa: F401  MotionNet (TrajectoryNet's learned trajectories)
 from repro.models import trajectorynet  # noqa: F401  TrajectoryNet (NeurIPS 2018)
+from repro.models import bninception  # noqa: F401  BN-Inception (TSN / Dynamics backbone)
+from repro.models import dynamics  # noqa: F401  Disentangling Components of Dynamics (CVPR 2018)
+from repro.models import lgd  # noqa: F401  LGD-2D / LGD-3D (CVPR 2019)

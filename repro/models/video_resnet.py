@@ -93,10 +93,15 @@ class C2DResNet(VideoHead, VideoModel):
     TSN's average of per-frame class scores.  A 4-D input ``(N, C, H, W)`` is one frame.
     """
 
-    def __init__(self, arch: str, num_classes: int = 400, dropout: float = 0.0, in_chans: int = 3) -> None:
+    def __init__(self, arch: str, num_classes: int = 400, dropout: float = 0.0, in_chans: int = 3,
+                 width: float = 1.0) -> None:
         super().__init__()
-        net2d = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
-        self.arch, self.in_chans, self.num_classes = arch, in_chans, num_classes
+        # ``width`` != 1: timm's own ResNet with every stage (and the stem) cut by stage_channels,
+        # the mini protocol's stand-in (as SeparableResNet's width); 1.0 is exactly timm's arch.
+        cut = {} if width == 1.0 else dict(stem_width=stage_channels(64, width),
+                                           channels=tuple(stage_channels(c, width) for c in (64, 128, 256, 512)))
+        net2d = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans, **cut)
+        self.arch, self.in_chans, self.num_classes, self.width = arch, in_chans, num_classes, width
         self.conv1, self.bn1, self.act1, self.maxpool = net2d.conv1, net2d.bn1, net2d.act1, net2d.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net2d.layer1, net2d.layer2, net2d.layer3, net2d.layer4
         self.num_features = net2d.num_features
@@ -268,6 +273,8 @@ class SeparableResNet(VideoHead, VideoModel):
 def _create_c2d(variant: str, arch: str, pretrained_file: str | None = None, **kwargs: Any) -> C2DResNet:
     model = C2DResNet(arch, **kwargs)
     if pretrained_file is not None:
+        if model.width != 1.0:
+            raise ValueError(f"pretrained_file: a width-{model.width} network has no 2-D checkpoint to load; use width=1.0")
         load_pretrained_video(model, arch, pretrained_file, model.in_chans)
     return model
 

@@ -93,6 +93,33 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return list(model.model_fields) if model is not None and hasattr(model, "model_fields") else []
 
 
+def _check_defaults(path: Path, defaults: Any) -> None:
+    """A typo in ``defaults:`` is reported against the defaults block, not against the first row it
+    is merged into."""
+    from repro.spec.schema import RunConfig
+
+    if defaults is None:
+        return
+    if not isinstance(defaults, dict):
+        raise SpecError(path, f"expected a mapping of scale -> settings, got {type(defaults).__name__}", "defaults")
+    fields = list(RunConfig.model_fields)
+    for scale, block in defaults.items():
+        if scale not in SCALES:
+            raise SpecError(path, f"unknown scale '{scale}'{_hint(str(scale), list(SCALES))}; expected one of "
+                            f"{list(SCALES)}", "defaults", str(scale))
+        if not isinstance(block, dict):
+            raise SpecError(path, f"expected a mapping of settings, got {type(block).__name__}", "defaults", str(scale))
+        for key in block:
+            if key not in fields:
+                raise SpecError(path, f"unknown key '{key}'{_hint(str(key), fields)}", "defaults", f"{scale}.{key}")
+        try:  # the values' types, with a placeholder for the one field a block may leave to its rows
+            RunConfig.model_validate({"dataset": "-", **block})
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise SpecError(path, f"{first['msg']} (got {first.get('input')!r})", "defaults", f"{scale}.{loc}") from None
+
+
 def _merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """Shallow, one-level merge of ``defaults.<scale>`` under each row's ``<scale>`` config."""
     defaults = raw.get("defaults") or {}
@@ -179,13 +206,15 @@ def load_spec(path: Path | str, check_models: bool = True) -> TableSpec:
     except OSError as e:
         raise SpecError(path, f"cannot read: {e.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        # libyaml's parser where built (the pure-Python one was most of `list`'s 3 s); same result.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(path, f"not valid YAML{where}: {getattr(e, 'problem', e)}") from None
     if not isinstance(raw, dict):
         raise SpecError(path, f"expected a mapping at the top level, got {type(raw).__name__}")
+    _check_defaults(path, raw.get("defaults"))
     raw = _merge_defaults(raw)
     try:
         spec = TableSpec.model_validate(raw)

@@ -96,10 +96,15 @@ class Metric(_Strict):
 
 
 class LRSchedule(_Strict):
+    """How the learning rate decays.  ``milestones`` / ``step_size`` count epochs, or iterations
+    with ``unit: iteration`` (TVNet Sec. 5.2: "18000 iterations, lr /10 after 10000 and 16000";
+    the run then needs ``RunConfig.iterations``, and the engine converts both to its epochs)."""
+
     type: Literal["constant", "step", "multistep", "cosine"] = "multistep"
-    milestones: list[int] = Field(default_factory=list)  # epochs, for multistep
-    step_size: int | None = None  # epochs, for step
+    milestones: list[int] = Field(default_factory=list)  # epochs (or iterations), for multistep
+    step_size: int | None = None  # epochs (or iterations), for step
     gamma: float = 0.1
+    unit: Literal["epoch", "iteration"] = "epoch"
 
 
 class MotionNetPretrain(_Strict):
@@ -119,6 +124,9 @@ class RunConfig(_Strict):
     """
 
     dataset: str
+    #: The official fold(s) (UCF101 / HMDB51): ``1``, ``"1"``, ``"split1"``; ``"1,2,3"`` trains
+    #: and tests each fold and reports the mean over folds (the papers' "average over 3 splits").
+    #: Other datasets: ``val`` / ``test`` (their one official split).  See :func:`split_folds`.
     split: str | None = None
     preset: str | None = None  # built-in benchmark preset (mini | small)
     frames: int | None = None
@@ -126,6 +134,10 @@ class RunConfig(_Strict):
     size: int | None = None  # crop size (pixels, square)
     segments: int | None = None  # TSN segments
     epochs: int | None = None
+    #: Iterations (optimiser steps at the paper's batch size) instead of epochs, as a paper states
+    #: its schedule (TVNet: 18000); the engine converts them to epochs of the dataset at hand
+    #: (``ceil(iterations / steps per epoch)``, :func:`repro.engine.optim.iteration_schedule`).
+    iterations: int | None = Field(None, ge=1)
     batch_size: int | None = None
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float | None = None
@@ -139,14 +151,57 @@ class RunConfig(_Strict):
     loss_weights: dict[str, float] = Field(default_factory=dict)  # auxiliary loss name -> weight
     test_clips: int | None = None
     test_crops: int | None = None
+    #: Test views that go through the model in one forward (bounds evaluation memory; the scores
+    #: do not depend on it).  ``None``: all views of a batch at once.
+    eval_chunk: int | None = Field(None, ge=1)
     #: Flow given to models that take it: "gt" (the benchmark's exact flow), "none", or a
     #: ``repro.flow`` method name ("tvl1", "tvl1-5-5-50", "dis-fast", "tvnet-1-1-50", ...).
     flow: str | None = None
-    init: str | None = None  # local checkpoint path, or "row:<paper>:<table>:<row>" to chain runs
+    #: A local checkpoint path, ``"row:<paper>:<table>:<row>"`` to chain runs, or ``"imagenet"``:
+    #: ImageNet weights from a file the user provides (``--init-file`` or ``$REPRO_IMAGENET_INIT``;
+    #: nothing is downloaded).
+    init: str | None = None
     motionnet_pretrain: MotionNetPretrain | None = None  # pre-train the model's MotionNet first
     model_args: dict[str, Any] = Field(default_factory=dict)  # merged over the row's model args
     seeds: list[int] = Field(default_factory=lambda: [0])
     notes: str | None = None
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _split_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _iteration_schedule_has_iterations(self) -> "RunConfig":
+        if self.lr_schedule is not None and self.lr_schedule.unit == "iteration" and self.iterations is None:
+            raise ValueError("lr_schedule.unit 'iteration' needs 'iterations' (the schedule's length)")
+        if self.iterations is not None and self.epochs is not None:
+            raise ValueError("give 'epochs' or 'iterations', not both")
+        split_folds(self.split)  # a split that names no fold fails here, not at the run's start
+        return self
+
+
+_FOLD = re.compile(r"^(?:split)?([1-9])$")
+
+
+def split_folds(split: str | int | None) -> list[int] | None:
+    """The folds a ``split`` names: ``1`` / ``"1"`` / ``"split1"`` -> ``[1]``; ``"1,2,3"`` ->
+    ``[1, 2, 3]``; ``None`` or a split name (``"val"``, ``"test"``, ``"train"``) -> ``None``."""
+    if split is None:
+        return None
+    text = str(split).strip()
+    if text.isalpha():
+        return None
+    folds = []
+    for part in text.split(","):
+        m = _FOLD.match(part.strip())
+        if m is None:
+            raise ValueError(f"split: expected a fold (1, \"1\", \"split1\"), folds (\"1,2,3\") or a split name "
+                             f"(val, test), got {split!r}")
+        folds.append(int(m.group(1)))
+    if len(set(folds)) != len(folds):
+        raise ValueError(f"split: fold repeated in {split!r}")
+    return folds
 
 
 #: What a ``RunConfig`` field left empty (``None``) means: the mini protocol.  The one place the

@@ -251,6 +251,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         shape = _parse_shape(args.input) if args.input else tuple(model_entry(name).default_input or ())
     if not shape:
         raise UserError(f"no input shape known for '{args.target}': pass --input, e.g. 1x3x16x112x112")
+    try:
+        from repro.deploy.backends import resolve_backends
+
+        resolve_backends(args.backend)
+    except ValueError as e:
+        raise UserError(f"--backend: {e}") from None
     _check_rank(name, shape, model_entry(name).default_input)
     _check_model_args(name, model_entry(name).fn, model_args)
     try:

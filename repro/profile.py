@@ -26,6 +26,8 @@ FFT (fft*, ifft*, _fft_c2c)       2.5 * N * log2(N) per complex transform of N p
                                   (the usual 5 N log2 N real flops, halved to MACs)
 real FFT (rfft*, irfft*, r2c/c2r) half of that: 1.25 * N * log2(N), N = real signal size
 baddbmm                           b * m * n * k (as bmm)
+embedding_bag (weighted sum)      indices x embedding dim (one multiply-add per gathered row
+                                  element; the trajectory conv's bilinear taps)
 ================================  ==========================================================
 
 Pure data movement (view, permute, cat, slicing, padding, ...) is *declared* zero-cost in
@@ -231,6 +233,13 @@ def _antialias_handle(taps_per_dim: int) -> Handle:
     return handle
 
 
+def _embedding_bag_handle(inputs: list[Any], outputs: list[Any]) -> float:
+    # aten::embedding_bag(weight (rows, D), indices, offsets, ...): every index gathers one row of
+    # D values and adds it (weighted) into its bag.
+    weight = get_shape(inputs[0])
+    return _numel(inputs[1]) * (weight[-1] if weight else 0)
+
+
 def _baddbmm_handle(inputs: list[Any], outputs: list[Any]) -> float:
     # aten::baddbmm(self, batch1 (b, n, k), batch2 (b, k, m), beta, alpha)
     b, n, k = get_shape(inputs[1])
@@ -288,6 +297,7 @@ def _extra_handles() -> dict[str, Handle]:
     handles["aten::_fft_c2r"] = _private_fft_handle(real=True)
     handles["aten::_fft_c2c"] = _private_fft_handle(real=False)
     handles["aten::baddbmm"] = _baddbmm_handle
+    handles["aten::embedding_bag"] = _embedding_bag_handle
     handles["aten::_upsample_bilinear2d_aa"] = _antialias_handle(2)
     handles["aten::_upsample_bicubic2d_aa"] = _antialias_handle(4)
     return handles

@@ -165,3 +165,15 @@ def test_tensorrt_backend_matches_eager_on_a_trajectory_conv():
     (got,) = outputs.values()
     with torch.no_grad():
         torch.testing.assert_close(got.cpu(), model(*inputs), atol=1e-3, rtol=1e-3)
+
+
+def test_embedding_bag_macs_are_counted():
+    """The trajectory conv's weighted gathers: indices x embedding dim multiply-adds."""
+    from repro.profile import count_macs
+
+    class Bag(nn.Module):
+        def forward(self, table, rows, weights):
+            return torch.nn.functional.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")
+
+    report = count_macs(Bag(), (torch.randn(10, 6), torch.randint(0, 10, (4, 3)), torch.rand(4, 3)))
+    assert report.uncounted == {} and report.by_operator["embedding_bag"] == 4 * 3 * 6

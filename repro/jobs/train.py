@@ -28,11 +28,16 @@ def _needs(row, scale: str) -> str | None:
 def _data_needs(row, scale: str, data_dir: Path) -> str | None:
     """What the data in ``data_dir`` lacks for this row's run to start: the dataset folder, its
     split files and videos, the pre-computed flow the model takes, the ImageNet init file."""
+    from repro.data.synth import PRESETS
+    from repro.spec.schema import resolved_config
+
+    cfg = row.run_config(scale)
+    if cfg.dataset == "synth" and resolved_config(cfg)["preset"] in PRESETS:
+        return None  # generated, and its flow computed into the cache, on first use (no torch for `list`)
     from repro.engine.data import data_missing
     from repro.engine.job import imagenet_file, row_takes_flow
 
-    cfg = row.run_config(scale)
-    if cfg.dataset == "synth":  # generated, and its flow computed into the cache, on first use
+    if cfg.dataset == "synth":  # a custom preset: its folder must exist
         return data_missing(cfg, data_dir)
     try:
         imagenet_file(cfg)

@@ -196,9 +196,14 @@ def extract_dataset(dataset: str, data_dir: Path | str, method: str, *, workers:
     else:
         import multiprocessing as mp
 
-        # fork: a worker starts in milliseconds (spawn re-imports torch: ~10 s each); the parent
-        # has touched no GPU and started no OpenCV / torch thread pool that a child would inherit
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        # Not fork: a child forked from a process whose OpenCV thread pool has run hangs in
+        # cv2 (seen).  forkserver imports torch and OpenCV once, in a fresh server, and forks the
+        # workers from it (spawn would import them once per worker, ~10 s each).
+        if "forkserver" in mp.get_all_start_methods():
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["repro.flow.extract", "repro.flow.methods"])
+        else:
+            ctx = mp.get_context("spawn")
         pool = ctx.Pool(workers, initializer=_init_worker, initargs=(method, threads))
         results = pool.imap_unordered(_work, jobs)
     try:

@@ -28,6 +28,7 @@ real FFT (rfft*, irfft*, r2c/c2r) half of that: 1.25 * N * log2(N), N = real sig
 baddbmm                           b * m * n * k (as bmm)
 embedding_bag (weighted sum)      indices x embedding dim (one multiply-add per gathered row
                                   element; the trajectory conv's bilinear taps)
+index_add                         one addition per source element (Tensor Sketch's count sketch)
 ================================  ==========================================================
 
 Pure data movement (view, permute, cat, slicing, padding, ...) is *declared* zero-cost in
@@ -298,6 +299,8 @@ def _extra_handles() -> dict[str, Handle]:
     handles["aten::_fft_c2c"] = _private_fft_handle(real=False)
     handles["aten::baddbmm"] = _baddbmm_handle
     handles["aten::embedding_bag"] = _embedding_bag_handle
+    # aten::index_add(self, dim, index, source, alpha): each source element is added once
+    handles["aten::index_add"] = lambda inputs, outputs: _numel(inputs[3])
     handles["aten::_upsample_bilinear2d_aa"] = _antialias_handle(2)
     handles["aten::_upsample_bicubic2d_aa"] = _antialias_handle(4)
     return handles

@@ -628,7 +628,9 @@ def dynamics_static_bninception(pretrained_file: str | None = None, **kwargs: An
 @register_model(paper="dynamics", default_input=_INPUT, test_input=_TEST_INPUT, tags=_TAGS)
 def dynamics_motion_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """Apparent-motion branch alone (Table 5 "Displacement Map"): cost volume -> displacement maps -> BN-Inception."""
-    model_args = dict(branches=("motion",))
+    # conv1 stride 1: the paper's 224 x 224 displacement map (Table 3's best row); stride 2 gives
+    # the 112 map, whose motion net then needs motion_conv1_stride=1 (112 is no multiple of 32)
+    model_args = dict(branches=("motion",), conv1_stride=1)
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
 
@@ -650,12 +652,16 @@ def dynamics_rgb_diff_bninception(pretrained_file: str | None = None, **kwargs: 
 def dynamics_static_motion_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """Static + apparent motion, scores averaged (Table 6 "Static + Disp. Map"; brief §A.7: Table 3's
     own rows and Table 5's "Full model" are this two-branch fusion)."""
-    model_args = dict(branches=("static", "motion"))
+    # conv1 stride 1: the paper's 224 x 224 displacement map (Table 3's best row); stride 2 gives
+    # the 112 map, whose motion net then needs motion_conv1_stride=1 (112 is no multiple of 32)
+    model_args = dict(branches=("static", "motion"), conv1_stride=1)
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
 
 @register_model(paper="dynamics", default_input=_INPUT, test_input=_TEST_INPUT, tags=_TAGS)
 def dynamics_full_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """All three branches on shared conv1 features, scores averaged (§3.1, Fig. 2; Tables 6, 7, 8, 9)."""
-    model_args = dict(branches=BRANCHES)
+    # conv1 stride 1: the paper's 224 x 224 displacement map (Table 3's best row); stride 2 gives
+    # the 112 map, whose motion net then needs motion_conv1_stride=1 (112 is no multiple of 32)
+    model_args = dict(branches=BRANCHES, conv1_stride=1)
     return _create(pretrained_file, **dict(model_args, **kwargs))

@@ -153,8 +153,7 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     failed = [t for t in all_tasks if t.error]
     payload = [{"paper": t.spec.paper, "table": t.spec.table, "title": t.spec.title, "scale": t.scale,
                 "rows": t.rows,
-                "claims": [{"id": c.id, "text": c.claim.text, "reported": c.status,
-                            "reproduced": r.status} for c, r in zip(t.reported_claims, t.reproduced_claims)]}
+                "claims": t.claims_json()}
                for t in rendered]
 
     def text() -> str:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 import statistics
 
+import torch
+
 from repro.flow.bench import run_flowbench
 from repro.flow.methods import TVNetFlow, create_flow_method
 from repro.flow.pairs import FlowPair, middlebury_pairs, synthetic_benchmark_pairs
@@ -81,6 +83,8 @@ def flow_job(ctx: JobContext) -> JobOutput:
     unknown = set(ctx.wanted) - set(FLOW_KEYS)
     if unknown:
         raise NotRunnable(f"the flow job does not measure {sorted(unknown)}")
+    if ctx.threads:
+        torch.set_num_threads(ctx.threads)  # as the train job: --threads holds for flow rows too
     run = resolved_config(cfg)
     # one pair set for Middlebury (the paper's 8 pairs); one per seed on the built-in benchmark
     seeds = list(cfg.seeds) if cfg.dataset == "synth" else [cfg.seeds[0]]

@@ -27,7 +27,7 @@ from repro.results import Result, ResultKey, atomic_write_text
 from repro.spec.schema import Claim, Metric, TableSpec, resolved_config
 from repro.standins import DATASETS, chance, classes_of, data_label, stand_ins
 
-__all__ = ["RenderedTable", "build_table", "write_table", "scale_label", "to_markdown"]
+__all__ = ["RenderedTable", "build_table", "write_table", "scale_label", "to_markdown", "reproduced_name"]
 
 #: Profile keys whose spread over repeats a result records (10th / 90th percentile, in ms).
 _LATENCY_SPREAD = {"latency_ms": 1.0, "latency_s": 1e-3}
@@ -156,7 +156,7 @@ def build_table(spec: TableSpec, results: dict[ResultKey, Result], scale: str = 
             rep, got = row.reported.get(m.key), values.get(m.key)
             rec[f"{m.label} (reported)"] = rep
             if m.job:
-                rec[f"{m.label} (reproduced)"] = got
+                rec[reproduced_name(m)] = got
                 same_data = m.key in sources and sources[m.key].scale == "full"
                 rec[f"{m.label} Δ"] = (got - rep) if (same_data and got is not None and rep is not None) else None
         # how the non-full-scale numbers depart from the paper's protocol, lettered
@@ -195,6 +195,20 @@ def build_table(spec: TableSpec, results: dict[ResultKey, Result], scale: str = 
                          verdicts(spec, sides_all), column_data, chances, notes)
 
 
+#: What a job's key measures, for a reproduced column whose paper label is a dataset's name.
+_KEY_NAMES = {"top1": "Top-1", "top5": "Top-5", "avg_top1_top5": "avg. of Top-1 and Top-5",
+              "mean_class_acc": "mean class acc.", "epe": "EPE"}
+
+
+def reproduced_name(m: Metric) -> str:
+    """The column name of ``m``'s reproduced numbers: the paper's label, unless that label is a
+    dataset's name (TVNet Table 3's "UCF101"), which a number on other data must not sit under."""
+    names = {n.lower() for n in DATASETS} | {n.lower() for n in DATASETS.values()}
+    if m.label.lower() in names or m.label.split("@")[0].lower() in names:
+        return f"{_KEY_NAMES.get(m.job_key, m.job_key)} (reproduced)"
+    return f"{m.label} (reproduced)"
+
+
 def _per_seed(spec: TableSpec, sources: dict[str, Result]) -> dict[int, dict[str, float]]:
     """``{seed: {metric key: value}}`` of a row's reproduced numbers, where seeds are recorded."""
     out: dict[int, dict[str, float]] = {}
@@ -208,11 +222,11 @@ def _display_frame(t: RenderedTable) -> pd.DataFrame:
     df = t.frame.drop(columns=["id", "kind"]).copy()
     renames = {}
     for m in t.spec.metrics:
-        col = f"{m.label} (reproduced)"
+        col = reproduced_name(m)
         if col in df.columns and m.key in t.column_data:
-            renames[col] = f"{m.label} (reproduced; {t.column_data[m.key]})"
+            renames[col] = f"{col[:-1]}; {t.column_data[m.key]})"
         if f"{m.label} (reported)" in df.columns and m.job:
-            paper = _paper_dataset(t.spec)
+            paper = _paper_dataset(t.spec) if m.job != "profile" else None  # counts are on no dataset
             renames[f"{m.label} (reported)"] = f"{m.label} (reported{'; ' + paper if paper else ''})"
     for col in df.columns:
         if col.endswith("(reported)") or col.endswith("(reproduced)") or col.endswith("Δ"):
@@ -321,24 +335,24 @@ def plot_png(t: RenderedTable, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in t.spec.metrics if f"{m.label} (reproduced)" in t.frame
-               and t.frame[f"{m.label} (reproduced)"].notna().any()]
+    metrics = [m for m in t.spec.metrics if reproduced_name(m) in t.frame and t.frame[reproduced_name(m)].notna().any()]
     if not metrics:
         return False
     labels = ["\n".join(textwrap.wrap(s, 34)) for s in t.frame["Method"]]
     height = 1.4 + 0.42 * len(labels) * max(1, max(lab.count("\n") + 1 for lab in labels) * 0.6)
     fig, axes = plt.subplots(len(metrics), 2, figsize=(11, height * len(metrics)), squeeze=False)
-    paper = _paper_dataset(t.spec) or "the paper's data"
     for (ax_rep, ax_got), m in zip(axes, metrics):
+        paper = "paper" if m.job == "profile" else f"paper; {_paper_dataset(t.spec) or 'the paper’s data'}"
         y = list(range(len(labels)))
-        for ax, col, colour, title in (
-                (ax_rep, f"{m.label} (reported)", "tab:blue", f"reported (paper; {paper})"),
-                (ax_got, f"{m.label} (reproduced)", "tab:orange", f"reproduced ({t.column_data.get(m.key, '')})")):
+        for ax, col, colour, title, xlabel in (
+                (ax_rep, f"{m.label} (reported)", "tab:blue", f"reported ({paper})", m.label),
+                (ax_got, reproduced_name(m), "tab:orange", f"reproduced ({t.column_data.get(m.key, '')})",
+                 reproduced_name(m).removesuffix(" (reproduced)"))):
             vals = [v if v is not None and not (isinstance(v, float) and math.isnan(v)) else 0.0 for v in t.frame[col]]
             ax.barh(y, vals, color=colour)
             ax.set_yticks(y, labels, fontsize=7)
             ax.invert_yaxis()
-            ax.set_xlabel(f"{m.label} [{m.unit}]" if m.unit else m.label, fontsize=8)
+            ax.set_xlabel(f"{xlabel} [{m.unit}]" if m.unit else xlabel, fontsize=8)
             ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=8)
         if m.key in t.chance:
             ax_got.axvline(t.chance[m.key], color="k", ls="--", lw=1)

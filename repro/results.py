@@ -58,11 +58,13 @@ def dirty_files(repo: Path | str | None = None) -> list[str] | None:
     anywhere but the harness's own outputs (:data:`OUTPUT_DIRS`), and untracked files under
     :data:`CODE_DIRS` (a new module imported by the code, a new spec).  ``None`` outside git."""
     excluded = [f":(exclude){d}" for d in OUTPUT_DIRS]
-    out = _git("status", "--porcelain", "--untracked-files=all", "--", ".", *excluded, cwd=repo)
+    out = _git("status", "--porcelain", "--untracked-files=all", "--", ".", *excluded, cwd=repo, strip=False)
     if out is None:
         return None
     paths = []
     for line in out.splitlines():
+        if not line.strip():
+            continue
         status, path = line[:2], line[3:].strip().strip('"')
         if status == "??" and not path.startswith(tuple(f"{d}/" for d in CODE_DIRS)):
             continue  # an untracked scratch file elsewhere runs nothing
@@ -78,14 +80,16 @@ def code_is_dirty(repo: Path | str | None = None) -> bool | None:
     return None if files is None else bool(files)
 
 
-def _git(*args: str, cwd: Path | str | None = None) -> str | None:
+def _git(*args: str, cwd: Path | str | None = None, strip: bool = True) -> str | None:
     try:
         out = subprocess.run(
             ["git", *args], cwd=cwd or Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() if strip else out.stdout  # porcelain status lines start with a space
 
 
 def _cpu_name() -> str:

@@ -114,9 +114,11 @@ def stand_ins(spec: TableSpec, row: Row, scale: str, run_config: dict[str, Any] 
         out.append(f"{_clip(here)} (paper: {_clip(shown) or 'not stated'})")
     paper_args = {**(row.model.args if row.model else {}), **paper.get("model_args", {})}
     here_args = {**(row.model.args if row.model else {}), **here.get("model_args", {})}
-    if _width(here_args) != _width(paper_args):
+    fractional = all(isinstance(a.get("width", 1), (int, float)) and a.get("width", 1) <= 1
+                     for a in (here_args, paper_args))  # a width multiplier, not a channel count
+    if fractional and _width(here_args) != _width(paper_args):
         out.append(f"width {_width(here_args)} (paper: {_width(paper_args)})")
-    for key in sorted(set(here_args) - {"width", "num_classes"}):
+    for key in sorted(set(here_args) - {"num_classes"} - ({"width"} if fractional else set())):
         if here_args[key] != paper_args.get(key):
             out.append(f"model {key}={here_args[key]} (paper: {paper_args.get(key, 'default')})")
     train_keys = ("epochs", "optimizer", "lr", "batch_size")

@@ -152,6 +152,8 @@ def test_provenance_dirty_counts_untracked_code_and_specs(tmp_path):
     (tmp_path / "repro" / "sub" / "new_module.py").unlink()
     (tmp_path / "specs" / "new.yaml").write_text("paper: x\n")
     assert dirty_files(tmp_path) == ["specs/new.yaml"]
+    (tmp_path / "repro" / "m.py").write_text("1\n")  # a modified tracked file lists first, whole
+    assert dirty_files(tmp_path) == ["repro/m.py", "specs/new.yaml"]
 
 
 def test_provenance_records_code_threads_and_what_is_dirty():

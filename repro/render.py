@@ -242,8 +242,8 @@ def _verdict_text(r: ClaimResult) -> str:
         return "not run"
     if r.status == "n/a":
         return "n/a: compares with a cited row"
-    if r.status == "stale":
-        return d.get("reason", "stale: re-run")
+    if r.status == "stale":  # the numbers are shown, not compared
+        return d.get("reason", "stale: re-run") + f"; measured {_fmt(r.a)} vs {_fmt(r.b)}, not compared"
     diff, margin, ci = d.get("diff"), d.get("margin"), d.get("ci")
     what = f"diff {_signed(diff)}"
     if ci:
@@ -359,7 +359,7 @@ def plot_png(t: RenderedTable, path: Path) -> bool:
             ax_got.text(t.chance[m.key], len(labels) - 0.5, f" chance {t.chance[m.key]:.1f} %", fontsize=7,
                         va="bottom")
     fig.suptitle(f"{t.spec.paper} Table {t.spec.table}: {t.spec.title}"[:110], fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title above the panels' own
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)

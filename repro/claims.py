@@ -1,19 +1,55 @@
-"""Check a table's claims (``a op b`` on a metric) against reported or reproduced numbers."""
+"""Check a table's claims on reported numbers (a point check) and on reproduced ones (a verdict).
+
+Every claim form (:class:`repro.spec.schema.Claim`) is oriented as ``diff > margin``:
+
+=============  ==========================  ====================
+form, op       diff                        margin
+=============  ==========================  ====================
+difference >   a - b                       margin - tolerance
+difference <   b - a                       margin - tolerance
+ratio >        a / b - 1                   ratio - 1
+ratio <        1 - a / b                   1 - ratio
+within         -|a - b|                    -tolerance
+=============  ==========================  ====================
+
+Reported numbers are the paper's: a claim on them is ``held`` or ``failed`` (:func:`check_claim`).
+
+Reproduced numbers get a three-valued verdict (:func:`verdict`): ``held`` when the whole 95 %
+interval of ``diff`` clears the margin, ``failed`` when the whole interval is on the other side,
+``inconclusive`` otherwise.  The interval depends on how the numbers were measured:
+
+* trained rows (one number per seed): a Student t-interval with n - 1 degrees of freedom over the
+  seeds' paired differences -- seed k of row a against seed k of row b (same initialisation and
+  data order wherever the two architectures allow).  Fewer than :data:`MIN_SEEDS` paired seeds
+  read ``inconclusive`` ("2 seeds; need >= 3").  For ``within`` the interval of ``a - b`` must lie
+  inside ``[-tolerance, tolerance]`` (held) or wholly outside it (failed) -- an equivalence test;
+* seed-independent measurements (the ``profile`` job: parameter and MAC counts, exact; latency,
+  whose spread over repeats is its 10th-90th percentile range): the interval is the range of
+  ``diff`` over the two sides' ranges (a point for exact counts).
+
+Rows whose results were produced by different code (provenance ``code``, see
+:func:`repro.identity.code_fingerprint`), or whose code is unknown, are never compared: ``stale``
+("stale: re-run").  A claim with a side not measured reads ``not run``; one that compares with a
+cited row (another paper's number) ``n/a``.
+"""
 from __future__ import annotations
 
-import operator
-from dataclasses import dataclass, replace
+import math
+import statistics
+from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
 from repro.spec.schema import Claim, TableSpec
 
-__all__ = ["ClaimResult", "check_claim", "check_claims", "seed_tally"]
+__all__ = ["ClaimResult", "Side", "Verdict", "MIN_SEEDS", "CONFIDENCE", "check_claim", "check_claims", "orient",
+           "t_interval", "verdict", "reported_values"]
 
-_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+#: Paired seeds a trained-row verdict needs; fewer read "inconclusive".
+MIN_SEEDS = 3
+#: Two-sided confidence of every interval.
+CONFIDENCE = 0.95
 
-# "cited": one side is a cited row (another paper's number, nothing this code builds), so the claim
-# has no reproduced counterpart at any scale.
-Status = Literal["held", "failed", "not run", "cited"]
+Status = Literal["held", "failed", "inconclusive", "stale", "not run", "n/a"]
 
 
 @dataclass(frozen=True)
@@ -22,57 +58,171 @@ class ClaimResult:
     status: Status
     a: float | None
     b: float | None
+    #: ``{diff, ci, margin, seeds, paired, same_code, method}`` (plus ``reason``) for verdicts on
+    #: reproduced numbers; empty for the point check on reported numbers.
+    detail: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:
         return self.claim.id
 
 
-def check_claim(claim: Claim, values: Mapping[str, Mapping[str, float | None]]) -> ClaimResult:
-    """``values[row_id][metric]``; a claim whose numbers are missing is "not run"."""
+# ------------------------------------------------------------------------------ orientation
+def orient(claim: Claim, a: float, b: float) -> float:
+    """``diff`` of one pair of numbers (see the module's table); ``within`` gives ``-|a - b|``."""
+    if claim.form == "ratio":
+        r = a / b if b else math.inf * (1 if a >= 0 else -1)
+        return r - 1 if claim.op in (">", ">=") else 1 - r
+    if claim.form == "within":
+        return -abs(a - b)
+    return a - b if claim.op in (">", ">=") else b - a
+
+
+def margin_of(claim: Claim) -> float:
+    if claim.form == "ratio":
+        return claim.ratio - 1 if claim.op in (">", ">=") else 1 - claim.ratio
+    if claim.form == "within":
+        return -claim.tolerance
+    return claim.margin - claim.tolerance
+
+
+def _clears(claim: Claim, diff: float, margin: float) -> bool:
+    """``diff`` beats ``margin`` as the claim's operator says (``>=``, ``<=`` and within: or ties)."""
+    inclusive = claim.form == "within" or claim.op in (">=", "<=")
+    return diff >= margin - 1e-12 if inclusive else diff > margin
+
+
+# ------------------------------------------------------------------------------ reported numbers
+def _lookup(values: Mapping[str, Mapping[str, float | None]], claim: Claim) -> tuple[float | None, float | None]:
     a = values.get(claim.a, {}).get(claim.metric)
     b = claim.b if isinstance(claim.b, (int, float)) else values.get(claim.b, {}).get(claim.metric)
+    return a, b
+
+
+def check_claim(claim: Claim, values: Mapping[str, Mapping[str, float | None]]) -> ClaimResult:
+    """Point check of ``values[row_id][metric]`` (the paper's numbers); missing numbers: "not run"."""
+    a, b = _lookup(values, claim)
     if a is None or b is None:
         return ClaimResult(claim, "not run", a, b)
-    return ClaimResult(claim, "held" if _holds(claim, a, b) else "failed", float(a), float(b))
-
-
-def _holds(claim: Claim, a: float, b: float) -> bool:
-    # ``margin`` is how much better than b the claim says a is, in the direction of the operator;
-    # ``tolerance`` how much worse it may be (a "negligible" difference).
-    better_by = claim.margin - claim.tolerance
-    shifted = b + better_by if claim.op in (">", ">=") else b - better_by
-    return bool(_OPS[claim.op](a, shifted))
-
-
-def seed_tally(claim: Claim, per_seed: Mapping[str, Mapping[int, Mapping[str, float]]]) -> tuple[int, int] | None:
-    """On how many seeds the claim holds, of the seeds both sides were run with:
-    ``per_seed[row_id][seed][metric]``.  Seed k of row a is compared with seed k of row b (same
-    data order and augmentation stream).  None unless at least two seeds are shared: a claim
-    checked on means alone can hide that it held on one seed and failed on the other."""
-    a_seeds = per_seed.get(claim.a, {})
-    if isinstance(claim.b, (int, float)):
-        pairs = [(m.get(claim.metric), float(claim.b)) for m in a_seeds.values()]
-    else:
-        b_seeds = per_seed.get(claim.b, {})
-        shared = sorted(set(a_seeds) & set(b_seeds))
-        pairs = [(a_seeds[s].get(claim.metric), b_seeds[s].get(claim.metric)) for s in shared]
-    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-    if len(pairs) < 2:
-        return None
-    return sum(_holds(claim, a, b) for a, b in pairs), len(pairs)
-
-
-def check_claims(spec: TableSpec, values: Mapping[str, Mapping[str, float | None]]) -> list[ClaimResult]:
-    cited = {row.id for row in spec.rows if row.kind == "cited"}
-    results = []
-    for claim in spec.claims:
-        result = check_claim(claim, values)
-        if result.status == "not run" and {claim.a, claim.b} & cited:
-            result = replace(result, status="cited")
-        results.append(result)
-    return results
+    held = _clears(claim, orient(claim, float(a), float(b)), margin_of(claim))
+    return ClaimResult(claim, "held" if held else "failed", float(a), float(b))
 
 
 def reported_values(spec: TableSpec) -> dict[str, dict[str, float | None]]:
     return {row.id: dict(row.reported) for row in spec.rows}
+
+
+# ------------------------------------------------------------------------------ reproduced numbers
+@dataclass(frozen=True)
+class Side:
+    """One side of a claim as measured: its (mean) ``value``; ``per_seed`` (``{seed: value}``) for
+    trained rows; ``spread`` (``(lo, hi)``) for a seed-independent measurement (``None`` with no
+    ``per_seed``: exact); the ``code`` fingerprint that produced it (``None``: unknown)."""
+
+    value: float
+    per_seed: Mapping[int, float] = field(default_factory=dict)
+    spread: tuple[float, float] | None = None
+    code: str | None = None
+    seeded: bool = True  # False: a seed-independent measurement (profile job)
+
+
+def t_interval(samples: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: Student t-interval of the mean, ``mean -/+ t(1-α/2, n-1) s / sqrt(n)``."""
+    from scipy.stats import t
+
+    n = len(samples)
+    if n < 2:
+        raise ValueError(f"a t-interval needs at least 2 samples, got {n}")
+    mean = statistics.fmean(samples)
+    half = float(t.ppf(0.5 + confidence / 2, n - 1)) * statistics.stdev(samples) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def _within_interval(lo: float, hi: float) -> tuple[float, float]:
+    """Interval of ``-|d|`` given the interval ``[lo, hi]`` of ``d``."""
+    far = max(abs(lo), abs(hi))
+    near = 0.0 if lo <= 0.0 <= hi else min(abs(lo), abs(hi))
+    return -far, -near
+
+
+def _decide(claim: Claim, lo: float, hi: float, margin: float) -> str:
+    if _clears(claim, lo, margin):
+        return "held"
+    if not _clears(claim, hi, margin):
+        return "failed"
+    return "inconclusive"
+
+
+def _raw(claim: Claim, a: float, b: float) -> float:
+    """The quantity an interval is taken over: ``diff``, except ``a - b`` for within claims."""
+    return a - b if claim.form == "within" else orient(claim, a, b)
+
+
+def verdict(claim: Claim, a: Side | None, b: Side | None) -> ClaimResult:
+    """Three-valued verdict of ``claim`` on measured sides ``a`` and ``b`` (``b`` a :class:`Side`,
+    or ``None`` when ``claim.b`` is a number); ``None`` for ``a``: not run."""
+    number = isinstance(claim.b, (int, float))
+    if number:
+        b = Side(float(claim.b), seeded=False, code=a.code if a else None)
+    if a is None or b is None:
+        return ClaimResult(claim, "not run", a.value if a else None, b.value if b else None)
+    margin = margin_of(claim)
+    detail: dict = {"diff": orient(claim, a.value, b.value), "ci": None, "margin": margin, "seeds": 0,
+                    "paired": False, "same_code": a.code is not None and a.code == b.code, "method": ""}
+    if not detail["same_code"]:
+        detail["reason"] = ("stale: re-run (code unknown: a result predates code fingerprints)"
+                            if a.code is None or b.code is None else
+                            f"stale: re-run (rows produced by different code: {a.code} vs {b.code})")
+        return ClaimResult(claim, "stale", a.value, b.value, detail)
+    if a.seeded or b.seeded:
+        return _seeded_verdict(claim, a, b, detail)
+    # seed-independent measurements: the range of diff over both sides' spreads
+    a_lo, a_hi = a.spread or (a.value, a.value)
+    b_lo, b_hi = b.spread or (b.value, b.value)
+    corners = [_raw(claim, x, y) for x in (a_lo, a_hi) for y in (b_lo, b_hi)]
+    lo, hi = min(corners), max(corners)
+    if claim.form == "within":
+        lo, hi = _within_interval(lo, hi)
+    exact = a.spread is None and b.spread is None
+    detail.update(ci=[lo, hi], paired=True,
+                  method="exact count (one deterministic measurement)" if exact else
+                  "one measurement; interval over each side's 10th-90th percentile over repeats")
+    return ClaimResult(claim, _decide(claim, lo, hi, margin), a.value, b.value, detail)
+
+
+def _seeded_verdict(claim: Claim, a: Side, b: Side, detail: dict) -> ClaimResult:
+    seeds = sorted(set(a.per_seed) & set(b.per_seed)) if a.seeded and b.seeded else \
+        sorted(a.per_seed if a.seeded else b.per_seed)
+    pairs = [(a.per_seed[s] if a.seeded else a.value, b.per_seed[s] if b.seeded else b.value) for s in seeds]
+    raw = [_raw(claim, x, y) for x, y in pairs]
+    detail.update(seeds=len(seeds), paired=bool(seeds),
+                  method=f"{int(CONFIDENCE * 100)} % Student t-interval over paired seed differences (n - 1 df)")
+    if raw:
+        detail["diff"] = statistics.fmean(orient(claim, x, y) for x, y in pairs)
+    if len(raw) < MIN_SEEDS:
+        detail["reason"] = f"{len(raw)} seed{'s' if len(raw) != 1 else ''}; need >= {MIN_SEEDS}"
+        return ClaimResult(claim, "inconclusive", a.value, b.value, detail)
+    _, lo, hi = t_interval(raw)
+    if claim.form == "within":
+        lo, hi = _within_interval(lo, hi)
+    detail["ci"] = [lo, hi]
+    return ClaimResult(claim, _decide(claim, lo, hi, detail["margin"]), a.value, b.value, detail)
+
+
+def check_claims(spec: TableSpec, values: Mapping[str, Mapping[str, float | None]]) -> list[ClaimResult]:
+    """Point checks of every claim on ``values`` (the paper's numbers: :func:`reported_values`)."""
+    return [check_claim(claim, values) for claim in spec.claims]
+
+
+def verdicts(spec: TableSpec, sides: Mapping[str, Mapping[str, Side]]) -> list[ClaimResult]:
+    """Verdict of every claim on measured ``sides[row_id][metric]``; a claim comparing with a cited
+    row (nothing this code builds) reads "n/a"."""
+    cited = {row.id for row in spec.rows if row.kind == "cited"}
+    out = []
+    for claim in spec.claims:
+        if {claim.a, claim.b} & cited:
+            out.append(ClaimResult(claim, "n/a", None, None, {"reason": "compares with a cited row"}))
+            continue
+        b = None if isinstance(claim.b, (int, float)) else sides.get(claim.b, {}).get(claim.metric)
+        out.append(verdict(claim, sides.get(claim.a, {}).get(claim.metric), b))
+    return out

@@ -81,7 +81,7 @@ def data_fingerprint(cfg: Any) -> dict | None:
 
 
 #: Row fields that do not change what a run measures (labels and the paper's own numbers).
-_ROW_PRESENTATION = {"label", "note", "cells", "reported", "cite"}
+_ROW_PRESENTATION = {"label", "note", "cells", "reported", "cite", "departures"}
 
 
 def spec_key(spec: Any, row_id: str, data: dict[str, Any] | None = None) -> str:

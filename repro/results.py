@@ -49,25 +49,47 @@ def result_path(root: Path | str, scale: str, paper: str, table: int, row: str, 
 
 #: What the harness itself writes into the checkout; edits there do not change what a run measures.
 OUTPUT_DIRS = ("results", "tables")
+#: Where an untracked file changes what runs (new code, a new spec): such files count as dirty.
+CODE_DIRS = ("repro", "specs")
+
+
+def dirty_files(repo: Path | str | None = None) -> list[str] | None:
+    """Paths that make the checkout differ from HEAD in what it runs: tracked files changed
+    anywhere but the harness's own outputs (:data:`OUTPUT_DIRS`), and untracked files under
+    :data:`CODE_DIRS` (a new module imported by the code, a new spec).  ``None`` outside git."""
+    excluded = [f":(exclude){d}" for d in OUTPUT_DIRS]
+    out = _git("status", "--porcelain", "--untracked-files=all", "--", ".", *excluded, cwd=repo, strip=False)
+    if out is None:
+        return None
+    paths = []
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        status, path = line[:2], line[3:].strip().strip('"')
+        if status == "??" and not path.startswith(tuple(f"{d}/" for d in CODE_DIRS)):
+            continue  # an untracked scratch file elsewhere runs nothing
+        paths.append(path.split(" -> ")[-1])
+    return paths
 
 
 def code_is_dirty(repo: Path | str | None = None) -> bool | None:
-    """Whether tracked files other than the harness's own outputs (:data:`OUTPUT_DIRS`) differ
-    from HEAD: the ``dirty`` flag of provenance.  Counting ``results/`` would mark every row but
-    the first of a table run dirty, because the first row's result was just written there."""
-    excluded = [f":(exclude){d}" for d in OUTPUT_DIRS]
-    out = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded, cwd=repo)
-    return None if out is None else bool(out)
+    """Whether the checkout differs from HEAD in what it runs (:func:`dirty_files`): the ``dirty``
+    flag of provenance.  Counting ``results/`` would mark every row but the first of a table run
+    dirty, because the first row's result was just written there."""
+    files = dirty_files(repo)
+    return None if files is None else bool(files)
 
 
-def _git(*args: str, cwd: Path | str | None = None) -> str | None:
+def _git(*args: str, cwd: Path | str | None = None, strip: bool = True) -> str | None:
     try:
         out = subprocess.run(
             ["git", *args], cwd=cwd or Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() if strip else out.stdout  # porcelain status lines start with a space
 
 
 def _cpu_name() -> str:
@@ -90,18 +112,21 @@ def provenance(*, scale: str, seed: int | list[int] | None, spec_hash: str | Non
             versions[name] = __import__(name).__version__
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     commit = _git("rev-parse", "HEAD")
-    dirty = code_is_dirty() if commit else None
+    changed = dirty_files() if commit else None
     return {
         "commit": commit,
-        "dirty": dirty,
+        "dirty": None if changed is None else bool(changed),
+        # what differs from ``commit`` (first 50 paths), so a dirty result shows which code ran
+        **({"dirty_files": changed[:50]} if changed else {}),
         "spec_hash": spec_hash,
+        # the fingerprint of the package's source that ran: claims compare only rows run by the same
         "code": code_fingerprint(),
         "seed": seed,
         "scale": scale,
         "data": data,
         "versions": versions,
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform()},
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),  # always: a row's numbers depend on it (reductions, timing)
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         **extra,
@@ -120,10 +145,24 @@ class Result:
     path: Path
     #: ``{seed: metrics}`` when ``metrics`` is a mean over several seeds (``details.per_seed``).
     per_seed: dict[int, dict[str, float]] = field(default_factory=dict)
+    #: The job's ``details`` (e.g. ``run_config``: the resolved configuration that ran).
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def data(self) -> str | None:
         return self.provenance.get("data")
+
+    @property
+    def code(self) -> str | None:
+        """Fingerprint of the code that produced it (``None``: a result from before fingerprints)."""
+        return self.provenance.get("code")
+
+    def seed_values(self, key: str) -> dict[int, float]:
+        """``{seed: value}`` of metric ``key``: each seed's, or the one seed's a single run names."""
+        if self.per_seed:
+            return {s: m[key] for s, m in self.per_seed.items() if key in m}
+        seed = self.provenance.get("seed")
+        return {int(seed): self.metrics[key]} if isinstance(seed, int) and key in self.metrics else {}
 
 
 def write_result(root: Path | str, *, scale: str, paper: str, table: int, row: str, job: str,
@@ -154,7 +193,7 @@ def _parse(path: Path) -> Result:
         per_seed = {int(seed): {k: float(v) for k, v in m.items()}
                     for seed, m in (doc.get("details") or {}).get("per_seed", {}).items()}
         return Result(doc["scale"], doc["paper"], int(doc["table"]), doc["row"], doc["job"],
-                      dict(doc["metrics"]), dict(doc["provenance"]), path, per_seed)
+                      dict(doc["metrics"]), dict(doc["provenance"]), path, per_seed, dict(doc.get("details") or {}))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a valid result file ({e})") from None
 

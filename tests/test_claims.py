@@ -1,3 +1,6 @@
+import pytest
+from pydantic import ValidationError
+
 from repro.claims import check_claim
 from repro.spec.schema import Claim
 
@@ -40,51 +43,138 @@ def test_claim_margin_and_tolerance_are_exclusive_and_non_negative():
 
 
 def test_a_claim_against_a_cited_row_has_no_reproduced_counterpart():
-    # TrajectoryNet Table 8: "on par with C3D" compares our row with a cited number; at mini scale
-    # that is "cited" (nothing to reproduce), while a claim between our own unrun rows is "not run".
-    from repro.claims import check_claims
+    # TrajectoryNet Table 8: "on par with C3D" compares our row with a cited number: "n/a" at any
+    # scale, while a claim between our own unrun rows is "not run".
+    from repro.claims import Side, verdicts
     from repro.spec.loader import default_specs_dir, load_specs
 
     spec = load_specs(default_specs_dir(), check_models=False)["trajectorynet:table8"]
-    reproduced = {"s3d_16x1": {"avg_acc": 70.0}, "traj_mn2_16x2": {"avg_acc": 75.0}}
-    status = {r.id: r.status for r in check_claims(spec, reproduced)}
-    assert status == {"traj-beats-s3d": "not run", "step2-beats-step1": "not run", "on-par-with-c3d": "cited"}
-    reproduced["traj_mn2_16x1"] = {"avg_acc": 72.0}
-    status = {r.id: r.status for r in check_claims(spec, reproduced)}
-    assert status == {"traj-beats-s3d": "held", "step2-beats-step1": "held", "on-par-with-c3d": "cited"}
+    side = lambda v: {"avg_acc": Side(v, per_seed={0: v, 1: v + 1, 2: v + 2}, code="c1")}  # noqa: E731
+    sides = {"s3d_16x1": side(70.0), "traj_mn2_16x2": side(75.0)}
+    status = {r.id: r.status for r in verdicts(spec, sides)}
+    assert status == {"traj-beats-s3d": "not run", "step2-beats-step1": "not run", "on-par-with-c3d": "n/a"}
 
 
-def test_seed_tally_pairs_seeds_and_needs_two():
-    from repro.claims import seed_tally
+# --- verdicts on reproduced numbers ------------------------------------------------------------
+def _seeded(values, code="c1"):
+    from repro.claims import Side
 
-    claim = _c(">", "y")
-    per_seed = {"x": {0: {"top1": 40.0}, 1: {"top1": 30.0}, 2: {"top1": 50.0}},
-                "y": {0: {"top1": 35.0}, 1: {"top1": 35.0}}}
-    assert seed_tally(claim, per_seed) == (1, 2)  # seed 2 has no partner in y
-    assert seed_tally(_c(">", 20.0), per_seed) == (3, 3)  # against a number: every seed of x
-    assert seed_tally(claim, {"x": {0: {"top1": 40.0}}, "y": {0: {"top1": 35.0}}}) is None  # one seed decides nothing
-    assert seed_tally(claim, {"x": per_seed["x"]}) is None
+    return Side(sum(values) / len(values), per_seed=dict(enumerate(values)), code=code)
 
 
-def test_a_rendered_table_says_how_many_seeds_a_mean_is_and_on_how_many_a_claim_held(tmp_path):
-    # TrajectoryNet Table 5's real spec: a claim that holds on the means of two seeds but on one
-    # seed only must say so, and each mean must say it is one.
+def test_t_interval_matches_a_hand_computation():
+    from repro.claims import t_interval
+
+    # diffs 3, 4, 5: mean 4, s = 1, n = 3, t(0.975, 2) = 4.302653; half width 4.302653 / sqrt(3) = 2.484138
+    mean, lo, hi = t_interval([3.0, 4.0, 5.0])
+    assert mean == 4.0 and abs(lo - 1.515862) < 1e-6 and abs(hi - 6.484138) < 1e-6
+    # diffs 2, 4, 6: s = 2, half width 4.968275
+    _, lo, hi = t_interval([2.0, 4.0, 6.0])
+    assert abs(lo + 0.968275) < 1e-6 and abs(hi - 8.968275) < 1e-6
+
+
+def test_verdict_held_failed_inconclusive_from_paired_seeds():
+    from repro.claims import verdict
+
+    b = _seeded([50.0, 60.0, 70.0])  # seed-to-seed spread larger than the effect: pairing removes it
+    held = verdict(_c(">", "y", margin=1.0), _seeded([53.0, 64.0, 75.0]), b)  # paired diffs 3, 4, 5
+    assert held.status == "held"
+    d = held.detail
+    assert (d["seeds"], d["paired"], d["same_code"], d["margin"]) == (3, True, True, 1.0)
+    assert abs(d["diff"] - 4.0) < 1e-9 and abs(d["ci"][0] - 1.515862) < 1e-6 and "t-interval" in d["method"]
+    assert verdict(_c(">", "y", margin=7.0), _seeded([53.0, 64.0, 75.0]), b).status == "failed"  # hi 6.48 < 7
+    assert verdict(_c(">", "y"), _seeded([52.0, 64.0, 76.0]), b).status == "inconclusive"  # diffs 2, 4, 6
+    # "<" is oriented as b - a > margin: a lower EPE by 3..5 holds
+    assert verdict(_c("<", "y"), _seeded([47.0, 56.0, 65.0]), b).status == "held"
+    # unpaired means would hide it: the same a against another seed order is inconclusive
+    assert verdict(_c(">", "y", margin=1.0), _seeded([75.0, 53.0, 64.0]), b).status == "inconclusive"
+
+
+def test_fewer_than_three_seeds_or_other_code_is_never_decided():
+    from repro.claims import verdict
+
+    two = verdict(_c(">", "y"), _seeded([90.0, 91.0]), _seeded([10.0, 11.0]))
+    assert two.status == "inconclusive" and two.detail["reason"] == "2 seeds; need >= 3"
+    shared = verdict(_c(">", "y"), _seeded([90.0, 91.0, 92.0]), _seeded([10.0, 11.0]))  # seed 2 has no pair
+    assert shared.status == "inconclusive" and shared.detail["seeds"] == 2
+    stale = verdict(_c(">", "y"), _seeded([90.0, 91.0, 92.0]), _seeded([10.0, 11.0, 12.0], code="c2"))
+    assert stale.status == "stale" and not stale.detail["same_code"] and "re-run" in stale.detail["reason"]
+    unknown = verdict(_c(">", "y"), _seeded([90.0, 91.0, 92.0], code=None), _seeded([10.0, 11.0, 12.0]))
+    assert unknown.status == "stale"
+    assert verdict(_c(">", "y"), None, _seeded([1.0, 2.0, 3.0])).status == "not run"
+
+
+def test_ratio_claim_follows_the_measurement():
+    # TrajectoryNet Table 6: "less than 10 % overhead" is traj / s3d < 1.10; measured +22.8 % fails,
+    # on point values and on latency spreads (p10-p90 over repeats) that do not reach 1.10.
+    from repro.claims import Side, check_claim, verdict
+
+    claim = Claim(id="c", text="t", metric="forward_s", form="ratio", a="traj", op="<", b="s3d", ratio=1.10)
+    assert check_claim(claim, {"traj": {"forward_s": 0.426}, "s3d": {"forward_s": 0.390}}).status == "held"
+    assert check_claim(claim, {"traj": {"forward_s": 0.791}, "s3d": {"forward_s": 0.644}}).status == "failed"
+    traj = Side(0.791, spread=(0.779, 0.810), code="c", seeded=False)
+    s3d = Side(0.644, spread=(0.630, 0.660), code="c", seeded=False)
+    r = verdict(claim, traj, s3d)
+    assert r.status == "failed"
+    # diff = 1 - a / b, margin = 1 - 1.10; interval over the corners of both spreads
+    assert abs(r.detail["diff"] - (1 - 0.791 / 0.644)) < 1e-12 and abs(r.detail["margin"] + 0.10) < 1e-12
+    assert abs(r.detail["ci"][0] - (1 - 0.810 / 0.630)) < 1e-12 and abs(r.detail["ci"][1] - (1 - 0.779 / 0.660)) < 1e-12
+    wide = verdict(claim, Side(0.70, spread=(0.60, 0.80), code="c", seeded=False), s3d)  # 0.91 .. 1.27
+    assert wide.status == "inconclusive"
+
+
+def test_within_claim_is_an_equivalence_test():
+    from repro.claims import Side, check_claim, verdict
+
+    claim = Claim(id="c", text="t", metric="params", form="within", a="x", b="y", tolerance=0.05)
+    assert check_claim(claim, {"x": {"params": 15.453}, "y": {"params": 15.451}}).status == "held"
+    assert check_claim(claim, {"x": {"params": 15.40}, "y": {"params": 15.451}}).status == "failed"  # |d| 0.051
+    exact = verdict(claim, Side(15.453, code="c", seeded=False), Side(15.451, code="c", seeded=False))
+    assert exact.status == "held" and exact.detail["method"].startswith("exact")
+    # seeded: the interval of a - b inside [-tol, tol] holds, wholly outside fails, across the edge is open
+    assert verdict(claim, _seeded([1.00, 1.01, 1.02]), _seeded([1.00, 1.00, 1.01])).status == "held"
+    assert verdict(claim, _seeded([1.20, 1.21, 1.22]), _seeded([1.00, 1.00, 1.01])).status == "failed"
+    assert verdict(claim, _seeded([1.00, 1.10, 1.00]), _seeded([1.00, 1.00, 1.00])).status == "inconclusive"
+    with pytest.raises(ValidationError, match="within"):
+        Claim(id="c", text="t", metric="p", form="within", a="x", op="<", b="y", tolerance=0.05)
+    with pytest.raises(ValidationError, match="ratio"):
+        Claim(id="c", text="t", metric="p", form="ratio", a="x", op="<", b="y")
+
+
+def test_table6_overhead_is_a_ratio_claim_in_the_spec():
+    from repro.spec.loader import default_specs_dir, load_specs
+
+    spec = load_specs(default_specs_dir(), check_models=False)["trajectorynet:table6"]
+    (claim,) = [c for c in spec.claims if c.form == "ratio"]
+    assert (claim.a, claim.op, claim.b, claim.ratio) == ("traj_tvl1", "<", "s3d", 1.10)
+
+
+def test_a_rendered_table_gives_each_verdict_its_interval_and_names_its_data(tmp_path):
+    # TrajectoryNet Table 5's real spec with 3 paired seeds from one code version: the Markdown
+    # shows the difference and its interval; the JSON keeps reproduced + reproduced_detail; the
+    # reproduced column names the synthetic data and chance, never the paper's dataset; no Δ.
     from repro.render import build_table, to_markdown
     from repro.results import load_results, provenance, write_result
     from repro.spec.loader import default_specs_dir, load_specs
 
     spec = load_specs(default_specs_dir(), check_models=False)["trajectorynet:table5"]
-    runs = {"s3d_step2": {0: 60.0, 1: 72.0}, "traj_mn17_unsup_step2": {0: 75.0, 1: 70.0}}
+    runs = {"s3d_step2": [60.0, 70.0, 65.0], "traj_mn17_unsup_step2": [64.0, 73.0, 70.0]}
     for row, seeds in runs.items():
-        per_seed = {str(s): {"top1": v, "top5": 99.0} for s, v in seeds.items()}
-        mean = {"top1": sum(seeds.values()) / 2, "top5": 99.0}
+        per_seed = {str(s): {"top1": v, "top5": 99.0} for s, v in enumerate(seeds)}
+        mean = {"top1": sum(seeds) / 3, "top5": 99.0}
+        prov = provenance(scale="mini", seed=[0, 1, 2], spec_hash=None, data="synth mini")
+        prov["code"] = "same-code"
         write_result(tmp_path, scale="mini", paper="trajectorynet", table=5, row=row, job="train", metrics=mean,
-                     provenance=provenance(scale="mini", seed=[0, 1], spec_hash=None, data="synth mini"),
-                     details={"per_seed": per_seed})
+                     provenance=prov, details={"per_seed": per_seed, "run_config": {
+                         "dataset": "synth", "preset": "mini", "frames": 8, "step": 1, "size": 56, "epochs": 24,
+                         "optimizer": "adam", "lr": 0.001, "batch_size": 16, "model_args": {"width": 0.25}}})
     table = build_table(spec, load_results(tmp_path), scale="mini")
+    claims = {c["id"]: c for c in table.claims_json()}
+    top1 = claims["traj-beats-s3d-step2-top1"]  # paired diffs 4, 3, 5
+    d = top1["reproduced_detail"]
+    assert top1["reproduced"] == "held" and d["paired"] and d["same_code"] and abs(d["diff"] - 4.0) < 1e-9
+    assert set(d) >= {"diff", "ci", "margin", "seeds", "paired", "same_code", "method"}
     md = to_markdown(table)
-    assert md.count("mini scale: synth mini; mean of 2 seeds") == 2
-    assert "| held (72.50 vs 66.00; on 1 of 2 seeds) |" in md  # top-1: 75 > 60 but 70 < 72
-    assert "| failed (99.00 vs 99.00; on 0 of 2 seeds) |" in md  # top-5: equal, so ">" fails on each
-    assert table.rows[0]["reproduced_per_seed"] == {"0": {"top1": 60.0, "top5": 99.0},
-                                                    "1": {"top1": 72.0, "top5": 99.0}}
+    assert "**held** (diff +4.00 ± 2.48 [+1.52, +6.48] vs margin 0.00; 3 paired seeds)" in md
+    assert "mini: synthetic, 12 classes, chance 8.3 %" in md and "Top-1 Acc. Δ" not in md
+    assert "width 1/4 (paper: 1)" in md and "24 epochs, Adam lr 0.001, batch 16" in md

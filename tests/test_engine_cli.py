@@ -96,6 +96,11 @@ def test_train_then_eval_then_chain(dirs, capsys):
     details = payload["details"]
     assert details["epochs"] == 2 and len(details["history"]) == 2 and details["num_classes"] == 4
     assert details["skipped_videos"] == 0
+    # what ran is the spec: the resolved configuration is recorded, optimiser, lr and epochs as specified
+    ran = details["run_config"]
+    assert (ran["optimizer"], ran["lr"], ran["epochs"], ran["batch_size"]) == ("sgd", 0.05, 2, 4)
+    assert (ran["dataset"], ran["preset"], ran["frames"], ran["size"]) == ("synth", "tiny", 4, 24)
+    assert ran["model_args"] == {"width": 4} and ran["lr_schedule"]["type"] == "cosine"
     result = json.loads(Path(payload["result_file"]).read_text())
     assert result["metrics"]["top1"] == pytest.approx(payload["metrics"]["top1"])
     assert result["provenance"]["seed"] == 0 and result["provenance"]["spec_hash"]

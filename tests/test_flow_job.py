@@ -36,10 +36,15 @@ def test_flow_rows_run_and_render(tmp_path, capsys):
         assert rows[rid]["reproduced"]["fps"] > 0
         assert rows[rid]["sources"]["epe"]["scale"] == "mini"
     saved = json.loads((tmp_path / "results" / "mini" / "tvnet" / "table1" / "tvnet_u0.flow.json").read_text())
-    assert saved["details"]["train"]["iters"] == 3 and saved["provenance"]["commit"] is not None
+    train = saved["details"]["train"]["0"]  # one seed (the spec's default); per seed: its own pairs
+    assert train["iters"] == 3 and saved["provenance"]["commit"] is not None
+    # what ran is the spec: the optimiser settings recorded are the spec's (resolved) ones
+    assert saved["details"]["run_config"]["epochs"] == 3 and saved["details"]["run_config"]["batch_size"] == 4
+    assert train["optimizer"] == saved["details"]["run_config"]["optimizer"] == "sgd"
+    assert train["train_loss_before"] > 0 and train["train_loss_after"] > 0
     assert "built-in benchmark" in saved["provenance"]["data"]
     md = (tmp_path / "tables" / "tvnet" / "table1.md").read_text()
-    assert "training u0 lowers EPE" in md and "mini scale" in md
+    assert "training u0 lowers EPE" in md and "mini: synthetic ground-truth pairs 32×32" in md
     # cached: a second run does not re-run (the file is unchanged)
     before = saved["provenance"]["date"]
     assert main(["table1", "--paper", "tvnet", "-q", *dirs]) == 0

@@ -125,6 +125,46 @@ def test_provenance_dirty_flag_ignores_the_harness_outputs(tmp_path):
     assert code_is_dirty(tmp_path) is True
 
 
+def test_provenance_dirty_counts_untracked_code_and_specs(tmp_path):
+    # A new module imported by the code, or a new spec, changes what runs although git tracks
+    # neither yet; an untracked scratch file elsewhere does not.  Provenance lists what differs.
+    import subprocess
+
+    from repro.results import code_is_dirty, dirty_files
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for name in ("repro/m.py", "specs/s.yaml", "README.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    (tmp_path / "notes.txt").write_text("scratch\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "new.json").write_text("{}\n")
+    assert code_is_dirty(tmp_path) is False and dirty_files(tmp_path) == []
+    (tmp_path / "repro" / "sub").mkdir()
+    (tmp_path / "repro" / "sub" / "new_module.py").write_text("x = 1\n")
+    assert code_is_dirty(tmp_path) is True and dirty_files(tmp_path) == ["repro/sub/new_module.py"]
+    (tmp_path / "repro" / "sub" / "new_module.py").unlink()
+    (tmp_path / "specs" / "new.yaml").write_text("paper: x\n")
+    assert dirty_files(tmp_path) == ["specs/new.yaml"]
+    (tmp_path / "repro" / "m.py").write_text("1\n")  # a modified tracked file lists first, whole
+    assert dirty_files(tmp_path) == ["repro/m.py", "specs/new.yaml"]
+
+
+def test_provenance_records_code_threads_and_what_is_dirty():
+    from repro.identity import code_fingerprint
+    from repro.results import provenance
+
+    prov = provenance(scale="mini", seed=0, spec_hash=None)
+    assert prov["code"] == code_fingerprint() and isinstance(prov["threads"], int) and prov["threads"] >= 1
+    assert prov["dirty"] is None or prov["dirty"] == bool(prov.get("dirty_files"))
+
+
 def test_profile_and_train_results_of_one_row_keep_two_files(tmp_path):
     """At scale full a row's profile and train results used to share one file and overwrite each other."""
     for job, metrics in (("profile", {"params_m": 15.2}), ("train", {"top1": 34.9})):

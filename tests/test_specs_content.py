@@ -47,6 +47,10 @@ def _holds(claim: Claim, spec: TableSpec) -> bool:
     a = spec.row(claim.a).reported[claim.metric]
     b = claim.b if isinstance(claim.b, (int, float)) else spec.row(claim.b).reported[claim.metric]
     assert a is not None and b is not None, f"{spec.key} {claim.id}: a claim needs both numbers"
+    if claim.form == "ratio":  # a / b op ratio
+        return _OPS[claim.op](a / b, claim.ratio)
+    if claim.form == "within":  # |a - b| <= tolerance
+        return abs(a - b) <= claim.tolerance
     if not _OPS[claim.op](a, b):
         return False
     gap = a - b if claim.op in (">", ">=") else b - a

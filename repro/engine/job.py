@@ -355,6 +355,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                        motionnet_pretrain=pretrain_reports.get(s), same_run_as=same_run_as.get(s)) for s in seeds}
     mean, seed_details = aggregate_seeds(runs)
     details: dict[str, Any] = {
+        "run_config": _run_config(row, cfg, overrides),
         "skipped_videos": data.skipped,
         "epochs": resolve_settings(cfg, seed=seeds[0], **overrides).epochs,
         "model": row.model.name,
@@ -362,6 +363,19 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         **seed_details,
     }
     return RowRun(metrics=mean, per_seed=per_seed, data=data.description, seeds=seeds, details=details)
+
+
+def _run_config(row: Row, cfg: RunConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The resolved configuration that ran (``details.run_config``): the spec's run config with
+    its defaults filled in, the optimisation settings the trainer used (a smoke run's overrides
+    included), and the model's merged arguments -- what a table's stand-ins are generated from."""
+    ran = resolved_config(cfg)
+    settings = resolve_settings(cfg, seed=cfg.seeds[0], **overrides)  # the optimisation that ran
+    ran.update({k: getattr(settings, k) for k in ("epochs", "batch_size", "optimizer", "lr", "momentum",
+                                                   "weight_decay", "lr_schedule", "warmup_epochs")})
+    ran["model"] = row.model.name
+    ran["model_args"] = {k: v for k, v in {**row.model.args, **cfg.model_args}.items() if k != "num_classes"}
+    return ran
 
 
 def evaluate_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, data_dir: Path | str,

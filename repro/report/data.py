@@ -7,18 +7,6 @@ from typing import Any
 __all__ = ["table_payload", "coverage"]
 
 
-def _claim(reported, reproduced, tally) -> dict[str, Any]:
-    out = {"id": reported.id, "text": reported.claim.text, "reported": reported.status,
-           "reproduced": reproduced.status, "reported_values": [reported.a, reported.b],
-           "reproduced_values": [reproduced.a, reproduced.b],
-           "seeds": {"held": tally[0], "of": tally[1]} if tally else None}
-    for side, result in (("reported", reported), ("reproduced", reproduced)):
-        interval = getattr(result, "interval", None)  # where the claims module gives one
-        if interval is not None:
-            out[f"{side}_interval"] = interval
-    return out
-
-
 def table_payload(t) -> dict[str, Any]:
     """``t``: a :class:`repro.render.RenderedTable`."""
     spec = t.spec
@@ -26,8 +14,7 @@ def table_payload(t) -> dict[str, Any]:
             "caption": spec.caption, "rows": t.rows,
             "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "job": m.job} for m in spec.metrics],
             "text_columns": [{"key": c.key, "label": c.label} for c in spec.text_columns],
-            "claims": [_claim(c, r, t.reproduced_seed_tallies.get(c.id))
-                       for c, r in zip(t.reported_claims, t.reproduced_claims)]}
+            "claims": t.claims_json()}
 
 
 def coverage(payload: dict[str, Any]) -> dict[str, int]:

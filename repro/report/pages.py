@@ -109,10 +109,14 @@ def table_page(p: dict[str, Any], plot: str | None, prov_for: dict[str, str]) ->
                 status, values = c[side], c[f"{side}_values"]
                 shown = f"{esc(status)}" if status in ("not run", "cited") else \
                     f'<span class="{esc(status)}">{esc(status)}</span> ({_num(values[0])} vs {_num(values[1])})'
-                if c.get(f"{side}_interval") is not None:
-                    shown += f'<br><span class="muted">interval {esc(c[f"{side}_interval"])}</span>'
-                if side == "reproduced" and c.get("seeds"):
-                    shown += f"; on {c['seeds']['held']} of {c['seeds']['of']} seeds"
+                detail = c.get("reproduced_detail") if side == "reproduced" else None
+                if detail and detail.get("ci"):
+                    lo, hi = detail["ci"]
+                    shown += (f'<br><span class="muted">diff {_num(detail.get("diff"))} [{_num(lo)}, {_num(hi)}] vs '
+                              f'margin {_num(detail.get("margin"))}; {esc(detail.get("seeds"))} seeds, '
+                              f'{esc(detail.get("method"))}</span>')
+                elif detail and detail.get("reason"):
+                    shown += f'<br><span class="muted">{esc(detail["reason"])}</span>'
                 return shown
             crow.append([esc(c["text"]), verdict("reported"), verdict("reproduced")])
         parts += ["<h2>Claims</h2>", table(["claim", "on the paper's numbers", f"on the reproduced numbers"], crow)]

@@ -31,6 +31,10 @@ Layout of a spec::
         input_shape: [1, 3, 16, 112, 112]
     claims:
       - {id: traj-beats-temporal, metric: top1, a: traj_dim4, op: ">", b: appearance}
+      - {id: overhead, form: ratio, metric: forward_s, a: traj, op: "<", b: s3d, ratio: 1.10}
+      - {id: same-params, form: within, metric: params, a: traj_dim4, b: appearance, tolerance: 0.05}
+    departures:                   # how what runs departs from the paper (also per row)
+      - {what: init, paper: ImageNet-initialised, here: from scratch, why: no hub weights, scales: [mini]}
 """
 from __future__ import annotations
 
@@ -229,6 +233,21 @@ def resolved_config(cfg: "RunConfig | None") -> dict[str, Any]:
     return {k: (RUN_DEFAULTS[k] if v is None and k in RUN_DEFAULTS else v) for k, v in given.items()}
 
 
+class Departure(_Strict):
+    """A way the protocol that runs departs from the paper's, written where it is decided (the
+    spec) and rendered under the table: ``what`` departs, the ``paper``'s protocol, what runs
+    ``here`` and ``why``; ``scales`` it applies to (all when empty)."""
+
+    what: str
+    paper: str
+    here: str
+    why: str = ""
+    scales: list[Literal["full", "mini", "small"]] = Field(default_factory=list)
+
+    def applies(self, scale: str) -> bool:
+        return not self.scales or scale in self.scales
+
+
 class ModelRef(_Strict):
     name: str
     args: dict[str, Any] = Field(default_factory=dict)
@@ -257,6 +276,8 @@ class Row(_Strict):
     mini: RunConfig | None = None
     small: RunConfig | None = None
     note: str | None = None
+    #: Ways this row's protocol departs from the paper's, beyond the table's (:class:`Departure`).
+    departures: list[Departure] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -278,27 +299,44 @@ class Row(_Strict):
 class Claim(_Strict):
     """A claim the paper makes about its table, checked on reported and reproduced numbers.
 
-    ``a op b`` on ``metric``: ``b`` is a row id or a number; ``op`` one of ``>``, ``>=``, ``<``,
-    ``<=``; ``margin`` demands ``a`` beat ``b`` by at least that much; ``tolerance`` lets ``a``
-    fall short of ``b`` by up to that much -- the encoding of a claim of a *negligible* difference
-    ("a negligible increase of parameters" is ``a <= b`` with a tolerance).  Both are in the
-    metric's unit and may not both be set.
+    Three forms (``form``), each on ``metric`` between row ``a`` and ``b`` (a row id or a number):
+
+    * ``difference`` (default): ``a op b``, ``op`` one of ``>``, ``>=``, ``<``, ``<=``; ``margin``
+      demands ``a`` beat ``b`` by at least that much; ``tolerance`` lets ``a`` fall short of ``b``
+      by up to that much -- the encoding of "not worse than" claims.  Both are in the metric's
+      unit and may not both be set.
+    * ``ratio``: ``a / b op ratio`` -- "less than 10 % slower" is ``op: "<", ratio: 1.10``.
+    * ``within``: ``|a - b| <= tolerance`` -- "a negligible increase of parameters" is
+      ``tolerance: 0.05`` (M).
+
+    :mod:`repro.claims` orients every form as ``diff > margin`` (``claims[].reproduced_detail``).
     """
 
     id: str
     text: str
     metric: str
     a: str
-    op: Literal[">", ">=", "<", "<="]
+    form: Literal["difference", "ratio", "within"] = "difference"
+    op: Literal[">", ">=", "<", "<="] | None = None
     b: str | float
     margin: float = Field(default=0.0, ge=0.0)
     tolerance: float = Field(default=0.0, ge=0.0)
+    ratio: float | None = Field(default=None, gt=0.0)
 
     @model_validator(mode="after")
-    def _margin_or_tolerance(self) -> "Claim":
+    def _form_fields(self) -> "Claim":
         if self.margin and self.tolerance:
             raise ValueError(f"claim {self.id!r}: set margin (a must win by it) or tolerance (a may lose by it), "
                              "not both")
+        if self.form in ("difference", "ratio") and self.op is None:
+            raise ValueError(f"claim {self.id!r}: a {self.form} claim needs op ('>', '>=', '<' or '<=')")
+        if self.form == "ratio" and (self.ratio is None or self.margin or self.tolerance):
+            raise ValueError(f"claim {self.id!r}: a ratio claim gives ratio (a / b op ratio), no margin or tolerance")
+        if self.form != "ratio" and self.ratio is not None:
+            raise ValueError(f"claim {self.id!r}: ratio is only for form: ratio")
+        if self.form == "within" and (not self.tolerance or self.op is not None or self.margin):
+            raise ValueError(f"claim {self.id!r}: a within claim gives tolerance (|a - b| <= tolerance) and no op "
+                             "or margin")
         return self
 
 
@@ -314,6 +352,12 @@ class TableSpec(_Strict):
     defaults: dict[Literal["full", "mini", "small"], dict[str, Any]] = Field(default_factory=dict)
     rows: list[Row]
     claims: list[Claim] = Field(default_factory=list)
+    #: Ways every row's protocol departs from the paper's (:class:`Departure`); rows add their own.
+    departures: list[Departure] = Field(default_factory=list)
+
+    def departures_for(self, row: Row, scale: str) -> list[Departure]:
+        """The table's and the row's departures that apply at ``scale``."""
+        return [d for d in (*self.departures, *row.departures) if d.applies(scale)]
 
     @field_validator("paper")
     @classmethod
@@ -337,3 +381,4 @@ class TableSpec(_Strict):
             if m.key == key:
                 return m
         raise KeyError(key)
+

@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["normal", "digest", "code_fingerprint", "data_fingerprint", "spec_key", "result_key", "normal_config",
+__all__ = ["normal", "digest", "code_fingerprint", "data_fingerprint", "spec_payload", "result_key", "normal_config",
            "normal_settings", "run_key", "run_id", "files_fingerprint"]
 
 
@@ -84,26 +84,34 @@ def data_fingerprint(cfg: Any) -> dict | None:
 _ROW_PRESENTATION = {"label", "note", "cells", "reported", "cite", "departures"}
 
 
-def spec_key(spec: Any, row_id: str, data: dict[str, Any] | None = None) -> str:
-    """Hash of everything that defines how a row is run (its row entry without presentation
-    fields, and the table's metric definitions), plus ``data`` (a built-in preset's definition)
-    where given.  Fields at their default are left out, so adding a defaulted field to the schema
+def spec_payload(spec: Any, row_id: str, job: str, scale: str) -> dict[str, Any]:
+    """What in a spec defines a row's result for ``job`` at ``scale``: the row entry without
+    presentation fields and without the configurations of the *other* scales (a full-scale recipe
+    does not change what a mini run measured; ``profile`` reads none), and the definitions of the table's columns that
+    ``job`` fills.  Fields at their default are left out, so adding a defaulted field to the schema
     keeps every cached result valid."""
+    from repro.jobs import get_job
+    from repro.spec.schema import SCALES
+
     row = spec.row(row_id)
-    payload: dict[str, Any] = {
-        "row": row.model_dump(mode="json", exclude_defaults=True, exclude=_ROW_PRESENTATION),
-        "metrics": [normal(m) for m in spec.metrics],
+    other_scales = {s for s in SCALES if s != scale or not get_job(job).uses_run_config}
+    return {
+        "row": row.model_dump(mode="json", exclude_defaults=True, exclude=_ROW_PRESENTATION | other_scales),
+        "metrics": [normal(m) for m in spec.metrics if m.job == job],
     }
-    if data:
-        payload["data"] = data
-    return digest(payload)
 
 
 def result_key(spec: Any, row: Any, job: str, scale: str) -> str:
-    """Freshness key of a row's result for ``job`` at ``scale`` (provenance ``spec_hash``)."""
+    """Freshness key of a row's result for ``job`` at ``scale`` (provenance ``spec_hash``): the
+    spec's part in it (:func:`spec_payload`) plus, for jobs that read data, the built-in
+    benchmark preset's definition (redefining a preset invalidates results measured on the old one)."""
     from repro.jobs import get_job
 
-    return spec_key(spec, row.id, data_fingerprint(row.run_config(scale)) if get_job(job).reads_data else None)
+    payload = spec_payload(spec, row.id, job, scale)
+    data = data_fingerprint(row.run_config(scale)) if get_job(job).reads_data else None
+    if data:
+        payload["data"] = data
+    return digest(payload)
 
 
 def run_id(key: str) -> str:

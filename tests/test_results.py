@@ -85,19 +85,25 @@ def test_redefining_a_builtin_preset_invalidates_train_results_only(monkeypatch)
     assert task_hash(spec, row, "train", "full") == task_hash(spec, row, "train", "full")
 
 
-def test_row_hash_ignores_fields_left_at_their_default():
-    # so a field added to the schema later (with a default) keeps every cached result valid
-    from repro.identity import spec_key as row_hash
+def test_result_key_ignores_fields_left_at_their_default_and_other_scales():
+    # a field added to the schema later (with a default) keeps every cached result valid, and so
+    # does a change to another scale's recipe (a full-scale schedule says nothing of a mini run)
+    from repro.identity import result_key
     from repro.spec.loader import load_spec
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "tvnet" / "table3.yaml")
     row = spec.rows[-1]
     explicit = row.model_copy(update={"mini": row.mini.model_copy(update={"momentum": 0.9, "motionnet_pretrain": None})})
     changed = row.model_copy(update={"mini": row.mini.model_copy(update={"momentum": 0.5})})
-    same_spec = spec.model_copy(update={"rows": [explicit if r.id == row.id else r for r in spec.rows]})
-    other_spec = spec.model_copy(update={"rows": [changed if r.id == row.id else r for r in spec.rows]})
-    assert row_hash(same_spec, row.id) == row_hash(spec, row.id)
-    assert row_hash(other_spec, row.id) != row_hash(spec, row.id)
+    full_changed = row.model_copy(update={"full": row.full.model_copy(update={"lr": 0.5})})
+
+    def key(new_row, scale="mini"):
+        edited = spec.model_copy(update={"rows": [new_row if r.id == row.id else r for r in spec.rows]})
+        return result_key(edited, new_row, "train", scale)
+
+    assert key(explicit) == key(row)
+    assert key(changed) != key(row)
+    assert key(full_changed) == key(row) and key(full_changed, "full") != key(row, "full")
 
 
 def test_provenance_dirty_flag_ignores_the_harness_outputs(tmp_path):

@@ -75,6 +75,10 @@ class Job:
     #: What a row would miss in the user's data (``--data-dir``) to start (None: it would start);
     #: asked by ``repro list`` when given a data folder.  Jobs that read no data have none.
     data_needs: Callable[[Row, str, Path], str | None] | None = None
+    #: Whether a row's run configuration (its ``mini:`` / ``full:`` recipe) changes what the job
+    #: measures: not for ``profile`` (the model and its input only), so a new training recipe keeps
+    #: its results (:func:`repro.identity.spec_payload`).
+    uses_run_config: bool = True
 
     def offers(self, key: str) -> bool:
         return _matches(key, self.keys)

@@ -172,5 +172,6 @@ def run_profile(ctx: JobContext) -> JobOutput:
     return JobOutput(metrics=metrics, data=data, seed=0, details=details)
 
 
-PROFILE = Job(name="profile", keys=PROFILE_KEYS, scales=("full",), reads_data=False, needs=_needs, run=run_profile,
+PROFILE = Job(name="profile", keys=PROFILE_KEYS, scales=("full",), reads_data=False, uses_run_config=False,
+              needs=_needs, run=run_profile,
               doc="params, MACs and latency of the full-scale model at the paper's input (no data)")

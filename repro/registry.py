@@ -133,9 +133,11 @@ def create_model(name: str, pretrained_file: str | None = None, **kwargs: Any) -
     return entry.fn(**kwargs)
 
 
-def list_models(pattern: str = "*", paper: str | None = None) -> list[str]:
-    """Sorted names matching a shell-style ``pattern`` (and optionally a paper)."""
+def list_models(pattern: str = "*", paper: str | None = None, builtin: bool = False) -> list[str]:
+    """Sorted names matching a shell-style ``pattern`` (and optionally a paper).  ``builtin``: only
+    the models repro's own families register (``repro.models.*``), not ones a caller or a test added."""
     _ensure_loaded()
     return sorted(
         n for n, e in _MODELS.items() if fnmatch.fnmatch(n, pattern) and (paper is None or e.paper == paper)
+        and (not builtin or e.module.startswith("repro.models."))
     )

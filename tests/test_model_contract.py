@@ -52,7 +52,7 @@ FLOW_NETS = {"motionnet_2", "motionnet_17", "tvnet_10", "tvnet_30", "tvnet_50", 
 def project_models() -> list[str]:
     """The models registered by the project's model modules (``repro.models.*``); a test may register
     its own (tests/test_engine_cli.py's ``engine_test_tiny_net``) in the same process."""
-    return [name for name in list_models() if model_entry(name).module.startswith("repro.models.")]
+    return list_models(builtin=True)
 
 
 def test_every_registered_model_is_pinned_here():

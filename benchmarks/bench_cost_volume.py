@@ -16,7 +16,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -59,16 +58,10 @@ def _inputs(shape: tuple[int, ...], requires_grad: bool = False):
 
 
 def interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per call over ``repeats`` interleaved rounds (A, B, C, A, B, C, ...)."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in times.items()}
+    """Median seconds per call over ``repeats`` interleaved rounds (A, B, C, A, B, C, ...), one warm-up each."""
+    from repro.deploy.backends import interleaved_ms
+
+    return {name: statistics.median(v) / 1e3 for name, v in interleaved_ms(fns, repeats, warmup=1).items()}
 
 
 def _status_kb(field: str) -> int:

@@ -29,7 +29,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from typing import Callable
 
 import torch
@@ -49,17 +48,8 @@ def _log(msg: str) -> None:
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each function over ``repeats`` interleaved rounds."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
+    """Seconds per call of each function over ``repeats`` interleaved rounds (the backends' timer)."""
+    return {name: [ms / 1e3 for ms in v] for name, v in interleaved_ms(fns, repeats, warmup).items()}
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:

@@ -230,10 +230,11 @@ def _check_model_args(name: str, fn, model_args: dict[str, Any]) -> None:
                         f"{', '.join(params) or 'none'}")
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
-    from repro.profile import profile
+def resolve_target(args: argparse.Namespace) -> tuple[str, dict[str, Any], tuple[int, ...]]:
+    """``(model name, constructor args, input shape)`` of ``args.target`` -- a registered model or a
+    row ``paper:table<N>:row`` (its model, its args and input shape) -- with ``--arg`` and ``--input``
+    applied; ``()`` when no shape is known.  Used by ``profile``, ``export`` and ``engine``."""
     from repro.registry import model_entry
-
     from repro.spec.refs import find_row, looks_like_row_ref
 
     model_args = _parse_kv(args.arg)
@@ -243,12 +244,22 @@ def cmd_profile(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UserError(str(e)) from None
         if row.model is None:
-            raise UserError(f"row {args.target} has no model to profile ({row.needs or row.kind})")
+            raise UserError(f"row {args.target} has no model ({row.needs or row.kind})")
         name, model_args = row.model.name, {**row.model.args, **model_args}
-        shape = _parse_shape(args.input) if args.input else tuple(row.input_shape or model_entry(name).default_input or ())
+        shape = tuple(row.input_shape or model_entry(name).default_input or ())
     else:
         name = args.target
-        shape = _parse_shape(args.input) if args.input else tuple(model_entry(name).default_input or ())
+        shape = tuple(model_entry(name).default_input or ())
+    if args.input:
+        shape = _parse_shape(args.input)
+    return name, model_args, shape
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from repro.profile import profile
+    from repro.registry import model_entry
+
+    name, model_args, shape = resolve_target(args)
     if not shape:
         raise UserError(f"no input shape known for '{args.target}': pass --input, e.g. 1x3x16x112x112")
     try:

@@ -2,11 +2,11 @@
 against the PyTorch path and the loop references."""
 from __future__ import annotations
 
-import importlib
-import os
 
 import pytest
 import torch
+
+from tests._triton import interpreted, load_kernel_module
 
 from repro.ops.cost_volume import (
     cosine_cost_volume,
@@ -18,32 +18,9 @@ from repro.ops.cost_volume import (
 triton = pytest.importorskip("triton", reason="triton is not installed: the fused cost-volume kernel cannot be tested")
 
 
-def _load_kernel_module(interpret: bool):
-    """(Re)import repro.ops.triton_cost_volume with TRITON_INTERPRET set as asked (``@triton.jit``
-    picks interpreter vs GPU at import); the env var is restored afterwards."""
-    old = os.environ.get("TRITON_INTERPRET")
-    if interpret:
-        os.environ["TRITON_INTERPRET"] = "1"
-    else:
-        os.environ.pop("TRITON_INTERPRET", None)
-    try:
-        import repro.ops.triton_cost_volume as module
-
-        return importlib.reload(module)
-    finally:
-        if old is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = old
-
-
 @pytest.fixture(scope="module")
 def tcv():
-    module = _load_kernel_module(interpret=True)
-    if not module.kernel_is_interpreted():
-        pytest.skip("Triton's interpreter (TRITON_INTERPRET=1) could not be enabled")
-    yield module
-    _load_kernel_module(interpret=False)
+    yield from interpreted("repro.ops.triton_cost_volume")
 
 
 def _pair(n=2, c=5, h=6, w=7, seed=0):
@@ -112,7 +89,7 @@ def test_aot_compile_for_a_gpu_target():
     """The kernel also compiles to PTX (sm_90) without a GPU: the interpreter accepts more than the compiler."""
     from triton.backends.compiler import GPUTarget
 
-    module = _load_kernel_module(interpret=False)
+    module = load_kernel_module("repro.ops.triton_cost_volume", interpret=False)
     try:
         compiled = module.compile_cost_volume(4, "fp32", target=GPUTarget("cuda", 90, 32))
     except Exception as err:  # pragma: no cover - depends on the installed Triton backends
@@ -122,7 +99,7 @@ def test_aot_compile_for_a_gpu_target():
 
 
 def test_cpu_tensors_without_the_interpreter_are_refused():
-    module = _load_kernel_module(interpret=False)
+    module = load_kernel_module("repro.ops.triton_cost_volume", interpret=False)
     if module.kernel_is_interpreted():  # pragma: no cover - TRITON_INTERPRET=1 set for the whole run
         pytest.skip("TRITON_INTERPRET=1 is set for this process")
     f0, f1 = _pair(n=1)
@@ -135,7 +112,7 @@ def test_cpu_tensors_without_the_interpreter_are_refused():
 def test_triton_on_gpu_matches_pytorch(dtype):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    module = _load_kernel_module(interpret=False)
+    module = load_kernel_module("repro.ops.triton_cost_volume", interpret=False)
     g = torch.Generator().manual_seed(0)
     f0 = torch.randn(2, 64, 56, 56, generator=g).cuda()
     f1 = torch.randn(2, 64, 56, 56, generator=g).cuda()

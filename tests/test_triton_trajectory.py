@@ -1,46 +1,20 @@
 """Triton fused trajectory sampling (run in Triton's CPU interpreter) and the TensorRT plugin."""
 from __future__ import annotations
 
-import importlib
-import os
 
 import pytest
 import torch
+
+from tests._triton import interpreted, load_kernel_module
 
 from repro.ops.trajectory_conv import trajectory_conv, trajectory_sample
 
 triton = pytest.importorskip("triton")
 
 
-def _load_kernel_module(interpret: bool):
-    """(Re)import repro.ops.triton_trajectory with TRITON_INTERPRET set as asked.
-
-    ``@triton.jit`` decides interpreter vs GPU when the module is imported, so the env var must be
-    set before that import; it is restored afterwards so other tests see the original setting.
-    """
-    old = os.environ.get("TRITON_INTERPRET")
-    if interpret:
-        os.environ["TRITON_INTERPRET"] = "1"
-    else:
-        os.environ.pop("TRITON_INTERPRET", None)
-    try:
-        import repro.ops.triton_trajectory as module
-
-        return importlib.reload(module)
-    finally:
-        if old is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = old
-
-
 @pytest.fixture(scope="module")
 def tt():
-    module = _load_kernel_module(interpret=True)
-    if not module.kernel_is_interpreted():
-        pytest.skip("Triton's interpreter (TRITON_INTERPRET=1) could not be enabled")
-    yield module
-    _load_kernel_module(interpret=False)
+    yield from interpreted("repro.ops.triton_trajectory")
 
 
 def _inputs(n=2, c=5, t=4, h=6, w=7, scale=2.0, seed=0):
@@ -93,7 +67,7 @@ def test_aot_ptx_for_tensorrt_drops_hidden_parameters():
     """The AOT plugin's compile path: Triton -> PTX for sm_90 without a GPU, 8 kernel parameters."""
     from triton.backends.compiler import GPUTarget
 
-    module = _load_kernel_module(interpret=False)
+    module = load_kernel_module("repro.ops.triton_trajectory", interpret=False)
     try:
         compiled = module.compile_trajectory_sample(1, "fp32", target=GPUTarget("cuda", 90, 32))
     except Exception as err:  # pragma: no cover - depends on the installed Triton backends
@@ -110,7 +84,7 @@ def test_tensorrt_engine_matches_pytorch(tmp_path, aot):
     pytest.importorskip("tensorrt")
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    _load_kernel_module(interpret=False)
+    load_kernel_module("repro.ops.triton_trajectory", interpret=False)
     from repro.deploy.tensorrt.engine import demo
 
     assert demo(str(tmp_path / "traj.engine"), aot=aot) < 1e-3

@@ -23,26 +23,11 @@ def _user_error(message: str) -> Exception:
 
 
 def resolve_target(args: argparse.Namespace) -> tuple[str, dict[str, Any], tuple[int, ...]]:
-    """``(model name, constructor args, input shape)`` of ``args.target`` (a model or a row)."""
-    from repro.cli import _load_specs, _parse_kv, _parse_shape
-    from repro.registry import model_entry
-    from repro.spec.refs import find_row, looks_like_row_ref
+    """``(model name, constructor args, input shape)`` of ``args.target`` (:func:`repro.cli.resolve_target`);
+    an unknown shape is a one-line error."""
+    from repro.cli import resolve_target as resolve
 
-    model_args = _parse_kv(args.arg)
-    if looks_like_row_ref(args.target):
-        try:
-            _, row = find_row(_load_specs(args), args.target)
-        except ValueError as e:
-            raise _user_error(str(e)) from None
-        if row.model is None:
-            raise _user_error(f"row {args.target} has no model ({row.needs or row.kind})")
-        name, model_args = row.model.name, {**row.model.args, **model_args}
-        shape = tuple(row.input_shape or model_entry(name).default_input or ())
-    else:
-        name = args.target
-        shape = tuple(model_entry(name).default_input or ())
-    if args.input:
-        shape = _parse_shape(args.input)
+    name, model_args, shape = resolve(args)
     if not shape:
         raise _user_error(f"no input shape known for '{args.target}': pass --input, e.g. 1x3x16x112x112")
     return name, model_args, shape

@@ -24,6 +24,7 @@ Measures (per method, per data set, per resolution):
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ def run_flowbench(
     compile: bool = False,
     progress: bool = True,
     done: list[BenchRow] | None = None,
+    min_seconds: float = 0.5,
 ) -> list[BenchRow]:
     """Run every method on every pair of every data set at every size.
 
@@ -115,6 +117,9 @@ def run_flowbench(
     :class:`BenchRow` per (size, data set, method), plus ``"<method> (batch N)"`` rows for TVNet
     methods when ``batch`` is given.  ``done``: a list the rows are appended to as each (size, data
     set) finishes, so that a caller interrupted half-way still holds every finished row.
+    ``min_seconds``: each (pair, method) is timed over repeated calls until they add up to this
+    (at least 3 calls, at most 20) and its median call counts, so FPS from one or two pairs does not
+    swing with a single slow or fast call.
     """
     tvnet_options = {"weights": weights, "compile": compile}
     built: list[FlowMethod] = [
@@ -138,9 +143,7 @@ def run_flowbench(
                     if method.name not in warmed:
                         method(pair.frame0, pair.frame1)  # warm-up (allocations, lazy init)
                         warmed.add(method.name)
-                    start = time.perf_counter()
-                    flow = method(pair.frame0, pair.frame1)
-                    elapsed = time.perf_counter() - start
+                    flow, elapsed = _timed(method, pair, min_seconds)
                     _score(cells[method.name], pair, flow, elapsed)
                     bar.update(1)
             for cell in cells.values():
@@ -151,6 +154,17 @@ def run_flowbench(
             rows.extend(finished)  # a (size, data set) counts as finished only whole
     bar.close()
     return rows
+
+
+def _timed(method: FlowMethod, pair: FlowPair, min_seconds: float, min_calls: int = 3,
+           max_calls: int = 20) -> tuple[np.ndarray, float]:
+    """The flow of one pair and the median seconds of repeated calls (see :func:`run_flowbench`)."""
+    times: list[float] = []
+    while len(times) < min_calls or (sum(times) < min_seconds and len(times) < max_calls):
+        start = time.perf_counter()
+        flow = method(pair.frame0, pair.frame1)
+        times.append(time.perf_counter() - start)
+    return flow, statistics.median(times)
 
 
 def _score(cell: BenchRow, pair: FlowPair, flow: np.ndarray, elapsed: float) -> None:

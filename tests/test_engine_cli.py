@@ -513,3 +513,19 @@ def test_checkpoint_settings_ignore_the_spec_head_size_the_data_replaces():
     assert same_settings(no_flow, fp(174, 12))
     assert not same_settings(fp(174, 12), fp(174, 10))
     assert not same_settings(fp(174, 12), fp(174, 12, dropout=0.5))
+
+
+def test_provenance_says_which_videos_were_skipped():
+    """A run whose data lost videos to decoding errors says so beside its numbers, with the counts used."""
+    from repro.engine.data import RunData
+
+    class Clips(list):
+        def __init__(self, n, skipped):
+            super().__init__(range(n))
+            self.num_skipped = skipped
+
+    clean = RunData(Clips(10, 0), Clips(4, 0), 2, Path("."), "ucf101 split 1 (10 train / 4 val videos)")
+    assert clean.measured_on() == clean.description
+    lossy = RunData(Clips(10, 2), Clips(4, 1), 2, Path("."), "ucf101 split 1 (10 train / 4 val videos)")
+    assert lossy.measured_on() == ("ucf101 split 1 (10 train / 4 val videos); 3 undecodable videos skipped "
+                                   "(8 train / 3 val used)")

@@ -56,6 +56,15 @@ class RunData:
     def skipped(self) -> int:
         return _num_skipped(self.train) + _num_skipped(self.val)
 
+    def measured_on(self) -> str:
+        """:attr:`description` as the data really read: after a run, videos that failed to decode
+        (skipped) are said, with the counts that were used."""
+        train, val = _num_skipped(self.train), _num_skipped(self.val)
+        if not train and not val:
+            return self.description
+        return (f"{self.description}; {train + val} undecodable videos skipped "
+                f"({len(self.train) - train} train / {len(self.val) - val} val used)")  # type: ignore[arg-type]
+
 
 def _num_skipped(ds: Dataset) -> int:
     n = getattr(ds, "num_skipped", None)

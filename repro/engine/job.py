@@ -362,7 +362,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         "num_classes": data.num_classes,
         **seed_details,
     }
-    return RowRun(metrics=mean, per_seed=per_seed, data=data.description, seeds=seeds, details=details)
+    return RowRun(metrics=mean, per_seed=per_seed, data=data.measured_on(), seeds=seeds, details=details)
 
 
 def _run_config(row: Row, cfg: RunConfig, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from repro.engine.distributed import shutdown_distributed
 from repro.engine.testing import TinyVideoNet, ToyMotionDataset
 from repro.engine.trainer import fit, resolve_settings
 from repro.spec.schema import RunConfig
@@ -40,7 +41,7 @@ def _worker(rank: int, world: int, store: str, out: str, run_dir: str) -> None:
             torch.save({"model": model.state_dict(), "metrics": result.metrics,
                         "history": json.dumps(result.history)}, out)
     finally:
-        dist.destroy_process_group()
+        shutdown_distributed()  # as the engine does: a barrier first, so no rank tears gloo down mid-collective
 
 
 @pytest.mark.slow  # spawns two fresh interpreters (~15-20 s on 2 busy cores)

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 __all__ = ["result_path", "result_glob", "parse_result_name", "row_work_dir", "seed_dir", "identity_index_path",
-           "motionnet_cache_dir", "synth_root", "decoded_dir"]
+           "stage_cache_root", "synth_root", "decoded_dir"]
 
 _RESULT_NAME = re.compile(r"^(?P<row>[a-z0-9][a-z0-9_\-]*)\.(?P<job>[a-z]+)\.json$")
 
@@ -50,8 +50,10 @@ def identity_index_path(work_root: Path | str, scale: str, run_key: str) -> Path
     return Path(work_root) / scale / "by-identity" / f"{run_key}.json"
 
 
-def motionnet_cache_dir(work_root: Path | str, scale: str) -> Path:
-    return Path(work_root) / scale / "motionnet"
+def stage_cache_root(work_root: Path | str, scale: str) -> Path:
+    """Where a model's training stages keep their results at ``scale``, each in a folder of its own
+    (MotionNet pre-training: ``motionnet/``), shared by every row that asks for the same stage."""
+    return Path(work_root) / scale
 
 
 def synth_root(data_dir: Path | str, preset: str) -> Path:

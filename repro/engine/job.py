@@ -158,7 +158,7 @@ def _run_training_stages(model: torch.nn.Module, cfg: RunConfig, data: RunData, 
                              f"(it declares {sorted(stages) or 'none'})")
         settings = pre.model_dump()
         keyed = {**settings, "size": cfg.size, "frames": cfg.frames, "step": cfg.step}  # what the clips were
-        out = stages[name].cache_path(work_root / scale, keyed, data.description, seed)
+        out = stages[name].cache_path(layout.stage_cache_root(work_root, scale), keyed, data.description, seed)
         if dist_info().is_main:
             report = stages[name].run(data.train, settings, out=out, seed=seed, progress=progress)
         barrier()

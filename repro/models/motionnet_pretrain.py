@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from repro import layout
 from repro.fileio import lock_beside
 from repro.identity import digest
 from repro.models.contract import TrainingStage
@@ -50,7 +49,7 @@ class MotionNetPretraining(TrainingStage):
         self.net, self.video_mean, self.video_std, self.freeze = net, video_mean, video_std, freeze
 
     def cache_path(self, cache_root: Path, settings: dict[str, Any], data: str, seed: int) -> Path:
-        return pretrained_motionnet_path(cache_root, "", self.net, settings, data, seed)
+        return pretrained_motionnet_path(cache_root, self.net, settings, data, seed)
 
     def run(self, train_set: Dataset, settings: dict[str, Any], *, out: Path, seed: int,
             progress: bool) -> dict[str, Any]:
@@ -72,12 +71,13 @@ class MotionNetPretraining(TrainingStage):
         return {"history": done["history"]}
 
 
-def pretrained_motionnet_path(work_root: Path | str, scale: str, net: MotionNet, settings: dict[str, Any],
-                              data: str, seed: int) -> Path:
-    """Where the pre-trained weights for this network, these settings and this data live."""
+def pretrained_motionnet_path(cache_root: Path | str, net: MotionNet, settings: dict[str, Any], data: str,
+                              seed: int) -> Path:
+    """Where the pre-trained weights for this network, these settings and this data live, under the
+    engine's stage cache (:func:`repro.layout.stage_cache_root`)."""
     key = digest({"frames": net.num_frames, "width": net.width, "settings": settings, "data": data, "seed": seed},
                  length=12)
-    return layout.motionnet_cache_dir(work_root, scale) / f"motionnet{net.num_frames}-w{net.width:g}-{key}.pt"
+    return Path(cache_root) / "motionnet" / f"motionnet{net.num_frames}-w{net.width:g}-{key}.pt"
 
 
 def pretrain_motionnet(net: MotionNet, dataset: Dataset, *, epochs: int, batch_size: int, lr: float,

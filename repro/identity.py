@@ -14,7 +14,9 @@ derives from settings:
   (:func:`files_fingerprint`).
 
 The code that ran is fingerprinted by :func:`code_fingerprint` (a hash of the ``repro`` package's
-source files, independent of git, so a clean clone or an installed copy gives the same value).  It
+source files that compute results -- every module but the presentation-only ones listed in
+:data:`PRESENTATION_ONLY` -- independent of git, so a clean clone or an installed copy gives the
+same value).  It
 is *recorded* (provenance ``code``, the identity index) and part of ``run_id``, but it does not
 invalidate cached results or checkpoints: a refactor that leaves every number unchanged must not
 retrain every table.  Reuse is keyed by what a run computes from; ``run_id`` says which code did.
@@ -55,13 +57,26 @@ def digest(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(json.dumps(normal(obj), sort_keys=True).encode()).hexdigest()[:length]
 
 
+#: Modules that only read, render or migrate stored results, or run only on a GPU build (TensorRT):
+#: they cannot change a number a run computes here, so they are outside :func:`code_fingerprint`
+#: -- a fix to a table's Markdown must not make every reproduced row "stale: re-run".  Paths are
+#: relative to the package; a trailing "/" names a sub-package.
+PRESENTATION_ONLY = ("report/", "migrations/", "deploy/tensorrt/", "render.py", "claims.py", "standins.py",
+                     "cli_output.py")
+
+
+def _computes_results(relative: str) -> bool:
+    return not any(relative.startswith(p) if p.endswith("/") else relative == p for p in PRESENTATION_ONLY)
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """Hash of the contents of every ``.py`` file of the ``repro`` package (path-sorted)."""
+    """Hash of the contents of every ``.py`` file of the ``repro`` package that computes results
+    (path-sorted; :data:`PRESENTATION_ONLY` excluded)."""
     package = Path(__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
-        if "__pycache__" in path.parts:
+        if "__pycache__" in path.parts or not _computes_results(path.relative_to(package).as_posix()):
             continue
         h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]

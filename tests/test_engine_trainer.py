@@ -83,3 +83,20 @@ def test_a_resumed_run_refuses_other_settings(tmp_path):
     other = Trainer(_model(), train, val, _settings(lr=0.2), tmp_path, num_classes=4, progress=False)
     with pytest.raises(ValueError, match="different training settings"):
         other.restore()
+
+
+def test_channels_last_trains_the_same_weights_up_to_float_order(tmp_path):
+    """The memory format changes strides and summation order only (repro/engine/memory_format.py)."""
+    runs = {}
+    for fmt in (True, False):
+        model = _model()
+        train, val = _data()
+        result = fit(model, train, val, _settings(epochs=1, channels_last=fmt), None, num_classes=4, progress=False)
+        runs[fmt] = (model, result)
+    (cl, cl_result), (plain, plain_result) = runs[True], runs[False]
+    conv5d = [p for p in cl.parameters() if p.dim() == 5]
+    assert conv5d and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in conv5d)
+    assert all(p.is_contiguous() for p in plain.parameters())
+    for (name, a), b in zip(cl.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert cl_result.metrics["top1"] == plain_result.metrics["top1"]

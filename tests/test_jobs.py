@@ -144,3 +144,14 @@ def test_list_jobs_shows_the_declarations(capsys):
     jobs = {j["name"]: j for j in json.loads(capsys.readouterr().out)}
     assert jobs["profile"]["scales"] == ["full"] and "frame_fps" in jobs["profile"]["keys"]
     assert jobs["train"]["reads_data"] is True and jobs["flow"]["keys"] == ["epe", "rho", "fps"]
+
+
+def test_code_fingerprint_covers_the_code_that_computes_results_only():
+    from repro import identity
+
+    assert identity._computes_results("engine/trainer.py") and identity._computes_results("ops/tvl1.py")
+    assert identity._computes_results("deploy/backends.py")  # latency is measured through it
+    for presentation in ("render.py", "claims.py", "report/site.py", "migrations/index_runs.py",
+                         "deploy/tensorrt/plugins.py", "standins.py"):
+        assert not identity._computes_results(presentation), presentation
+    assert identity._computes_results("models/render.py")  # a bare name is the package's own module only

@@ -39,6 +39,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from repro.engine.memory_format import channels_last, to_channels_last
+
 __all__ = ["Backend", "BACKENDS", "BackendUnavailable", "register_backend", "availability",
            "resolve_backends", "prepare_backend", "time_backends", "interleaved_ms", "latency_stats"]
 
@@ -129,19 +131,11 @@ def _eager(model: nn.Module, inputs: tuple[Any, ...], threads: int) -> Runner:
     return lambda: model(*inputs)
 
 
-def _channels_last(x: Any) -> Any:
-    if isinstance(x, Tensor) and x.dim() == 5:
-        return x.contiguous(memory_format=torch.channels_last_3d)
-    if isinstance(x, Tensor) and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 @register_backend("channels_last_3d", doc="a channels-last copy of the module and its inputs")
 def _channels_last_backend(model: nn.Module, inputs: tuple[Any, ...], threads: int) -> Runner:
-    # A copy, so that the caller's model keeps its memory format; 4-D weights stay as they are.
-    converted = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
-    converted_inputs = tuple(_channels_last(x) for x in inputs)
+    # A copy, so that the caller's model keeps its memory format.
+    converted = to_channels_last(copy.deepcopy(model))
+    converted_inputs = tuple(channels_last(x) for x in inputs)
     return lambda: converted(*converted_inputs)
 
 

@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from repro.engine import checkpoint as ckpt_io
+from repro.engine.memory_format import channels_last as to_channels_last_tensor
+from repro.engine.memory_format import to_channels_last
 from repro.engine.distributed import TrainBatchSampler, all_reduce_sums, broadcast_flag, dist_info, eval_shard
 from repro.engine.metrics import ClassificationMeter, EPEMeter
 from repro.engine.optim import apply_partial_bn, build_optimizer, lr_factor, set_learning_rate
@@ -81,6 +83,9 @@ class TrainSettings:
     checkpoint_interval_s: float = 600.0  # also checkpoint mid-epoch this often
     eval_every: int = 0  # evaluate every N epochs into the history (0: only at the end)
     eval_chunk: int | None = None  # views per forward at evaluation (None: a whole batch)
+    # weights and clips channels-last (repro/engine/memory_format.py): the same arithmetic up to
+    # float summation order, ~15 % faster on the CPU; not part of the fingerprint
+    channels_last: bool = True
     identity: dict[str, Any] = field(default_factory=dict)  # what else defines the run (model, data)
 
     @property
@@ -163,11 +168,15 @@ def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ model
-def forward_model(model: nn.Module, batch: dict[str, Any], device: torch.device, pass_flow: bool) -> ModelOutput:
+def forward_model(model: nn.Module, batch: dict[str, Any], device: torch.device, pass_flow: bool,
+                  channels_last: bool = False) -> ModelOutput:
     """Run the model on a batch: ``video`` and, with ``pass_flow``, the other inputs the model
     declares that the batch holds; the model's :class:`~repro.models.contract.ModelOutput`.
-    ``model`` may be ``DistributedDataParallel(OutputForward(net))``."""
+    ``model`` may be ``DistributedDataParallel(OutputForward(net))``; ``channels_last``: the clip
+    goes in channels-last (:mod:`repro.engine.memory_format`, for a model converted with it)."""
     video = batch["video"].to(device, non_blocking=True)
+    if channels_last:
+        video = to_channels_last_tensor(video)
     kwargs = {}
     if pass_flow:
         for key in model_inputs(model)[1:]:
@@ -192,7 +201,8 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 # ------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def _forward_chunked(model: nn.Module, batch: dict[str, Any], device: torch.device, pass_flow: bool,
-                     amp_dtype: torch.dtype | None, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     amp_dtype: torch.dtype | None, chunk: int | None, channels_last: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits ``(N, classes)`` and predicted flow (or None) of the ``N`` clips of ``batch``, run
     through the model ``chunk`` clips at a time: the activations of at most ``chunk`` views are
     alive at once (with a model in eval mode a clip's output does not depend on its neighbours,
@@ -204,7 +214,7 @@ def _forward_chunked(model: nn.Module, batch: dict[str, Any], device: torch.devi
         part = {k: (v[start:start + step] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n else v)
                 for k, v in batch.items()}
         with _autocast(device, amp_dtype):
-            out = forward_model(model, part, device, pass_flow)
+            out = forward_model(model, part, device, pass_flow, channels_last)
         logits.append(out.logits.float())
         if isinstance(out.flow, torch.Tensor):
             flows.append(out.flow)
@@ -213,13 +223,16 @@ def _forward_chunked(model: nn.Module, batch: dict[str, Any], device: torch.devi
 
 def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size: int = 8,
              num_workers: int = 0, device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
-             pass_flow: bool = False, progress: bool = False, eval_chunk: int | None = None) -> dict[str, float]:
+             pass_flow: bool = False, progress: bool = False, eval_chunk: int | None = None,
+             channels_last: bool = False) -> dict[str, float]:
     """Video-level metrics (percent) of ``model`` on ``dataset``, all processes together.
 
     Each process evaluates its shard (:func:`repro.engine.distributed.eval_shard`); counts are
     all-reduced.  A sample of several views ``(V,C,T,H,W)`` is scored by the mean of the views'
     softmax scores.  ``epe`` is added when the model predicts flow and the data has GT flow.
     ``eval_chunk``: at most this many views (clips) per forward (:func:`_forward_chunked`).
+    ``channels_last``: clips go in channels-last, for a model converted by
+    :func:`repro.engine.memory_format.to_channels_last`.
     """
     from tqdm.auto import tqdm
 
@@ -244,7 +257,7 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size
             for key in ("flow_fwd", "flow_bwd"):
                 if key in batch and batch[key].dim() == 6:
                     batch[key] = batch[key].flatten(0, 1)
-        logits, pred_flow = _forward_chunked(bare, batch, device, pass_flow, amp_dtype, eval_chunk)
+        logits, pred_flow = _forward_chunked(bare, batch, device, pass_flow, amp_dtype, eval_chunk, channels_last)
         scores = logits.softmax(dim=1)
         scores = scores.view(-1, views, scores.shape[1]).mean(dim=1)
         meter.update(scores, batch["label"])
@@ -346,6 +359,8 @@ class Trainer:
         self.progress, self.pass_flow, self.on_checkpoint, self.record = progress, pass_flow, on_checkpoint, record
 
         model.to(self.device)
+        if settings.channels_last:
+            to_channels_last(model)  # before the optimiser and DDP: both keep the parameters' strides
         if settings.partial_bn:
             apply_partial_bn(model)  # before the optimiser: frozen BN parameters get no group
         self.optimizer = build_optimizer(model, name=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
@@ -506,7 +521,7 @@ class Trainer:
         s, device = self.settings, self.device
         labels = batch["label"].to(device, non_blocking=True)
         with _autocast(device, self.amp_dtype):
-            out = forward_model(self.train_model, batch, device, self.pass_flow)
+            out = forward_model(self.train_model, batch, device, self.pass_flow, s.channels_last)
             logits, aux = out.logits, out.losses
             cls_loss = F.cross_entropy(logits.float(), labels)
             loss = cls_loss + sum((s.loss_weights.get(k, 1.0) * v.float() for k, v in aux.items()),
@@ -574,7 +589,7 @@ class Trainer:
         return evaluate(self.model, self.val_set, num_classes=self.num_classes,
                         batch_size=_eval_batch_size(self.settings, self.val_set), num_workers=self.settings.num_workers,
                         device=self.device, amp_dtype=self.amp_dtype, pass_flow=self.pass_flow, progress=progress,
-                        eval_chunk=self.settings.eval_chunk)
+                        eval_chunk=self.settings.eval_chunk, channels_last=self.settings.channels_last)
 
 
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, settings: TrainSettings,

@@ -16,7 +16,8 @@ Prints clips/s of
 * where one training step's time goes (``torch.profiler``, self CPU time by operator kind:
   convolution forward / backward, pooling, batch norm, the optimiser's update, other);
 * the step again with activations and weights in ``channels_last_3d`` memory format (same model,
-  same arithmetic up to float summation order), before/after;
+  same arithmetic up to float summation order), before/after -- "after" is what the trainer runs
+  (:mod:`repro.engine.memory_format`); "before" is the contiguous layout it ran until 2026-12-03;
 
 and the resulting estimate of one mini row's wall time (epochs x train clips / the slower of
 pipeline and step, plus one evaluation pass).  Nothing here is asserted: figures only.

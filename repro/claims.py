@@ -42,7 +42,7 @@ from typing import Literal, Mapping
 from repro.spec.schema import Claim, TableSpec
 
 __all__ = ["ClaimResult", "Side", "Verdict", "MIN_SEEDS", "CONFIDENCE", "check_claim", "check_claims", "orient",
-           "t_interval", "verdict", "reported_values"]
+           "t_interval", "seeds_needed", "verdict", "reported_values"]
 
 #: Paired seeds a trained-row verdict needs; fewer read "inconclusive".
 MIN_SEEDS = 3
@@ -138,6 +138,32 @@ def t_interval(samples: list[float], confidence: float = CONFIDENCE) -> tuple[fl
     return mean, mean - half, mean + half
 
 
+#: :func:`seeds_needed` looks no further than this many seeds.
+MAX_SEEDS_NEEDED = 200
+
+
+def seeds_needed(samples: list[float], bound: float | tuple[float, float],
+                 confidence: float = CONFIDENCE) -> int | None:
+    """Paired seeds an inconclusive verdict would need, if more seeds kept the mean and spread of
+    ``samples`` (the paired differences seen so far): the smallest ``n`` whose t-interval
+    ``mean -/+ t(1-α/2, n-1) s / sqrt(n)`` no longer contains ``bound`` (the margin; for a within
+    claim the pair ``(-tolerance, tolerance)``).  ``None`` when even :data:`MAX_SEEDS_NEEDED`
+    would not do, or the mean sits on the bound -- a planning estimate, not a verdict."""
+    from scipy.stats import t
+
+    if len(samples) < 2:
+        return None
+    mean, sd = statistics.fmean(samples), statistics.stdev(samples)
+    bounds = bound if isinstance(bound, tuple) else (bound,)
+    gap = min(abs(mean - x) for x in bounds)
+    if sd == 0.0:
+        return len(samples) if gap > 0 else None
+    for n in range(max(2, len(samples)), MAX_SEEDS_NEEDED + 1):
+        if float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n) < gap:
+            return n
+    return None
+
+
 def _within_interval(lo: float, hi: float) -> tuple[float, float]:
     """Interval of ``-|d|`` given the interval ``[lo, hi]`` of ``d``."""
     far = max(abs(lo), abs(hi))
@@ -199,14 +225,20 @@ def _seeded_verdict(claim: Claim, a: Side, b: Side, detail: dict) -> ClaimResult
                   method=f"{int(CONFIDENCE * 100)} % Student t-interval over paired seed differences (n - 1 df)")
     if raw:
         detail["diff"] = statistics.fmean(orient(claim, x, y) for x, y in pairs)
+    bound = (-claim.tolerance, claim.tolerance) if claim.form == "within" else detail["margin"]
     if len(raw) < MIN_SEEDS:
         detail["reason"] = f"{len(raw)} seed{'s' if len(raw) != 1 else ''}; need >= {MIN_SEEDS}"
+        needed = seeds_needed(raw, bound)
+        detail["seeds_needed"] = max(needed, MIN_SEEDS) if needed else None
         return ClaimResult(claim, "inconclusive", a.value, b.value, detail)
     _, lo, hi = t_interval(raw)
     if claim.form == "within":
         lo, hi = _within_interval(lo, hi)
     detail["ci"] = [lo, hi]
-    return ClaimResult(claim, _decide(claim, lo, hi, detail["margin"]), a.value, b.value, detail)
+    status = _decide(claim, lo, hi, detail["margin"])
+    if status == "inconclusive":  # how many seeds would decide it, if the spread stays as it is
+        detail["seeds_needed"] = seeds_needed(raw, bound)
+    return ClaimResult(claim, status, a.value, b.value, detail)
 
 
 def check_claims(spec: TableSpec, values: Mapping[str, Mapping[str, float | None]]) -> list[ClaimResult]:

@@ -300,10 +300,42 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- verdicts
+def cmd_verdicts(args: argparse.Namespace) -> int:
+    """Every claim's verdict on the reproduced numbers, table by table (``--format json``: one
+    object per claim with its ``reproduced_detail``)."""
+    from repro.render import build_table, verdict_summary
+
+    specs = {k: s for k, s in _load_specs(args).items() if s.claims}
+    if not specs:
+        raise UserError("no table with claims matches (see `python -m repro list`)")
+    results = _load_results(args)
+    tables = [build_table(spec, results, scale=args.scale) for spec in specs.values()]
+    claims, markdown = verdict_summary(tables)
+    _emit(args, claims, markdown)
+    return 0
+
+
+def _load_results(args: argparse.Namespace) -> dict:
+    from repro.results import load_results
+
+    try:
+        return load_results(args.results) if Path(args.results).is_dir() else {}
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _add_verdicts_command(sub) -> None:
+    s = sub.add_parser("verdicts", help="every claim's verdict on the reproduced numbers, table by table")
+    _common(s)
+    s.add_argument("--paper", help="only this paper")
+    s.add_argument("--scale", default="mini", choices=SCALES, help="the reproduced numbers' scale")
+    s.set_defaults(func=cmd_verdicts)
+
+
 # ----------------------------------------------------------------------------- report
 def cmd_report(args: argparse.Namespace) -> int:
     from repro.report import build_site
-    from repro.results import load_results
 
     specs = _load_specs(args)
     if not specs:
@@ -311,10 +343,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
-    try:
-        results = load_results(args.results) if Path(args.results).is_dir() else {}
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    results = _load_results(args)
     site = build_site(out, specs, results, scale=args.scale, tables_dir=args.tables, flow=not args.no_flow)
     _emit(args, site, f"wrote {len(site['pages'])} pages ({site['tables']} tables, {site['provenance_pages']} "
                       f"provenance pages, {site['flow_pictures']} flow pictures): open {site['index']}")
@@ -390,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_profile)
 
     _add_report_command(sub)
+    _add_verdicts_command(sub)
     for module in _AREA_COMMANDS:
         try:
             mod = __import__(module, fromlist=["add_commands"])

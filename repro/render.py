@@ -259,7 +259,18 @@ def _verdict_text(r: ClaimResult) -> str:
         what += "; exact counts"
     elif d.get("method", "").startswith("one measurement"):
         what += "; latency p10-p90"
+    if r.status == "inconclusive" and "seeds_needed" in d:
+        what += "; " + needs_text(d["seeds_needed"])
     return f"**{r.status}** ({what})"
+
+
+def needs_text(seeds_needed: int | None) -> str:
+    """What an inconclusive seeded verdict would need (:func:`repro.claims.seeds_needed`)."""
+    from repro.claims import MAX_SEEDS_NEEDED
+
+    if seeds_needed:
+        return f"~{seeds_needed} paired seeds would decide it at this spread"
+    return f"more than {MAX_SEEDS_NEEDED} paired seeds at this spread (the mean is at the margin)"
 
 
 def _signed(v: float | None) -> str:
@@ -321,6 +332,30 @@ def to_markdown(t: RenderedTable) -> str:
             lines.append(f"| {c.claim.text} | `{_claim_form(c.claim)}` | {c.status} ({_fmt(c.a)} vs {_fmt(c.b)}) | "
                          f"{_verdict_text(r)} |")
     return "\n".join(lines) + "\n"
+
+
+#: The order verdicts are counted and listed in.
+VERDICT_ORDER = ("held", "failed", "inconclusive", "stale", "not run", "n/a")
+
+
+def verdict_summary(tables: list[RenderedTable]) -> tuple[list[dict[str, Any]], str]:
+    """Every claim of ``tables`` with its reproduced verdict: ``(json, markdown)``.  The Markdown
+    is a count per table and verdict, then one line per decided or inconclusive claim -- what
+    README's summary is pasted from (``python -m repro verdicts``)."""
+    items = [{"paper": t.spec.paper, "table": t.spec.table, "scale": t.scale, **claim}
+             for t in tables for claim in t.claims_json()]
+    header = "| table | " + " | ".join(VERDICT_ORDER) + " |"
+    lines = [header, "|---" * (len(VERDICT_ORDER) + 1) + "|"]
+    for t in tables:
+        counts = [sum(r.status == v for r in t.reproduced_claims) for v in VERDICT_ORDER]
+        lines.append(f"| {t.spec.paper} {t.spec.table} | " + " | ".join(str(c) for c in counts) + " |")
+    totals = [sum(item["reproduced"] == v for item in items) for v in VERDICT_ORDER]
+    lines += ["| **all** | " + " | ".join(f"**{c}**" for c in totals) + " |", ""]
+    for t in tables:
+        for r in t.reproduced_claims:
+            if r.status in ("held", "failed", "inconclusive"):
+                lines.append(f"* {t.spec.paper} Table {t.spec.table} — {r.claim.text}: {_verdict_text(r)}")
+    return items, "\n".join(lines) + "\n"
 
 
 def to_latex(t: RenderedTable) -> str:

@@ -178,3 +178,32 @@ def test_a_rendered_table_gives_each_verdict_its_interval_and_names_its_data(tmp
     assert "**held** (diff +4.00 ± 2.48 [+1.52, +6.48] vs margin 0.00; 3 paired seeds)" in md
     assert "mini: synthetic, 12 classes, chance 8.3 %" in md and "Top-1 Acc. Δ" not in md
     assert "width 1/4 (paper: 1)" in md and "24 epochs, Adam lr 0.001, batch 16" in md
+
+
+def test_seeds_needed_is_where_the_t_interval_stops_containing_the_margin():
+    from repro.claims import seeds_needed, verdict
+
+    # diffs 2, 4, 6: mean 4, s = 2; half width t(n-1) * 2 / sqrt(n): n=3 4.97, n=4 3.18, n=5 2.48
+    # -> the interval clears 0 (gap 4) from n = 4 on, and clears a margin of 1.0 (gap 3) from n = 5 on
+    assert seeds_needed([2.0, 4.0, 6.0], 0.0) == 4
+    assert seeds_needed([2.0, 4.0, 6.0], 1.0) == 5
+    assert seeds_needed([-1.0, 1.0, 0.0], 0.0) is None  # the mean sits on the margin
+    assert seeds_needed([0.5, 0.5, 0.5], 0.0) == 3  # no spread: already decided
+    assert seeds_needed([1.0, 3.0, 2.0], (-0.5, 0.5)) is not None  # within: the nearer tolerance bound
+    r = verdict(_c(">", "y"), _seeded([52.0, 64.0, 76.0]), _seeded([50.0, 60.0, 70.0]))
+    assert r.status == "inconclusive" and r.detail["seeds_needed"] == 4
+
+
+def test_verdicts_command_counts_every_claim_per_table(tmp_path, capsys):
+    import json
+
+    from repro.cli import main
+
+    assert main(["verdicts", "--paper", "trajectorynet", "--results", str(tmp_path), "--format", "json"]) == 0
+    claims = json.loads(capsys.readouterr().out)
+    assert claims and {c["paper"] for c in claims} == {"trajectorynet"}
+    assert all(c["reproduced"] == "not run" or c["reproduced"] == "n/a" for c in claims)  # no results here
+    assert main(["verdicts", "--paper", "trajectorynet", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| table | held | failed | inconclusive | stale | not run | n/a |")
+    assert "| trajectorynet 3 | 0 | 0 | 0 | 0 |" in out

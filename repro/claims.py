@@ -124,6 +124,7 @@ class Side:
     spread: tuple[float, float] | None = None
     code: str | None = None
     seeded: bool = True  # False: a seed-independent measurement (profile job)
+    outdated: bool = False  # measured under another recipe or data than the spec now gives its row
 
 
 def t_interval(samples: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
@@ -195,6 +196,9 @@ def verdict(claim: Claim, a: Side | None, b: Side | None) -> ClaimResult:
     margin = margin_of(claim)
     detail: dict = {"diff": orient(claim, a.value, b.value), "ci": None, "margin": margin, "seeds": 0,
                     "paired": False, "same_code": a.code is not None and a.code == b.code, "method": ""}
+    if a.outdated or b.outdated:
+        detail["reason"] = "stale: re-run (a result was measured under an earlier recipe or data than the spec's)"
+        return ClaimResult(claim, "stale", a.value, b.value, detail)
     if not detail["same_code"]:
         detail["reason"] = ("stale: re-run (code unknown: a result predates code fingerprints)"
                             if a.code is None or b.code is None else

@@ -24,7 +24,8 @@ import pandas as pd
 from repro.claims import ClaimResult, Side, check_claims, reported_values, verdicts
 from repro.jobs import JOBS
 from repro.results import Result, ResultKey, atomic_write_text
-from repro.spec.schema import Claim, Metric, TableSpec, resolved_config
+from repro.identity import result_key
+from repro.spec.schema import Claim, Metric, Row, TableSpec, resolved_config
 from repro.standins import DATASETS, chance, classes_of, data_label, stand_ins
 
 __all__ = ["RenderedTable", "build_table", "write_table", "scale_label", "to_markdown", "reproduced_name"]
@@ -73,8 +74,10 @@ def _fmt(v: float | None, digits: int | None = None) -> str:
     return f"{v:.{digits}f}"
 
 
-def _side(res: Result, key: str) -> Side:
+def _side(res: Result, key: str, outdated: bool = False) -> Side:
     value = res.metrics[key]
+    if outdated:  # measured under another recipe or data than the spec's: shown, never compared
+        return Side(value, per_seed=res.seed_values(key), code=res.code, seeded=res.job != "profile", outdated=True)
     if res.job == "profile":  # seed-independent: exact counts, latency with its spread over repeats
         spread = None
         if key in _LATENCY_SPREAD and "latency_p10_ms" in res.details and "latency_p90_ms" in res.details:
@@ -84,19 +87,27 @@ def _side(res: Result, key: str) -> Side:
     return Side(value, per_seed=res.seed_values(key), code=res.code)
 
 
-def _reproduced_for(spec: TableSpec, row_id: str, results: dict, scale: str
+def outdated(spec: TableSpec, row: Row, res: Result) -> bool:
+    """Whether ``res`` was measured under another recipe or data than the spec now gives its row
+    (its ``spec_hash`` is not :func:`repro.identity.result_key`; a result without one: unknown, kept)."""
+    stored = res.provenance.get("spec_hash")
+    return stored is not None and stored != result_key(spec, row, res.job, res.scale)
+
+
+def _reproduced_for(spec: TableSpec, row: Row, results: dict, scale: str
                     ) -> tuple[dict[str, float], dict[str, Result], dict[str, Side]]:
     """Reproduced value of each metric of a row (the job's result at the scale it runs at), its
-    result, and the side a claim's verdict reads (per-seed values, spread, code)."""
+    result, and the side a claim's verdict reads (per-seed values, spread, code, out of date)."""
     values: dict[str, float] = {}
     sources: dict[str, Result] = {}
     sides: dict[str, Side] = {}
     for m in spec.metrics:
         if not m.job:
             continue
-        res = results.get((JOBS[m.job].scale_for(scale), spec.paper, spec.table, row_id, m.job))
+        res = results.get((JOBS[m.job].scale_for(scale), spec.paper, spec.table, row.id, m.job))
         if res is not None and m.job_key in res.metrics:
-            values[m.key], sources[m.key], sides[m.key] = res.metrics[m.job_key], res, _side(res, m.job_key)
+            side = _side(res, m.job_key, outdated(spec, row, res))
+            values[m.key], sources[m.key], sides[m.key] = res.metrics[m.job_key], res, side
     return values, sources, sides
 
 
@@ -144,7 +155,7 @@ def build_table(spec: TableSpec, results: dict[ResultKey, Result], scale: str = 
     dropped = _duplicate_text_columns(spec)
     records, json_rows, sides_all, notes = [], [], {}, {}
     for row in spec.rows:
-        values, sources, sides = _reproduced_for(spec, row.id, results, scale)
+        values, sources, sides = _reproduced_for(spec, row, results, scale)
         sides_all[row.id] = sides
         ref = row.cite.split()[0] if row.cite else ""
         label = row.label + (f" {ref}" if row.kind == "cited" and ref and ref not in row.label else "")
@@ -176,8 +187,10 @@ def build_table(spec: TableSpec, results: dict[ResultKey, Result], scale: str = 
         else:
             pending = status.get(row.id) or (None if values else (f"needs: {row.needs}" if row.needs else "not run"))
             seeds = max((len(r.per_seed) for r in sources.values()), default=0)
+            old = "out of date (measured under an earlier recipe or data than the spec's): re-run" if any(
+                side.outdated for side in sides.values()) else ""
             note = "; ".join(filter(None, [f"[{letter}]" if letter else "",
-                                           f"mean of {seeds} seeds" if seeds > 1 else "", pending]))
+                                           f"mean of {seeds} seeds" if seeds > 1 else "", old, pending]))
         rec["stand-ins / status"] = note
         records.append(rec)
         json_rows.append({

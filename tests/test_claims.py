@@ -207,3 +207,24 @@ def test_verdicts_command_counts_every_claim_per_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("| table | held | failed | inconclusive | stale | not run | n/a |")
     assert "| trajectorynet 3 | 0 | 0 | 0 | 0 |" in out
+
+
+def test_a_result_measured_under_an_older_recipe_is_shown_but_never_compared(tmp_path):
+    # A stored result whose spec_hash is not the row's current freshness key (the spec's recipe or
+    # the built-in benchmark changed since) keeps its number in the table but its claims read stale.
+    from repro.render import build_table
+    from repro.results import load_results, provenance, write_result
+    from repro.spec.loader import default_specs_dir, load_specs
+
+    spec = load_specs(default_specs_dir(), check_models=False)["trajectorynet:table5"]
+    for row, seeds in {"s3d_step2": [60.0, 70.0, 65.0], "traj_mn17_unsup_step2": [64.0, 73.0, 70.0]}.items():
+        prov = provenance(scale="mini", seed=[0, 1, 2], spec_hash="an-old-recipe", data="synth mini")
+        prov["code"] = "same-code"
+        write_result(tmp_path, scale="mini", paper="trajectorynet", table=5, row=row, job="train",
+                     metrics={"top1": sum(seeds) / 3, "top5": 99.0}, provenance=prov,
+                     details={"per_seed": {str(s): {"top1": v, "top5": 99.0} for s, v in enumerate(seeds)}})
+    table = build_table(spec, load_results(tmp_path), scale="mini")
+    claim = next(c for c in table.claims_json() if c["id"] == "traj-beats-s3d-step2-top1")
+    assert claim["reproduced"] == "stale" and "earlier recipe or data" in claim["reproduced_detail"]["reason"]
+    row = next(r for r in table.rows if r["id"] == "s3d_step2")
+    assert row["reproduced"]["top1"] == 65.0 and "out of date" in row["status"]

@@ -187,7 +187,7 @@ def build_table(spec: TableSpec, results: dict[ResultKey, Result], scale: str = 
         else:
             pending = status.get(row.id) or (None if values else (f"needs: {row.needs}" if row.needs else "not run"))
             seeds = max((len(r.per_seed) for r in sources.values()), default=0)
-            old = "out of date (measured under an earlier recipe or data than the spec's): re-run" if any(
+            old = "out of date (an earlier recipe or data): re-run" if any(
                 side.outdated for side in sides.values()) else ""
             note = "; ".join(filter(None, [f"[{letter}]" if letter else "",
                                            f"mean of {seeds} seeds" if seeds > 1 else "", old, pending]))

@@ -76,7 +76,8 @@ def _fmt(v: float | None, digits: int | None = None) -> str:
 def _side(res: Result, key: str) -> Side:
     value = res.metrics[key]
     if res.job == "profile":  # seed-independent: exact counts, latency with its spread over repeats
-        spread = None
+        spread = (res.details.get("spread") or {}).get(key)  # per-part times and ratios (repro.jobs.profile)
+        spread = tuple(spread) if spread else None
         if key in _LATENCY_SPREAD and "latency_p10_ms" in res.details and "latency_p90_ms" in res.details:
             k = _LATENCY_SPREAD[key]
             spread = (res.details["latency_p10_ms"] * k, res.details["latency_p90_ms"] * k)

@@ -79,17 +79,22 @@ def _needs(row, scale: str) -> str | None:
     return (row.needs or "no model named") if row.model is None else None
 
 
-#: Rounds and warm-up calls of the interleaved part timing (every part once a round).
-PART_REPEATS, PART_WARMUP = 10, 2
+#: Rounds of the interleaved part timing (every part once a round): at most PART_REPEATS, at
+#: least PART_MIN_REPEATS, as many as fit PART_BUDGET_S by the warm-up round's time (Dynamics'
+#: three-branch model at 224² takes ~25 s a round on one core), after PART_WARMUP warm-up rounds.
+PART_REPEATS, PART_MIN_REPEATS, PART_BUDGET_S, PART_WARMUP = 10, 5, 100.0, 1
 
 
 def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None, frames: int,
                spread: dict[str, list[float]] | None = None, *, repeats: int = PART_REPEATS,
-               warmup: int = PART_WARMUP) -> dict[str, float]:
+               warmup: int = PART_WARMUP, budget_s: float = PART_BUDGET_S,
+               timing: dict[str, Any] | None = None) -> dict[str, float]:
     """The wanted per-part keys (module docstring) of a model with ``profile_parts``: each part
     needed is counted (MACs) and the timed ones run in **one interleaved run**
-    (:func:`repro.deploy.backends.interleaved_ms`: every part once per round, ``repeats`` rounds),
-    so load from other processes hits every part alike and a time ratio compares the same rounds.
+    (:func:`repro.deploy.backends.interleaved_ms`: every part once per round; ``warmup`` untimed
+    rounds, then up to ``repeats`` rounds, as many as fit ``budget_s`` and at least
+    :data:`PART_MIN_REPEATS`; ``timing["repeats"]`` gets the count), so load from other processes
+    hits every part alike and a time ratio compares the same rounds.
 
     Times are medians over the rounds; ``part_time_ratio:<a>/<b>`` is the ratio of the two medians.
     When ``spread`` (a dict) is given it is filled with ``{key: [lo, hi]}``, the 10th-90th
@@ -107,17 +112,22 @@ def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None
     macs: dict[str, float] = {}
 
     def part_macs(part: str) -> float:
-        if part not in macs:
-            macs[part] = float(count_macs(*parts[part], warn_uncounted=False).model_macs) if part in parts else 0.0
-        return macs[part]
+        if part not in parts:
+            return 0.0
+        same = next(q for q in parts if parts[q] is parts[part])  # "shared" is "displacement": one count
+        if same not in macs:
+            macs[same] = float(count_macs(*parts[same], warn_uncounted=False).model_macs)
+        return macs[same]
 
     keys = [(key, *key.partition(":")[::2]) for key in wanted]
     timed = sorted({p for key, kind, part in keys if kind in _TIMED_PART_KEYS
                     for p in (part.partition("/")[::2] if "/" in part else (part,)) if p in parts})
     # a part that is another's very (module, inputs) (Dynamics' "shared" is "displacement") runs once
     first = {p: next(q for q in timed if parts[q] is parts[p]) for p in timed}
-    runs = _interleaved_parts({p: parts[p] for p in timed if first[p] == p}, threads, repeats, warmup)
+    runs = _interleaved_parts({p: parts[p] for p in timed if first[p] == p}, threads, repeats, warmup, budget_s)
     times = {p: runs[first[p]] for p in timed}
+    if timing is not None and runs:
+        timing["repeats"] = len(next(iter(runs.values())))  # rounds timed (warm-up rounds not counted)
     ms = {p: float(np.median(t)) / frames for p, t in times.items()}
     band = {p: [float(v) / frames for v in np.percentile(t, [10, 90])] for p, t in times.items()}
 
@@ -153,9 +163,13 @@ def _put(spread: dict[str, list[float]] | None, key: str, lo: float, hi: float) 
         spread[key] = [lo, hi]
 
 
-def _interleaved_parts(parts: dict[str, tuple], threads: int | None, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Milliseconds of each ``{name: (module, inputs)}`` over ``repeats`` interleaved rounds, in
-    eval mode under ``torch.inference_mode`` with ``threads`` threads (count and modes restored)."""
+def _interleaved_parts(parts: dict[str, tuple], threads: int | None, repeats: int, warmup: int,
+                       budget_s: float = PART_BUDGET_S) -> dict[str, list[float]]:
+    """Milliseconds of each ``{name: (module, inputs)}`` over interleaved rounds (``repeats`` at
+    most, :data:`PART_MIN_REPEATS` at least, as many as fit ``budget_s`` by the last warm-up round),
+    in eval mode under ``torch.inference_mode`` with ``threads`` threads (count and modes restored)."""
+    import time
+
     import torch
 
     from repro.deploy.backends import interleaved_ms
@@ -169,7 +183,14 @@ def _interleaved_parts(parts: dict[str, tuple], threads: int | None, repeats: in
             module.eval()
         with torch.inference_mode():
             runners = {name: (lambda m=m, x=x: m(*x)) for name, (m, x) in parts.items()}
-            return interleaved_ms(runners, repeats, warmup)
+            round_s = 0.0
+            for _ in range(warmup):
+                start = time.perf_counter()
+                for run in runners.values():
+                    run()
+                round_s = time.perf_counter() - start
+            rounds = repeats if not round_s else max(min(repeats, PART_MIN_REPEATS), min(repeats, int(budget_s / round_s)))
+            return interleaved_ms(runners, rounds)
     finally:
         torch.set_num_threads(previous)
         for name, (module, _) in parts.items():
@@ -222,16 +243,17 @@ def run_profile(ctx: JobContext) -> JobOutput:
             continue
         metrics.update(latency_metrics(timing["latency_ms"], shape, "" if backend == DEFAULT_BACKEND else f"@{backend}"))
     spread: dict[str, list[float]] = {}
+    timing: dict[str, Any] = {}
     if parts:
         torch.manual_seed(0)
         model = create_model(row.model.name, **row.model.args)
         metrics.update(time_parts(model, example_inputs(model, shape), parts, ctx.threads, frames_per_input(shape),
-                                  spread))
+                                  spread, timing=timing))
     details = {k: v for k, v in prof.items() if k not in metrics}
     if spread:  # the 10th-90th percentile range of each timed part key (repro.claims' interval)
         details["spread"] = spread
         details["part_timing"] = {"method": "one interleaved run of every timed part (median over rounds)",
-                                  "repeats": PART_REPEATS, "warmup": PART_WARMUP,
+                                  "repeats": timing.get("repeats"), "warmup": PART_WARMUP,
                                   "threads": ctx.threads if ctx.threads is not None else torch.get_num_threads()}
     if errors:
         details["backend_errors"] = errors

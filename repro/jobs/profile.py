@@ -81,14 +81,14 @@ def _needs(row, scale: str) -> str | None:
 
 #: Rounds of the interleaved part timing (every part once a round): at most PART_REPEATS, at
 #: least PART_MIN_REPEATS, as many as fit PART_BUDGET_S by the warm-up round's time (Dynamics'
-#: three-branch model at 224² takes ~25 s a round on one core), after PART_WARMUP warm-up rounds.
-PART_REPEATS, PART_MIN_REPEATS, PART_BUDGET_S, PART_WARMUP = 10, 5, 100.0, 1
+#: three-branch model at 224² takes ~40 s a round on one core), after PART_WARMUP warm-up rounds.
+PART_REPEATS, PART_MIN_REPEATS, PART_BUDGET_S, PART_WARMUP = 10, 3, 100.0, 1
 
 
 def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None, frames: int,
                spread: dict[str, list[float]] | None = None, *, repeats: int = PART_REPEATS,
                warmup: int = PART_WARMUP, budget_s: float = PART_BUDGET_S,
-               timing: dict[str, Any] | None = None) -> dict[str, float]:
+               timing: dict[str, Any] | None = None, known_macs: dict[str, float] | None = None) -> dict[str, float]:
     """The wanted per-part keys (module docstring) of a model with ``profile_parts``: each part
     needed is counted (MACs) and the timed ones run in **one interleaved run**
     (:func:`repro.deploy.backends.interleaved_ms`: every part once per round; ``warmup`` untimed
@@ -109,12 +109,13 @@ def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None
     if not callable(hook):
         raise NotRunnable(f"{type(model).__name__} declares no parts (profile_parts()) to time")
     parts = hook(inputs)
-    macs: dict[str, float] = {}
+    macs: dict[str, float] = dict(known_macs or {})  # e.g. {"full": the whole model's count, already made}
 
     def part_macs(part: str) -> float:
         if part not in parts:
             return 0.0
-        same = next(q for q in parts if parts[q] is parts[part])  # "shared" is "displacement": one count
+        same = next((q for q in macs if q in parts and parts[q] is parts[part]),
+                    next(q for q in parts if parts[q] is parts[part]))  # "shared" is "displacement": one count
         if same not in macs:
             macs[same] = float(count_macs(*parts[same], warn_uncounted=False).model_macs)
         return macs[same]
@@ -248,7 +249,7 @@ def run_profile(ctx: JobContext) -> JobOutput:
         torch.manual_seed(0)
         model = create_model(row.model.name, **row.model.args)
         metrics.update(time_parts(model, example_inputs(model, shape), parts, ctx.threads, frames_per_input(shape),
-                                  spread, timing=timing))
+                                  spread, timing=timing, known_macs={"full": float(prof["macs"])}))
     details = {k: v for k, v in prof.items() if k not in metrics}
     if spread:  # the 10th-90th percentile range of each timed part key (repro.claims' interval)
         details["spread"] = spread

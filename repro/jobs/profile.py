@@ -88,7 +88,7 @@ PART_REPEATS, PART_MIN_REPEATS, PART_BUDGET_S, PART_WARMUP = 10, 3, 100.0, 1
 def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None, frames: int,
                spread: dict[str, list[float]] | None = None, *, repeats: int = PART_REPEATS,
                warmup: int = PART_WARMUP, budget_s: float = PART_BUDGET_S,
-               timing: dict[str, Any] | None = None, known_macs: dict[str, float] | None = None) -> dict[str, float]:
+               timing: dict[str, Any] | None = None) -> dict[str, float]:
     """The wanted per-part keys (module docstring) of a model with ``profile_parts``: each part
     needed is counted (MACs) and the timed ones run in **one interleaved run**
     (:func:`repro.deploy.backends.interleaved_ms`: every part once per round; ``warmup`` untimed
@@ -109,13 +109,12 @@ def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None
     if not callable(hook):
         raise NotRunnable(f"{type(model).__name__} declares no parts (profile_parts()) to time")
     parts = hook(inputs)
-    macs: dict[str, float] = dict(known_macs or {})  # e.g. {"full": the whole model's count, already made}
+    macs: dict[str, float] = {}
 
     def part_macs(part: str) -> float:
         if part not in parts:
             return 0.0
-        same = next((q for q in macs if q in parts and parts[q] is parts[part]),
-                    next(q for q in parts if parts[q] is parts[part]))  # "shared" is "displacement": one count
+        same = next(q for q in parts if parts[q] is parts[part])  # "shared" is "displacement": one count
         if same not in macs:
             macs[same] = float(count_macs(*parts[same], warn_uncounted=False).model_macs)
         return macs[same]
@@ -126,7 +125,7 @@ def time_parts(model: Any, inputs: tuple, wanted: list[str], threads: int | None
     # a part that is another's very (module, inputs) (Dynamics' "shared" is "displacement") runs once
     first = {p: next(q for q in timed if parts[q] is parts[p]) for p in timed}
     runs = _interleaved_parts({p: parts[p] for p in timed if first[p] == p}, threads, repeats, warmup, budget_s)
-    times = {p: runs[first[p]] for p in timed}
+    times = {p: runs[first[p]] for p in timed}  # timed before any MAC count (run_profile's order)
     if timing is not None and runs:
         timing["repeats"] = len(next(iter(runs.values())))  # rounds timed (warm-up rounds not counted)
     ms = {p: float(np.median(t)) / frames for p, t in times.items()}
@@ -228,7 +227,17 @@ def run_profile(ctx: JobContext) -> JobOutput:
     parts = [k for k in ctx.wanted if _is_part(k)]
     backends = _backends_wanted(ctx.wanted)
     # timed part keys run in their own interleaved run (time_parts), the whole model among them
-    # as part "full": no separate whole-model latency run unless a latency column asks for one
+    # as part "full": no separate whole-model latency run unless a latency column asks for one.
+    # The parts run first, before any MAC count: on a machine quietened for a while (quiet.sh)
+    # the timing comes first and the (load-independent) counting after.
+    spread: dict[str, list[float]] = {}
+    timing: dict[str, Any] = {}
+    part_metrics: dict[str, float] = {}
+    if parts:
+        torch.manual_seed(0)
+        model = create_model(row.model.name, **row.model.args)
+        part_metrics = time_parts(model, example_inputs(model, shape), parts, ctx.threads, frames_per_input(shape),
+                                  spread, timing=timing)
     timed = bool(backends)
     # one backend: timed alone; several: one interleaved run, {name: {latency_ms} | {error}}
     one = backends[0] if backends == [DEFAULT_BACKEND] else None
@@ -243,13 +252,7 @@ def run_profile(ctx: JobContext) -> JobOutput:
             errors[backend] = timing["error"]  # its columns stay empty; the reason is kept
             continue
         metrics.update(latency_metrics(timing["latency_ms"], shape, "" if backend == DEFAULT_BACKEND else f"@{backend}"))
-    spread: dict[str, list[float]] = {}
-    timing: dict[str, Any] = {}
-    if parts:
-        torch.manual_seed(0)
-        model = create_model(row.model.name, **row.model.args)
-        metrics.update(time_parts(model, example_inputs(model, shape), parts, ctx.threads, frames_per_input(shape),
-                                  spread, timing=timing, known_macs={"full": float(prof["macs"])}))
+    metrics.update(part_metrics)
     details = {k: v for k, v in prof.items() if k not in metrics}
     if spread:  # the 10th-90th percentile range of each timed part key (repro.claims' interval)
         details["spread"] = spread

@@ -24,8 +24,12 @@ interval of ``diff`` clears the margin, ``failed`` when the whole interval is on
   read ``inconclusive`` ("2 seeds; need >= 3").  For ``within`` the interval of ``a - b`` must lie
   inside ``[-tolerance, tolerance]`` (held) or wholly outside it (failed) -- an equivalence test;
 * seed-independent measurements (the ``profile`` job: parameter and MAC counts, exact; latency,
-  whose spread over repeats is its 10th-90th percentile range): the interval is the range of
-  ``diff`` over the two sides' ranges (a point for exact counts).
+  whose spread over repeats is its 10th-90th percentile range; per-part times and time ratios of
+  one interleaved run, whose spread is the 10th-90th percentile over the rounds -- of the
+  per-round paired ratio for a ratio, ``details.spread``): the interval is the range of ``diff``
+  over the two sides' ranges (a point for exact counts).  One latency run is not a sample of
+  seeds: such an interval says how steady the measurement was on this machine, not how it would
+  vary across machines.
 
 Rows whose results were produced by different code (provenance ``code``, see
 :func:`repro.identity.code_fingerprint`), or whose code is unknown, are never compared: ``stale``

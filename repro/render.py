@@ -79,7 +79,8 @@ def _side(res: Result, key: str, outdated: bool = False) -> Side:
     if outdated:  # measured under another recipe or data than the spec's: shown, never compared
         return Side(value, per_seed=res.seed_values(key), code=res.code, seeded=res.job != "profile", outdated=True)
     if res.job == "profile":  # seed-independent: exact counts, latency with its spread over repeats
-        spread = None
+        spread = (res.details.get("spread") or {}).get(key)  # per-part times and ratios (repro.jobs.profile)
+        spread = tuple(spread) if spread else None
         if key in _LATENCY_SPREAD and "latency_p10_ms" in res.details and "latency_p90_ms" in res.details:
             k = _LATENCY_SPREAD[key]
             spread = (res.details["latency_p10_ms"] * k, res.details["latency_p90_ms"] * k)

@@ -228,3 +228,41 @@ def test_a_result_measured_under_an_older_recipe_is_shown_but_never_compared(tmp
     assert claim["reproduced"] == "stale" and "earlier recipe or data" in claim["reproduced_detail"]["reason"]
     row = next(r for r in table.rows if r["id"] == "s3d_step2")
     assert row["reproduced"]["top1"] == 65.0 and "out of date" in row["status"]
+
+
+def test_dynamics_table9_time_ratio_claims_read_the_interleaved_runs_spread(tmp_path):
+    # Dynamics Table 9: the ratio columns of one interleaved run (one measurement, no seeds) carry
+    # their 10th-90th percentile range over the rounds in details.spread; the claim's interval is that
+    # range (not a point, as an exact MAC count would be), and a spread straddling the bound is open.
+    from repro.render import build_table
+    from repro.results import load_results, provenance, write_result
+    from repro.spec.loader import default_specs_dir, load_specs
+
+    spec = load_specs(default_specs_dir(), check_models=False)["dynamics:table9"]
+    claims = {c.id: c for c in spec.claims}
+    assert claims["dispmap-dominates-time"].metric == "disp_share" and claims["dispmap-dominates-time"].b == 0.5
+    metrics = {"part_time_ratio:displacement/full": 0.55, "part_time_ratio:motion/static": 0.9,
+               "part_time_ratio:change/motion": 1.3, "part_macs_ratio:displacement/full": 0.05,
+               "part_fps:full": 10.0, "part_ms_per_frame:full": 100.0}
+    spread = {"part_time_ratio:displacement/full": [0.52, 0.58], "part_time_ratio:motion/static": [0.8, 1.1],
+              "part_time_ratio:change/motion": [1.2, 1.4], "part_fps:full": [9.0, 11.0]}
+    prov = provenance(scale="full", seed=0, spec_hash=None, data="full-scale architecture")
+    prov["code"] = "same-code"
+    write_result(tmp_path, scale="full", paper="dynamics", table=9, row="overall", job="profile", metrics=metrics,
+                 provenance=prov, details={"spread": spread})
+    table = build_table(spec, load_results(tmp_path), scale="full")
+    got = {c["id"]: c for c in table.claims_json()}
+    share = got["dispmap-dominates-time"]
+    assert share["reproduced"] == "held" and share["reproduced_detail"]["ci"] == pytest.approx([0.02, 0.08])
+    assert "10th-90th" in share["reproduced_detail"]["method"]
+    assert got["motion-own-slower-than-static"]["reproduced"] == "inconclusive"  # 0.8 .. 1.1 straddles 1
+    assert got["change-own-slowest"]["reproduced"] == "held"
+    assert got["real-time-over-40fps"]["reproduced"] == "failed"  # 9 .. 11 FPS on this machine
+
+
+def test_dynamics_table3_resolution_speedup_is_a_ratio_claim():
+    from repro.spec.loader import default_specs_dir, load_specs
+
+    spec = load_specs(default_specs_dir(), check_models=False)["dynamics:table3"]
+    claim = {c.id: c for c in spec.claims}["map-112-over-3x-faster"]
+    assert (claim.form, claim.a, claim.op, claim.b, claim.ratio) == ("ratio", "disp_map_112", ">", "disp_map_224", 3.0)

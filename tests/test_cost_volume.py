@@ -359,3 +359,17 @@ def test_bad_inputs_are_named():
             soft_argmax_displacement(cost, 1, bad)
     with pytest.raises(ValueError, match="impl"):
         cost_volume_displacement(f0, f1, 1, 0.1, impl="cuda")
+
+
+def test_the_cost_volume_in_chunks_of_pairs_is_the_same_numbers(monkeypatch):
+    import repro.ops.cost_volume as cv
+
+    torch.manual_seed(0)
+    f0, f1 = torch.randn(5, 4, 6, 7, requires_grad=True), torch.randn(5, 4, 6, 7)
+    whole = cv.cosine_cost_volume(f0, f1, 2)
+    monkeypatch.setattr(cv, "CHUNK_ELEMENTS", 2 * 4 * 6 * 7)  # two pairs a chunk: 2 + 2 + 1
+    chunked = cv.cosine_cost_volume(f0, f1, 2)
+    assert torch.equal(whole, chunked)
+    (g_whole,) = torch.autograd.grad(whole.square().sum(), f0)
+    (g_chunked,) = torch.autograd.grad(chunked.square().sum(), f0)
+    torch.testing.assert_close(g_whole, g_chunked)

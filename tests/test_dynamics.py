@@ -64,7 +64,9 @@ def test_every_variant_is_registered_and_returns_logits() -> None:
     full = create_model("dynamics_full_bninception", **MINI)
     assert full.branches == ("static", "motion", "change")
     assert full.conv1.conv1_7x7_s2.out_channels == 16  # 64 * 0.25: the shared low-level features
-    assert full.motion.conv1_7x7_s2.in_channels == 2 * (4 - 1)  # T-1 maps stacked on channels
+    assert full.motion.net.conv2_3x3_reduce.in_channels == 2  # default "pairs": each pair's map replaces conv1's
+    stack = create_model("dynamics_full_bninception", **MINI, motion_layout="stack")
+    assert stack.motion.conv1_7x7_s2.in_channels == 2 * (4 - 1)  # "stack": T-1 maps stacked on channels
 
 
 def test_conv1_stride_sets_the_map_size() -> None:
@@ -270,7 +272,7 @@ def test_wta_and_soft_matchers_both_run() -> None:
         out = model(video)
         assert out.shape == (2, 5)
         out.sum().backward()
-        assert model.motion.conv1_7x7_s2.weight.grad.abs().sum() > 0
+        assert model.motion.net.conv2_3x3_reduce.weight.grad.abs().sum() > 0
     disp = wta.compute(video, what="displacement")
     assert disp.equal(disp.round()) and disp.abs().max() <= 4 and not disp.requires_grad  # integer, detached
     assert wta.conv1.conv1_7x7_s2.weight.grad is None  # WTA passes no gradient to conv1 (brief §D.6)
@@ -356,9 +358,12 @@ def test_static_branch_costs_no_parameters_and_pooling_saves_macs() -> None:
 
 
 def test_partial_bn_leaves_only_each_networks_first_bn_training() -> None:
-    model = _model(partial_bn=True).train()
+    model = _model(partial_bn=True, motion_layout="stack").train()
     training = sorted(name for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and m.training)
     assert training == ["conv1.conv1_7x7_s2_bn", "motion.conv1_7x7_s2_bn"]  # shared conv1, motion net's own conv1
+    pairs = _model(partial_bn=True).train()  # the per-pair motion net's input layer is conv2_3x3_reduce
+    training = sorted(name for name, m in pairs.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and m.training)
+    assert training == ["conv1.conv1_7x7_s2_bn", "motion.net.conv2_3x3_reduce_bn"]
     assert not model.static.net.inception_3a_1x1_bn.weight.requires_grad
 
 
@@ -367,7 +372,7 @@ def test_pretrained_backbone_initialises_every_branch(tmp_path) -> None:
     backbone = BNInception(num_classes=1000, width=0.25)
     path = tmp_path / "bn_inception.pth"
     torch.save(backbone.state_dict(), path)
-    model = _model()
+    model = _model(motion_layout="stack")
     loaded = load_dynamics_pretrained(model, path)
     assert "conv1.conv1_7x7_s2.weight" in loaded and not any(".fc." in k for k in loaded)
     assert model.conv1.conv1_7x7_s2.weight.equal(backbone.conv1_7x7_s2.weight)
@@ -398,12 +403,17 @@ def test_table9_profile_job_measures_every_column_in_one_run(tmp_path) -> None:
         row = row.model_copy(update={"model": small, "input_shape": [1, 3, 2, 32, 32]})
         ctx = JobContext(spec=spec, row=row, scale="full", wanted=wanted, results_dir=tmp_path, work_dir=tmp_path,
                          data_dir=tmp_path, threads=1)
-        out[row_id] = run_profile(ctx).metrics
+        result = run_profile(ctx)
+        out[row_id] = result.metrics
         assert set(wanted) <= set(out[row_id])
+        # every time of the row from one interleaved run, each with its 10th-90th percentile range
+        assert result.details["part_timing"]["threads"] == 1 and "latency_ms" not in result.details
+        assert "part_ms_per_frame:full" in result.details["spread"]
     full = out["overall"]
     assert full["part_gmacs:own"] + full["part_gmacs:shared"] == pytest.approx(full["gmacs"])
     assert 0 < full["part_macs_ratio:displacement/full"] < 1 and full["part_time_ratio:displacement/full"] > 0
     assert full["part_time_ratio:motion/static"] > 0 and full["part_time_ratio:change/motion"] > 0
+    assert full["part_fps:full"] == pytest.approx(1e3 / full["part_ms_per_frame:full"])
     static = out["static"]
     assert static["part_ms_per_frame:shared"] == 0.0 and static["part_gmacs:own"] == pytest.approx(static["gmacs"])
     assert static["part_time_ratio:displacement/full"] == 0.0  # not formed for a model without a displacement map

@@ -79,6 +79,14 @@ def test_profile_parts_hook_times_each_declared_part_per_frame():
     assert out["part_macs_ratio:own/shared"] == pytest.approx(head / conv_macs)
     # the ratio comes from the same run's times
     assert out["part_time_ratio:shared/own"] == pytest.approx(out["part_ms_per_frame:shared"] / out["part_ms_per_frame:own"])
+    # one interleaved run: every timed key has its 10th-90th percentile range over the rounds
+    spread = {}
+    out = time_parts(model, (x,), wanted, threads=1, frames=8, spread=spread, repeats=5, warmup=1)
+    assert set(spread) == {"part_ms_per_frame:shared", "part_ms_per_frame:own", "part_fps:own", "part_time_ratio:shared/own"}
+    for key, (lo, hi) in spread.items():
+        assert lo <= out[key] <= hi, key
+    assert spread["part_fps:own"] == pytest.approx([1e3 / spread["part_ms_per_frame:own"][1],
+                                                    1e3 / spread["part_ms_per_frame:own"][0]])
     assert time_parts(model, (x,), ["part_time_ratio:own/absent"], threads=1, frames=8) == {
         "part_time_ratio:own/absent": 0.0}  # a ratio the model cannot form
 

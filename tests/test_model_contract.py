@@ -38,10 +38,13 @@ PARAMS = {
     "tvnet_10_action": 11_250_443, "tvnet_30_action": 11_250_763, "tvnet_50_action": 11_251_083,
     "tvnet_3_1_10_action": 11_250_775, "tvnet_1_3_10_action": 11_250_763,
     # Dynamics (issue 14): BN-Inception at 1000 classes is the paper's 11,295,240 (test_bninception.py);
-    # each branch at 101 classes is a BN-Inception (10,373,765; the motion net's conv1 takes 14 channels).
-    "bninception": 11_295_240, "dynamics_static_bninception": 10_373_765, "dynamics_motion_bninception": 10_417_861,
+    # each branch at 101 classes is a BN-Inception (10,373,765); the motion branch's per-pair net
+    # (motion_layout="pairs", the default since the Table 9 reading, issue 14) feeds the 2-channel map
+    # to conv2_3x3_reduce: 2x64 + 64 instead of 64x64 + 64 weights, -3,968 (the "stack" reading was
+    # 10,417,861: a 14-channel conv1).
+    "bninception": 11_295_240, "dynamics_static_bninception": 10_373_765, "dynamics_motion_bninception": 10_369_797,
     "dynamics_change_bninception": 10_373_765, "dynamics_rgb_diff_bninception": 10_373_765,
-    "dynamics_static_motion_bninception": 20_782_026, "dynamics_full_bninception": 31_146_191,
+    "dynamics_static_motion_bninception": 20_733_962, "dynamics_full_bninception": 31_098_127,
 }
 #: Default class count of the classifiers (flow networks have none).
 CLASSES = {"flow_stream_net": 101, **{f"tvnet_{s}_action": 101 for s in ("10", "30", "50", "3_1_10", "1_3_10")},

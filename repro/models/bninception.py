@@ -293,12 +293,16 @@ class BNInception(VideoModel):
         return self.forward_head(self.forward_features(x))
 
     # -------------------------------------------------------------------------- partial BN
+    #: The BN partial BN leaves training: the one after the layer that sees the input (a net fed
+    #: past conv1, as Dynamics' per-pair motion net, names its own).
+    partial_bn_first = "conv1_7x7_s2_bn"
+
     def train(self, mode: bool = True) -> BNInception:
         super().train(mode)
         if mode and self.partial_bn:
             # TSN partial BN: only the first BN (conv1_7x7_s2_bn) adapts; the rest stay frozen.
             for name, m in self.named_modules():
-                if isinstance(m, nn.BatchNorm2d) and name != "conv1_7x7_s2_bn":
+                if isinstance(m, nn.BatchNorm2d) and name != self.partial_bn_first:
                     m.eval()
                     m.weight.requires_grad_(False)
                     m.bias.requires_grad_(False)

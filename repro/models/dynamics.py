@@ -16,18 +16,23 @@ The paper defers "technical details of the architecture" to a supplement that is
 no code was released, so several choices are **[unstated]**; each is made at its line with a
 comment citing ``shared/design/dynamics_lgd_brief.md`` ("brief", §A.x) and the paper:
 
-* motion branch input (brief §A.4): the ``T-1`` displacement maps of a snippet **stacked on
-  channels** (``2·(T-1)``, pair-major ``x_0, y_0, x_1, y_1, ...`` like TSN's optical-flow stack)
-  into a full BN-Inception "temporal stream" with its own ``conv1`` (TSN's cross-modality input
-  layer).  Evidence: Table 3 compares the branch 1:1 with TV-L1/FlowNet temporal streams; §4.1
-  initialises every branch from ImageNet BN-Inception (cross-modality pre-training).  The
-  alternative reading, ``motion_layout="pairs"``: each pair's 2-channel map replaces the 64
-  conv1 channels and continues BN-Inception from ``pool1`` (``conv2_3x3_reduce`` takes 2
-  channels), pooled over the pairs like the static branch.  For it: §3.4 feeds the warped
-  differences "in the similar manner of the displacement maps", and Table 9's own times
-  (motion/static 2.80, app-change/motion 1.27) fit per-pair nets (own MACs at 224², T = 8:
-  motion 25.7 G vs app-change 26.2 G) better than one stacked net per snippet (motion 2.5 G,
-  ~1/11 of the static branch's 27.6 G).
+* motion branch input (brief §A.4; default ``motion_layout="pairs"``): each pair's 2-channel
+  displacement map takes the place of the 64 conv1 channels and continues BN-Inception from
+  ``pool1`` (``conv2_3x3_reduce`` takes 2 channels, TSN cross-modality init, §4.1), pooled over the
+  ``T-1`` pairs like the static branch -- the way §3.4 says the warped differences go on ("fed
+  into subsequent layers in the similar manner of the displacement maps").  Chosen over the
+  brief's first reading, ``motion_layout="stack"`` (the ``T-1`` maps stacked on channels,
+  ``2·(T-1)`` pair-major ``x_0, y_0, x_1, y_1, ...`` like TSN's flow stack, into a full
+  BN-Inception "temporal stream" with its own stride-2 ``conv1``), because the paper's speed
+  tables only fit per-pair nets (docs/dynamics.md has the figures, 224² input, T = 8): Table 9's
+  branch-own times put motion at 2.80x static and app-change at 1.27x motion; the own MACs are
+  motion 25.4 G vs static 27.2 G vs app-change 25.9 G per snippet with "pairs" (0.93, 1.02) but
+  motion 2.5 G with "stack" (0.09, 10.5: the stacked net would be the *cheapest* branch by an
+  order of magnitude, not the second slowest); and Table 3's 112² map runs 3.6x faster than the
+  224² one (190 vs 53 FPS), which per-pair nets give (the whole motion path scales with the map,
+  ~4x) and a stacked net at a fixed input size does not.  Neither reading gives the displacement
+  map's 0.64 share of the time in MACs (stack 0.066, pairs 0.048 of the headline MACs): that
+  share is the cost volume's memory traffic on the GPU, measured (not counted) in Table 9.
 * appearance-change branch (brief §A.5): per frame pair, BN-Inception from ``pool1`` on (the
   64-channel difference fits ``conv2_3x3_reduce``) with the static branch's temporal pooling over
   the ``T-1`` pairs ("fed into subsequent layers in the similar manner", §3.4; the pairs are not
@@ -287,8 +292,8 @@ class DynamicsNet(VideoModel):
     * motion: ``matcher`` ``"soft"`` | ``"wta"``, ``max_disp`` Δ, ``temperature`` τ,
       ``learn_temperature``, ``cost_impl`` (``"torch"`` | ``"triton"``), ``motion_input``
       ``"disp"`` (displacement maps) | ``"flow"`` (an external flow stack at image resolution: the
-      TV-L1 stream of Table 6), ``motion_conv1_stride`` (the motion net's own conv1; 2 as TSN's
-      flow stream; a 112² map at full scale needs 1, 112 not being a multiple of 32),
+      TV-L1 stream of Table 6), ``motion_conv1_stride`` (``"stack"`` only: the stacked net's own
+      conv1; 2 as TSN's flow stream; a 112² map at full scale needs 1, 112 not being a multiple of 32),
       ``motion_layout`` ``"stack"`` | ``"pairs"`` (the two readings of §3.3's "subsequent layers");
     * change: ``change_input`` one of :data:`CHANGE_INPUTS` (Table 4), ``warp_flow`` ``"disp"`` |
       ``"flow"`` (what warps the ``warped_*`` inputs: the displacement map or ``flow_fwd``);
@@ -314,7 +319,7 @@ class DynamicsNet(VideoModel):
         cost_impl: str = "torch",
         motion_input: str = "disp",
         motion_conv1_stride: int = 2,
-        motion_layout: str = "stack",
+        motion_layout: str = "pairs",
         change_input: str = "warped_feature_diff",
         warp_flow: str = "disp",
         fusion: str = "logits",
@@ -338,18 +343,22 @@ class DynamicsNet(VideoModel):
             stems.append(stem)
             self.static = TemporalPoolNet(net, "conv1", temporal_pool)
         if "motion" in branches and motion_layout == "stack":
-            # [inferred] brief §A.4: the T-1 maps stacked on channels into a full BN-Inception (a TSN
-            # temporal stream; its conv1 takes 2(T-1) channels, cross-modality init from RGB, §4.1).
+            # The brief's first reading (§A.4), kept as an option: the T-1 maps stacked on channels
+            # into a full BN-Inception (a TSN temporal stream; its conv1 takes 2(T-1) channels,
+            # cross-modality init from RGB, §4.1).
             self.motion = BNInception(num_classes=num_classes, in_chans=2 * (self.num_frames - 1),
                                       conv1_stride=motion_conv1_stride, **common)
         elif "motion" in branches:
-            # Alternative reading (module docstring): per pair, the 2-channel map in place of conv1's
-            # output; conv2_3x3_reduce re-made for 2 input channels (He init as BNInception's).
+            # [unstated] §3.3 "subsequent convolution layers", the default reading (module docstring:
+            # it fits Table 9's branch-own times and Table 3's 112 vs 224 speed, "stack" does not):
+            # per pair, the 2-channel map in place of conv1's output; conv2_3x3_reduce re-made for 2
+            # input channels (He init as BNInception's).
             net, _ = _bninception(num_classes, in_chans, conv1_stride=conv1_stride, with_conv1=False, **common)
             reduce = net.conv2_3x3_reduce
             net.conv2_3x3_reduce = nn.Conv2d(2, reduce.out_channels, 1, bias=True)
             nn.init.kaiming_normal_(net.conv2_3x3_reduce.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(net.conv2_3x3_reduce.bias)
+            net.partial_bn_first = "conv2_3x3_reduce_bn"  # TSN partial BN: the BN after the input layer adapts
             self.motion = TemporalPoolNet(net, "conv1", temporal_pool)
         if "change" in branches:
             rgb = change_input in ("rgb_diff", "warped_rgb_diff")
@@ -629,7 +638,8 @@ def dynamics_static_bninception(pretrained_file: str | None = None, **kwargs: An
 def dynamics_motion_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """Apparent-motion branch alone (Table 5 "Displacement Map"): cost volume -> displacement maps -> BN-Inception."""
     # conv1 stride 1: the paper's 224 x 224 displacement map (Table 3's best row); stride 2 gives
-    # the 112 map, whose motion net then needs motion_conv1_stride=1 (112 is no multiple of 32)
+    # the 112 map (with motion_layout="stack" its net then needs motion_conv1_stride=1: 112 is no
+    # multiple of 32)
     model_args = dict(branches=("motion",), conv1_stride=1)
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
@@ -653,7 +663,8 @@ def dynamics_static_motion_bninception(pretrained_file: str | None = None, **kwa
     """Static + apparent motion, scores averaged (Table 6 "Static + Disp. Map"; brief §A.7: Table 3's
     own rows and Table 5's "Full model" are this two-branch fusion)."""
     # conv1 stride 1: the paper's 224 x 224 displacement map (Table 3's best row); stride 2 gives
-    # the 112 map, whose motion net then needs motion_conv1_stride=1 (112 is no multiple of 32)
+    # the 112 map (with motion_layout="stack" its net then needs motion_conv1_stride=1: 112 is no
+    # multiple of 32)
     model_args = dict(branches=("static", "motion"), conv1_stride=1)
     return _create(pretrained_file, **dict(model_args, **kwargs))
 
@@ -662,6 +673,7 @@ def dynamics_static_motion_bninception(pretrained_file: str | None = None, **kwa
 def dynamics_full_bninception(pretrained_file: str | None = None, **kwargs: Any) -> DynamicsNet:
     """All three branches on shared conv1 features, scores averaged (§3.1, Fig. 2; Tables 6, 7, 8, 9)."""
     # conv1 stride 1: the paper's 224 x 224 displacement map (Table 3's best row); stride 2 gives
-    # the 112 map, whose motion net then needs motion_conv1_stride=1 (112 is no multiple of 32)
+    # the 112 map (with motion_layout="stack" its net then needs motion_conv1_stride=1: 112 is no
+    # multiple of 32)
     model_args = dict(branches=BRANCHES, conv1_stride=1)
     return _create(pretrained_file, **dict(model_args, **kwargs))

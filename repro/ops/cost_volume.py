@@ -144,6 +144,14 @@ def _check_temperature(temperature: Temperature) -> None:
 # ----------------------------------------------------------------------------------------------
 # cost volume (§3.3, Fig. 4)
 # ----------------------------------------------------------------------------------------------
+#: Pairs per chunk of :func:`cosine_cost_volume`: as many as keep one shift's ``(n, C, H, W)``
+#: product under this many elements (8 MB in float32; one pair at least).  A product of every pair
+#: at once (Dynamics' 7 pairs of 64 x 224² conv1 maps: 90 MB per shift, 81 shifts) is a fresh
+#: mapping of the CPU allocator each time: half the time went to page faults (2.2x the CPU time of
+#: one pair at a time, measured; same numbers, the pairs are independent).
+CHUNK_ELEMENTS = 1 << 21
+
+
 def normalize_features(f: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """``f / max(‖f‖, ε)`` over channels: ``(N, C, H, W)`` -> same shape, unit vectors (or 0)."""
     # Departs from <a, b> / (‖a‖‖b‖ + ε): ε on each norm, so each map is normalised once.
@@ -159,7 +167,10 @@ def cosine_cost_volume(f0: torch.Tensor, f1: torch.Tensor, max_disp: int, eps: f
     """
     _check_pair(f0, f1)
     d = _check_max_disp(max_disp)
-    height, width = _spatial_size(f0)
+    n, c, height, width = (int(s) for s in f0.shape)
+    step = max(1, CHUNK_ELEMENTS // max(1, c * height * width))
+    if n > step:  # a few pairs at a time: each shift's product stays small (same numbers, see CHUNK_ELEMENTS)
+        return torch.cat([cosine_cost_volume(f0[i:i + step], f1[i:i + step], d, eps) for i in range(0, n, step)])
     a = normalize_features(f0, eps)  # (N, C, H, W)
     b = F.pad(normalize_features(f1, eps), (d, d, d, d))  # (N, C, H+2d, W+2d), zeros outside
     planes = []

@@ -16,9 +16,12 @@ from repro.ops.tvl1 import (
     divergence_reference,
     forward_gradient,
     forward_gradient_reference,
+    from_row_halo,
     linearised_data_term,
+    to_row_halo,
     tvl1_energy,
     tvl1_iteration,
+    tvl1_iteration_fused,
     tvl1_iteration_reference,
     warp_bilinear,
     warp_bilinear_reference,
@@ -150,6 +153,56 @@ def test_tvl1_iteration_gradcheck():
     gen = torch.Generator().manual_seed(6)
     inputs = tuple(t.requires_grad_() for t in _iteration_inputs(gen))
     assert torch.autograd.gradcheck(lambda *x: tvl1_iteration(*x), inputs, eps=1e-6, atol=1e-5)
+
+
+def _iterate(step, state, data, kernels_per_iter):
+    for kernels in kernels_per_iter:
+        state = step(*state, *data, kernels=kernels)
+    return state
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("pair", ["random", "shifted"])
+def test_fused_iteration_matches_conv_iteration_from_p_zero(trained, pair):
+    """The row-halo iteration (inference fast path) is tvl1_iteration, from p = 0 over many
+    iterations (its precondition holds throughout), on random data terms and on a shifted pair."""
+    gen = torch.Generator().manual_seed(7)
+    height, width = 9, 11
+    image1 = 255 * torch.rand(1, 1, height, width, generator=gen, dtype=torch.float64)
+    image0 = torch.roll(image1, shifts=(1, 2), dims=(2, 3)) if pair == "shifted" else \
+        255 * torch.rand(1, 1, height, width, generator=gen, dtype=torch.float64)
+    flow0 = 0.5 * torch.randn(1, 2, height, width, generator=gen, dtype=torch.float64)
+    data = linearised_data_term(image0, image1, centred_gradient(image1), flow0)
+    kernels = [_random_kernels(gen) if trained else None for _ in range(20)]
+    zeros = torch.zeros_like(flow0)
+    plain = _iterate(tvl1_iteration, (flow0, zeros, zeros), data, kernels)
+    fused = _iterate(tvl1_iteration_fused, tuple(to_row_halo(t) for t in (flow0, zeros, zeros)), data, kernels)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(from_row_halo(a), b, atol=1e-9, rtol=1e-9)
+        assert torch.all(a[..., 0, :] == 0) and torch.all(a[..., -1, :] == 0)  # halo rows stay 0
+    assert (plain[0] - flow0).abs().max() > 0.1  # the flow moved
+
+
+def test_fused_iteration_gradients_match_conv_iteration():
+    """Training may take the fused path too: same gradients for u0 and the trainable filters."""
+    gen = torch.Generator().manual_seed(8)
+    image0, image1 = (255 * torch.rand(1, 1, H, W, generator=gen, dtype=torch.float64) for _ in range(2))
+    flow0 = (0.5 * torch.randn(1, 2, H, W, generator=gen, dtype=torch.float64)).requires_grad_()
+    kernels = [DifferenceKernels(*(k.requires_grad_() for k in _random_kernels(gen))) for _ in range(3)]
+    leaves = [flow0] + [k for ks in kernels for k in ks]
+    weights = [torch.randn(1, 2, H, W, generator=gen, dtype=torch.float64) for _ in range(3)]
+    data = linearised_data_term(image0, image1, centred_gradient(image1), flow0)
+    zeros = torch.zeros_like(flow0)
+    plain = _iterate(tvl1_iteration, (flow0, zeros, zeros), data, kernels)
+    fused = _iterate(tvl1_iteration_fused, tuple(to_row_halo(t) for t in (flow0, zeros, zeros)), data, kernels)
+
+    def scalar(outputs):
+        return sum((o * w).sum() for o, w in zip(outputs, weights))
+
+    grads_fused = torch.autograd.grad(scalar(from_row_halo(t) for t in fused), leaves, retain_graph=True)
+    grads_plain = torch.autograd.grad(scalar(plain), leaves)
+    for a, b in zip(grads_fused, grads_plain):
+        torch.testing.assert_close(a, b)
 
 
 def test_stabilised_divisions_give_finite_gradients_on_flat_images():

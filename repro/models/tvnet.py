@@ -78,8 +78,12 @@ from repro.ops.tvl1 import (
     GRAD_IS_ZERO,
     DifferenceKernels,
     centred_gradient,
+    depthwise_conv2d,
+    from_row_halo,
     linearised_data_term,
+    to_row_halo,
     tvl1_iteration,
+    tvl1_iteration_fused,
 )
 from repro.registry import register_model
 
@@ -145,7 +149,12 @@ def gaussian_smooth(image: torch.Tensor) -> torch.Tensor:
     channels = int(image.shape[1])  # int(): a constant kernel shape when traced (ONNX export)
     kernel = image.new_tensor(GAUSSIAN_5X5).view(1, 1, 5, 5).repeat(channels, 1, 1, 1)
     # Release: zero padding ('same' conv) darkens a 2-pixel frame; replicate padding avoids that.
-    return F.conv2d(F.pad(image, (2, 2, 2, 2), mode="replicate"), kernel, groups=channels)
+    padded = F.pad(image, (2, 2, 2, 2), mode="replicate")
+    if torch.compiler.is_compiling():
+        # Same sum as shifted taps, which inductor fuses into one loop; oneDNN's grouped 5x5
+        # convolution takes about 1 ms a frame at 240x320 on one thread.
+        return depthwise_conv2d(padded, kernel)
+    return F.conv2d(padded, kernel, groups=channels)
 
 
 def num_pyramid_scales(height: int, width: int, max_scales: int, zoom_factor: float = 0.5) -> int:
@@ -273,7 +282,7 @@ class TVNet(VideoModel):
             raise ValueError(f"warp_mode: expected 'bilinear' or 'bicubic', got {warp_mode!r}")
         self.warp_mode = warp_mode
         self.normalise, self.presmooth = bool(normalise), bool(presmooth)
-        self._iteration = tvl1_iteration  # swapped for a fused version by use_compiled_iterations()
+        self._compiled_iterations = False  # set by use_compiled_iterations()
 
         layers = (self.num_scales, self.num_warps, self.num_iters, 2)
         train_filters = trainable == "all"
@@ -317,10 +326,13 @@ class TVNet(VideoModel):
 
     def use_compiled_iterations(self, enabled: bool = True) -> "TVNet":
         """Run each TV-L1 iteration as one ``torch.compile``-fused kernel (inductor) instead of ~30
-        eager ops.  The loop is memory bound, so fusion is what makes it fast and lets batches pay
-        off on CPU; the first call per shape compiles (about 15 s on CPU, needs a C++ compiler).
-        Same maths: results equal the eager path up to float rounding."""
-        self._iteration = _compiled_tvl1_iteration() if enabled else tvl1_iteration
+        eager ops: :func:`repro.ops.tvl1.tvl1_iteration_fused`, whose neighbour reads are shifted
+        views, so the kernel is two or three mask-free vectorised loops.  The loop is memory bound,
+        so fusion is what makes it fast and lets batches pay off on CPU; the first call per shape
+        compiles (seconds on CPU, needs a C++ compiler).  Same maths: results equal the eager path
+        up to float rounding; differentiable (AOTAutograd).  A whole-model ``torch.compile`` takes
+        this path by itself (see :meth:`solve_scale`)."""
+        self._compiled_iterations = bool(enabled)
         return self
 
     # -- building blocks -----------------------------------------------------------------------
@@ -345,17 +357,44 @@ class TVNet(VideoModel):
 
     def solve_scale(self, scale: int, image0: torch.Tensor, image1: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """Algorithm 1 at one pyramid level: ``Nw`` warps x ``Ni`` iterations from ``flow``."""
+        if self._compiled_iterations or torch.compiler.is_compiling():
+            return self._solve_scale_fused(scale, image0, image1, flow)
         image1_grad = centred_gradient(image1, self.centred_x[scale], self.centred_y[scale])
         px = torch.zeros_like(flow)  # dual variables, reset per scale (release and OpenCV)
         py = torch.zeros_like(flow)
         for warp in range(self.num_warps):
             warped_grad, grad_sq, rho_c = linearised_data_term(image0, image1, image1_grad, flow, self.warp_mode)
             for iteration in range(self.num_iters):
-                flow, px, py = self._iteration(
+                flow, px, py = tvl1_iteration(
                     flow, px, py, warped_grad, grad_sq, rho_c, lam=self.lam, theta=self.theta, tau=self.tau,
                     eps=self.eps, kernels=self._kernels(scale, warp, iteration),
                 )
         return flow
+
+    @torch.compiler.disable
+    def _solve_scale_fused(self, scale: int, image0: torch.Tensor, image1: torch.Tensor,
+                           flow: torch.Tensor) -> torch.Tensor:
+        """:meth:`solve_scale` with every iteration one compiled :func:`tvl1_iteration_fused` call
+        (row-halo layout; ``p = 0`` at the start meets its precondition).  Excluded from a
+        whole-model ``torch.compile`` (``disable``): tracing ``Nw * Ni`` unrolled iterations takes
+        minutes and gave slower code (5 FPS for TVNet-1-1-50 at 240x320, one thread) than this one
+        fused kernel called ``Nw * Ni`` times."""
+        iterate = _compiled_fused_iteration()
+        image1_grad = centred_gradient(image1, self.centred_x[scale], self.centred_y[scale])
+        u = to_row_halo(flow)  # (N, 2, H+2, W)
+        px = torch.zeros_like(u)  # dual variables, reset per scale (release and OpenCV)
+        py = torch.zeros_like(u)
+        for warp in range(self.num_warps):
+            warped_grad, grad_sq, rho_c = linearised_data_term(
+                image0, image1, image1_grad, from_row_halo(u), self.warp_mode)
+            # the Ni iterations' filters in one unbind per filter (not 4 x Ni parameter indexings)
+            filters = (self.forward_x, self.forward_y, self.divergence_x, self.divergence_y)
+            for kernels in zip(*(f[scale, warp].unbind(0) for f in filters)):
+                u, px, py = iterate(
+                    u, px, py, warped_grad, grad_sq, rho_c, lam=self.lam, theta=self.theta, tau=self.tau,
+                    eps=self.eps, kernels=DifferenceKernels(*kernels),
+                )
+        return from_row_halo(u)
 
     def forward(self, frame0: torch.Tensor, frame1: torch.Tensor | None = None) -> torch.Tensor:
         if frame1 is None:
@@ -395,10 +434,10 @@ class TVNet(VideoModel):
 
 
 @functools.lru_cache(maxsize=1)
-def _compiled_tvl1_iteration():
+def _compiled_fused_iteration():
     # dynamic=None: specialise on the first shape, then switch to dynamic shapes on a new one
     # (multi-scale pyramids and varying batch sizes would otherwise hit the recompile limit).
-    return torch.compile(tvl1_iteration, fullgraph=True)
+    return torch.compile(tvl1_iteration_fused, fullgraph=True)
 
 # ----------------------------------------------------------------------------------------------
 # Names, weights

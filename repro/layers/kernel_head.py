@@ -87,8 +87,8 @@ class CombinationClassifier(nn.Module):
         self._check(x_local, x_global, segments)
         n, c = x_global.shape
         positions = x_local.reshape(n, segments, c, -1).transpose(2, 3).reshape(n, -1, c)  # (N, S·P, C)
-        spectrum = self.sketch.spectrum(positions).mean(1)  # (N, d//2+1): mean (1/N), not sum
-        local = torch.fft.irfft(spectrum, n=self.sketch_dim, dim=-1)  # (N, d) = (1/N) Σ_i φ(x^i)
+        spectrum = self.sketch.spectrum(positions).mean(1)  # (N, d//2+1[, 2]): mean (1/N), not sum
+        local = self.sketch.inverse(spectrum)  # (N, d) = (1/N) Σ_i φ(x^i)
         glob = self.sketch(x_global)  # (N, d)
         if self.signed_sqrt:  # not in LGD: flagged option
             local, glob = signed_sqrt_l2(local), signed_sqrt_l2(glob)

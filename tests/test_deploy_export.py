@@ -155,7 +155,7 @@ def test_cli_export_lgd_stage2_tensor_sketch(tmp_path, capsys):
                  "--out", str(out), "--format", "json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["ok"] and report["custom_ops"] == {}
-    assert report["nodes"]["DFT"] == 5  # local: 2 rfft + 1 irfft of the mean spectrum; global: 2 rfft + 1 irfft... shared below
+    assert report["nodes"]["DFT"] == 6  # local half: 2 rfft + 1 irfft of the mean spectrum; global half: 2 + 1
     assert report["max_abs_diff"] <= report["tolerance"] and report["outputs"]["output"] == ["batch", 5]
 
 

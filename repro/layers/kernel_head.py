@@ -21,8 +21,9 @@ Tensor conventions
 
 MACs (``repro.profile`` conventions), per video with P positions, d = sketch_dim, K classes:
 rfft 2(P+1)·1.25·d·log2 d, irfft 2·1.25·d·log2 d, linear 2d·K; elementwise: signs 2(P+1)·C,
-spectrum products (P+1)(d/2+1), mean P(d/2+1).  The count-sketch scatter (``aten::index_add``,
-2(P+1)·C additions) has no MAC rule in ``repro.profile`` and is reported as uncounted.
+spectrum products (P+1)(d/2+1), mean P(d/2+1); the count-sketch scatter (``aten::index_add``)
+2(P+1)·C additions.  Exported to ONNX, the sketch is real arithmetic and ``DFT`` nodes
+(:func:`repro.ops.tensor_sketch.real_spectra`); training and profiling use the complex path.
 """
 from __future__ import annotations
 

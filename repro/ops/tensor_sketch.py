@@ -28,13 +28,13 @@ Implementations
   ``d x C`` matmul, which costs and is counted as C·d MACs), ``rfft``/``irfft`` with ``n = d``.
   :func:`tensor_sketch_spectrum` stops before the inverse FFT: a mean of sketches over positions
   (LGD Eq. 5) is then one ``irfft`` of the mean spectrum (the inverse FFT is linear).
-
 * :func:`tensor_sketch_spectrum_real` / :func:`irfft_real`: the same φ with real tensors only,
   for ONNX export (ONNX has no complex dtype).  A one-sided spectrum is ``(..., d//2 + 1, 2)``
   (real, imaginary on the last axis: ONNX ``DFT``'s layout), the product ``(a+ib)(c+id) =
   (ac-bd) + i(ad+bc)`` is written with real mul/sub/add, and the two transforms are
   autograd functions whose ONNX symbolic is one ``DFT`` node each (opset 17): the forward with
   ``onesided=1``, the inverse on the Hermitian-completed spectrum ``X[k] = conj(X[d-k])``.
+  The count sketch there is :func:`count_sketch_scatter` (ONNX ``ScatterElements``, add).
   In PyTorch they compute with ``torch.fft`` (same values) and have no backward: training uses
   the complex fast path.  ``TensorSketch.spectra = "real"`` selects them; :func:`real_spectra`
   does so for a whole model while it is exported (:func:`repro.deploy.onnx.export_onnx`).

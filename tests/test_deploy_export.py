@@ -174,8 +174,25 @@ def test_unsupported_operator_is_one_line_naming_model_and_operator(tmp_path, ca
     assert capfd.readouterr().out == ""  # no TorchScript graph dumped on stdout
     assert not (tmp_path / "u.onnx").exists()
 
-    monkeypatch.setattr(commands, "_build", lambda args: ("tiny", {}, (2, 8), _Unsupported(), (torch.randn(2, 8),), ["x"]))
+    built = ("tiny", {}, (2, 8), _Unsupported(), (torch.randn(2, 8),), ["x"])
+    monkeypatch.setattr(commands, "_build", lambda args: built)
     code = main(["export", "tiny", "--out", str(tmp_path / "u.onnx")])
     captured = capfd.readouterr()
     assert code == 2 and captured.out == ""
-    assert captured.err.strip() == "repro: error: export tiny: the ONNX exporter cannot express aten::fft_rfft at opset 17"
+    expected = "repro: error: export tiny: the ONNX exporter cannot express aten::fft_rfft at opset 17"
+    assert captured.err.strip() == expected
+
+
+def test_exporter_error_lines_and_tolerance():
+    import numpy as np
+    from torch.onnx.errors import UnsupportedOperatorError
+
+    from repro.deploy.check import tolerance
+    from repro.deploy.onnx import _export_error
+
+    assert str(_export_error(UnsupportedOperatorError("aten::foo", 17, 18))) == (
+        "the ONNX exporter cannot express aten::foo at opset 17 (it can from opset 18; why the project stays "
+        "at 17: ONNX_OPSET in repro/deploy/onnx.py)")
+    # fp32 rounding grows with the output's scale: 1e-3 + 1e-5·max|eager|
+    assert tolerance(np.array([0.5, -2.0])) == pytest.approx(1e-3 + 2e-5)
+    assert tolerance(np.array([1246.0])) == pytest.approx(1e-3 + 1.246e-2)

@@ -63,7 +63,8 @@ def _one_line_export_errors(args: argparse.Namespace, name: str, shape: tuple[in
     except ExportError as e:
         raise _user_error(f"export {name}: {e}") from None
     except ValueError as e:  # a model's own input check (channels, frames, size), raised inside the tracer
-        raise _user_error(f"{args.target} cannot run on input {'x'.join(map(str, shape))}: {_one_line(e)}") from None
+        shown = "x".join(map(str, shape))
+        raise _user_error(f"{args.target} cannot run on input {shown}: {_one_line(e)}") from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -46,9 +46,12 @@ def _export_error(e: Exception) -> ExportError:
     text = str(e).strip()
     op = re.search(r"operator '([^']+)'", text)
     if op is not None:
-        detail = re.sub(r"\s+", " ", text.split(". ", 1)[1]).rstrip(".") if ". " in text else ""
-        return ExportError(f"the ONNX exporter cannot express {op[1]} at opset {ONNX_OPSET}"
-                           + (f" ({detail})" if detail else ""))
+        message = f"the ONNX exporter cannot express {op[1]} at opset {ONNX_OPSET}"
+        newer = re.search(r"added in version (\d+)", text)
+        if newer is not None:
+            message += (f" (it can from opset {newer[1]}; why the project stays at {ONNX_OPSET}: "
+                        "ONNX_OPSET in repro/deploy/onnx.py)")
+        return ExportError(message)
     first = text.splitlines()[0] if text else type(e).__name__
     return ExportError(f"the ONNX exporter failed at opset {ONNX_OPSET}: {type(e).__name__}: {first}")
 
@@ -109,7 +112,8 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor | Sequence[Any], path: st
     outputs = list(output_names) if output_names is not None else None
     dynamic_axes = {name: {0: "batch"} for name in names + (outputs or [])} if dynamic_batch else None
     path = Path(path)
-    with atomic_write(path) as tmp, warnings.catch_warnings(), real_spectra(model), _exporter_log_off():
+    sketches = real_spectra(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
+    with atomic_write(path) as tmp, warnings.catch_warnings(), sketches, _exporter_log_off():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(model, args, str(tmp), opset_version=ONNX_OPSET, dynamo=False, input_names=names,

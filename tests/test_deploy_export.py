@@ -168,6 +168,7 @@ def test_unsupported_operator_is_one_line_naming_model_and_operator(tmp_path, ca
     import repro.deploy.commands as commands
     from repro.deploy.onnx import ExportError, export_onnx
 
+    torch._C._jit_set_onnx_log_enabled(True)  # as any plain torch.onnx.export in this process leaves it
     with pytest.raises(ExportError) as raised:
         export_onnx(_Unsupported(), torch.randn(2, 8), tmp_path / "u.onnx")
     assert str(raised.value) == "the ONNX exporter cannot express aten::fft_rfft at opset 17"
@@ -181,6 +182,7 @@ def test_unsupported_operator_is_one_line_naming_model_and_operator(tmp_path, ca
     assert code == 2 and captured.out == ""
     expected = "repro: error: export tiny: the ONNX exporter cannot express aten::fft_rfft at opset 17"
     assert captured.err.strip() == expected
+    torch._C._jit_set_onnx_log_enabled(False)
 
 
 def test_exporter_error_lines_and_tolerance():

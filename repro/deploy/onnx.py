@@ -58,10 +58,11 @@ def _export_error(e: Exception) -> ExportError:
 
 @contextlib.contextmanager
 def _exporter_log_off() -> Iterator[None]:
-    """Keep the TorchScript exporter's log as it is (off) during an export.
+    """The TorchScript exporter's log off during an export (``verbose=False``), as before after.
 
     Torch 2.x's ``setup_onnx_logging`` tests the function ``_C._jit_is_onnx_log_enabled`` (always
-    true) instead of its value, so every export turns the log on, and a failed one prints its whole
+    true) instead of its value, so every export turns the log on (and never back off: one plain
+    ``torch.onnx.export`` leaves it on for the process), and a failed export prints its whole
     TorchScript graph to stdout ("Torch IR graph at exception: ...") before raising.  The failure
     is ours to report, in one line (:class:`ExportError`).  Without that function (another torch)
     nothing is patched.
@@ -77,7 +78,7 @@ def _exporter_log_off() -> Iterator[None]:
     @contextlib.contextmanager
     def setup_onnx_logging(verbose: bool) -> Iterator[None]:
         was = torch._C._jit_is_onnx_log_enabled()
-        torch._C._jit_set_onnx_log_enabled(bool(was or verbose))
+        torch._C._jit_set_onnx_log_enabled(bool(verbose))
         try:
             yield
         finally:

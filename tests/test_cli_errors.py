@@ -70,6 +70,8 @@ CASES = [
     ("unknown-command", ["frobnicate"], ["invalid choice: 'frobnicate'"]),
     ("profile-arg-no-equals", ["profile", "r2plus1d_18", "--arg", "foo"], ["--arg", "key=value"]),
     ("profile-arg-unknown", ["profile", "tvnet_10", "--arg", "nosuch=1"], ["--arg", "nosuch"]),
+    ("export-wrong-frames", ["export", "dynamics_static_bninception", "--input", "1x3x2x64x64", "--out", "x.onnx"],
+     ["cannot run on input 1x3x2x64x64", "T=1x8", "got (1, 3, 2, 64, 64)"]),
     ("eval-missing-checkpoint", ["eval", "tvnet:table3:tvl1", "--checkpoint", "nothere.pt"], ["nothere.pt", "not found"]),
     ("all-results-is-a-file", ["all", "--no-run", "--results", "existing_file"], ["--results existing_file", "not a folder"]),
     ("report-onto-file", ["report", "--out", "existing_file"], ["--out existing_file", "not a folder"]),

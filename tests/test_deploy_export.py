@@ -145,3 +145,56 @@ def test_cost_volume_plugin_graph_structure(tmp_path):
     assert all(next(n for n in graph.node if n.output[0] == i).op_type == "Conv" for i in node.input)
     assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [1, 2, 6, 7]
     assert custom_ops(graph) == {"repro::cost_volume_softargmax": 1}
+
+
+def test_cli_export_lgd_stage2_tensor_sketch(tmp_path, capsys):
+    """LGD-3D stage 2 (Tensor Sketch head: rfft, complex product, irfft) exports at opset 17 as
+    real arithmetic and ONNX DFT nodes, and ONNX Runtime agrees with eager PyTorch."""
+    out = tmp_path / "lgd.onnx"
+    code = main(["export", "lgd3d_resnet50", "--arg", "stage=2", "--arg", "num_classes=5", "--input", "1x3x8x32x32",
+                 "--out", str(out), "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"] and report["custom_ops"] == {}
+    assert report["nodes"]["DFT"] == 6  # local half: 2 rfft + 1 irfft of the mean spectrum; global half: 2 + 1
+    assert report["max_abs_diff"] <= report["tolerance"] and report["outputs"]["output"] == ["batch", 5]
+
+
+class _Unsupported(torch.nn.Module):
+    def forward(self, x):
+        return torch.fft.rfft(x).abs()  # complex: aten::fft_rfft has no opset-17 symbolic
+
+
+def test_unsupported_operator_is_one_line_naming_model_and_operator(tmp_path, capfd, monkeypatch):
+    import repro.deploy.commands as commands
+    from repro.deploy.onnx import ExportError, export_onnx
+
+    torch._C._jit_set_onnx_log_enabled(True)  # as any plain torch.onnx.export in this process leaves it
+    with pytest.raises(ExportError) as raised:
+        export_onnx(_Unsupported(), torch.randn(2, 8), tmp_path / "u.onnx")
+    assert str(raised.value) == "the ONNX exporter cannot express aten::fft_rfft at opset 17"
+    assert capfd.readouterr().out == ""  # no TorchScript graph dumped on stdout
+    assert not (tmp_path / "u.onnx").exists()
+
+    built = ("tiny", {}, (2, 8), _Unsupported(), (torch.randn(2, 8),), ["x"])
+    monkeypatch.setattr(commands, "_build", lambda args: built)
+    code = main(["export", "tiny", "--out", str(tmp_path / "u.onnx")])
+    captured = capfd.readouterr()
+    assert code == 2 and captured.out == ""
+    expected = "repro: error: export tiny: the ONNX exporter cannot express aten::fft_rfft at opset 17"
+    assert captured.err.strip() == expected
+    torch._C._jit_set_onnx_log_enabled(False)
+
+
+def test_exporter_error_lines_and_tolerance():
+    import numpy as np
+    from torch.onnx.errors import UnsupportedOperatorError
+
+    from repro.deploy.check import tolerance
+    from repro.deploy.onnx import _export_error
+
+    assert str(_export_error(UnsupportedOperatorError("aten::foo", 17, 18))) == (
+        "the ONNX exporter cannot express aten::foo at opset 17 (it can from opset 18; why the project stays "
+        "at 17: ONNX_OPSET in repro/deploy/onnx.py)")
+    # fp32 rounding grows with the output's scale: 1e-3 + 1e-5·max|eager|
+    assert tolerance(np.array([0.5, -2.0])) == pytest.approx(1e-3 + 2e-5)
+    assert tolerance(np.array([1246.0])) == pytest.approx(1e-3 + 1.246e-2)

@@ -100,3 +100,17 @@ def test_macs_match_analytic_formula():
     assert report.by_operator["index_add"] == n * 2 * (p + 1) * c
     assert set(report.by_operator) == {"fft_rfft", "fft_irfft", "linear", "mul", "mean", "index_add"}
     assert report.uncounted == {}
+
+
+def test_real_spectra_features_equal_the_fast_path():
+    """The export formulation (real spectra, ONNX DFT) gives the same ϕ; the head is restored."""
+    from repro.ops.tensor_sketch import real_spectra
+
+    head = CombinationClassifier(8, 5, sketch_dim=30, seed=4).double()
+    x, _ = _inputs(n=6, spatial=(4, 5))
+    _, g = _inputs(n=2, spatial=(4, 5), seed=1)
+    fast = head.features(x, g, segments=3)
+    with real_spectra(head) as switched:
+        assert switched == 1
+        torch.testing.assert_close(head.features(x, g, segments=3), fast, rtol=0, atol=1e-10)
+    assert head.sketch.spectra == "complex"

@@ -7,9 +7,12 @@ import torch
 
 from repro.ops.tensor_sketch import (
     TensorSketch,
+    complex_mul_real,
     count_sketch,
     count_sketch_matrix,
+    count_sketch_scatter,
     draw_sketch_hashes,
+    real_spectra,
     tensor_sketch,
     tensor_sketch_reference,
 )
@@ -140,3 +143,57 @@ def test_variance_shrinks_like_one_over_d():
     var = {d: float(_estimates(a, b, d).var()) for d in (8, 32, 128)}
     assert var[8] > var[32] > var[128]
     assert 2.5 < var[8] / var[32] < 6.5 and 2.5 < var[32] / var[128] < 6.5, var
+
+
+# ---------------------------------------------------------------------------------------------
+# real-arithmetic formulation (ONNX export)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c, d", [(7, 16), (10, 15), (48, 64)])
+def test_real_spectra_equal_the_fast_path(c, d):
+    ts = TensorSketch(c, d, seed=c + d).double()
+    x = torch.randn(3, 4, c, dtype=torch.float64)
+    fast_spectrum, fast = ts.spectrum(x), ts(x)
+    with real_spectra(ts) as switched:
+        assert switched == 1 and ts.spectra == "real"
+        spectrum = ts.spectrum(x)
+        assert spectrum.shape == (3, 4, d // 2 + 1, 2) and not spectrum.is_complex()
+        torch.testing.assert_close(torch.view_as_complex(spectrum), fast_spectrum, rtol=0, atol=1e-10)
+        torch.testing.assert_close(ts.inverse(spectrum.mean(1)), fast.mean(1), rtol=0, atol=1e-10)
+        torch.testing.assert_close(ts(x), fast, rtol=0, atol=1e-10)
+    assert ts.spectra == "complex"  # restored: training keeps the fast path
+
+
+def test_real_parts_match_their_complex_definitions():
+    a, b = torch.randn(5, 9, dtype=torch.complex128), torch.randn(5, 9, dtype=torch.complex128)
+    product = complex_mul_real(torch.view_as_real(a), torch.view_as_real(b))
+    torch.testing.assert_close(torch.view_as_complex(product), a * b, rtol=0, atol=1e-12)
+    h, s, _, _ = draw_sketch_hashes(20, 8, seed=3)
+    x = torch.randn(4, 5, 20, dtype=torch.float64)
+    torch.testing.assert_close(count_sketch_scatter(x, h, s, 8), count_sketch(x, h, s, 8), rtol=0, atol=1e-12)
+
+
+def test_real_spectra_have_no_backward_and_bad_choice_is_one_line():
+    ts = TensorSketch(6, 8, spectra="real")
+    with pytest.raises(NotImplementedError, match="spectra='complex'"):
+        ts(torch.randn(2, 6, requires_grad=True)).sum().backward()
+    with pytest.raises(ValueError, match="spectra expected 'complex' or 'real', got 'fft'"):
+        TensorSketch(6, 8, spectra="fft")
+
+
+@pytest.mark.parametrize("d", [64, 128, 100])
+def test_onnx_export_matches_reference(tmp_path, d):
+    """ONNX has no complex dtype: the exported sketch is real arithmetic and two ONNX DFT nodes
+    per φ, and ONNX Runtime agrees with the explicit-matrix reference (any batch size)."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from repro.deploy.onnx import export_onnx, ort_session
+
+    ts = TensorSketch(32, d, seed=d).eval()
+    path = export_onnx(ts, torch.randn(2, 5, 32), tmp_path / "ts.onnx", input_names=["x"])
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("DFT") == 3 and "ScatterElements" in ops  # rfft x2, irfft; count sketch
+    assert ts.spectra == "complex"
+    x = torch.randn(3, 5, 32)
+    (got,) = ort_session(path, threads=1).run(None, {"x": x.numpy()})
+    ref = tensor_sketch_reference(x.double(), ts.h1, ts.s1, ts.h2, ts.s2, d).numpy()
+    assert got.shape == (3, 5, d) and abs(got - ref).max() <= 1e-4

@@ -11,18 +11,21 @@ the exporter are chosen once, here, and every runtime reads the same graph.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 import torch.nn as nn
 
 from repro.fileio import atomic_write
 
-__all__ = ["ONNX_OPSET", "export_onnx", "ort_session"]
+__all__ = ["ONNX_OPSET", "ExportError", "export_onnx", "ort_session"]
 
 #: The ONNX opset of every exported graph.  Why 17 and not newer:
 #:
@@ -32,6 +35,57 @@ __all__ = ["ONNX_OPSET", "export_onnx", "ort_session"]
 #: * the TorchScript exporter (``dynamo=False``) honours opset 17 exactly, where the dynamo
 #:   exporter starts at 18 and would change the graphs (and their 4-D GridSample) behind our back.
 ONNX_OPSET = 17
+
+
+class ExportError(Exception):
+    """The exporter cannot express the model at :data:`ONNX_OPSET`; the message is one line."""
+
+
+def _export_error(e: Exception) -> ExportError:
+    """One line for an exporter failure: the operator it cannot express, when it names one."""
+    text = str(e).strip()
+    op = re.search(r"operator '([^']+)'", text)
+    if op is not None:
+        message = f"the ONNX exporter cannot express {op[1]} at opset {ONNX_OPSET}"
+        newer = re.search(r"added in version (\d+)", text)
+        if newer is not None:
+            message += (f" (it can from opset {newer[1]}; why the project stays at {ONNX_OPSET}: "
+                        "ONNX_OPSET in repro/deploy/onnx.py)")
+        return ExportError(message)
+    first = text.splitlines()[0] if text else type(e).__name__
+    return ExportError(f"the ONNX exporter failed at opset {ONNX_OPSET}: {type(e).__name__}: {first}")
+
+
+@contextlib.contextmanager
+def _exporter_log_off() -> Iterator[None]:
+    """The TorchScript exporter's log off during an export (``verbose=False``), as before after.
+
+    Torch 2.x's ``setup_onnx_logging`` tests the function ``_C._jit_is_onnx_log_enabled`` (always
+    true) instead of its value, so every export turns the log on (and never back off: one plain
+    ``torch.onnx.export`` leaves it on for the process), and a failed export prints its whole
+    TorchScript graph to stdout ("Torch IR graph at exception: ...") before raising.  The failure
+    is ours to report, in one line (:class:`ExportError`).  Without that function (another torch)
+    nothing is patched.
+    """
+    try:
+        from torch.onnx._internal.torchscript_exporter import utils
+    except ImportError:
+        utils = None
+    if utils is None or not hasattr(utils, "setup_onnx_logging"):
+        yield
+        return
+
+    @contextlib.contextmanager
+    def setup_onnx_logging(verbose: bool) -> Iterator[None]:
+        was = torch._C._jit_is_onnx_log_enabled()
+        torch._C._jit_set_onnx_log_enabled(bool(verbose))
+        try:
+            yield
+        finally:
+            torch._C._jit_set_onnx_log_enabled(was)
+
+    with mock.patch.object(utils, "setup_onnx_logging", setup_onnx_logging):
+        yield
 
 
 def export_onnx(model: nn.Module, inputs: torch.Tensor | Sequence[Any], path: str | os.PathLike, *,
@@ -44,16 +98,29 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor | Sequence[Any], path: st
     (``False``: the example's shapes are baked in).  ``custom_opsets`` declares the domains of
     custom nodes (e.g. the TensorRT plugin's, :data:`repro.ops.trajectory_conv.PLUGIN_NAMESPACE`).
     The file is written atomically; the exporter's warnings (tracer notes) are silenced.
+
+    ONNX has no complex dtype: every :class:`~repro.ops.tensor_sketch.TensorSketch` of ``model``
+    exports its spectra as real ``(..., 2)`` tensors and ONNX ``DFT`` nodes
+    (:func:`~repro.ops.tensor_sketch.real_spectra`; same values, the model is restored after).
+    An operator the exporter cannot express raises :class:`ExportError` (one line, naming it).
     """
+    from torch.onnx.errors import OnnxExporterError
+
+    from repro.ops.tensor_sketch import real_spectra
+
     args = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     names = list(input_names) if input_names is not None else [f"input_{i}" for i in range(len(args))]
     outputs = list(output_names) if output_names is not None else None
     dynamic_axes = {name: {0: "batch"} for name in names + (outputs or [])} if dynamic_batch else None
     path = Path(path)
-    with atomic_write(path) as tmp, warnings.catch_warnings():
+    sketches = real_spectra(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
+    with atomic_write(path) as tmp, warnings.catch_warnings(), sketches, _exporter_log_off():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(tmp), opset_version=ONNX_OPSET, dynamo=False, input_names=names,
-                          output_names=outputs, dynamic_axes=dynamic_axes, custom_opsets=custom_opsets)
+        try:
+            torch.onnx.export(model, args, str(tmp), opset_version=ONNX_OPSET, dynamo=False, input_names=names,
+                              output_names=outputs, dynamic_axes=dynamic_axes, custom_opsets=custom_opsets)
+        except OnnxExporterError as e:
+            raise _export_error(e) from e
     return path
 
 

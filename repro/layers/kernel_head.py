@@ -21,8 +21,9 @@ Tensor conventions
 
 MACs (``repro.profile`` conventions), per video with P positions, d = sketch_dim, K classes:
 rfft 2(P+1)·1.25·d·log2 d, irfft 2·1.25·d·log2 d, linear 2d·K; elementwise: signs 2(P+1)·C,
-spectrum products (P+1)(d/2+1), mean P(d/2+1).  The count-sketch scatter (``aten::index_add``,
-2(P+1)·C additions) has no MAC rule in ``repro.profile`` and is reported as uncounted.
+spectrum products (P+1)(d/2+1), mean P(d/2+1); the count-sketch scatter (``aten::index_add``)
+2(P+1)·C additions.  Exported to ONNX, the sketch is real arithmetic and ``DFT`` nodes
+(:func:`repro.ops.tensor_sketch.real_spectra`); training and profiling use the complex path.
 """
 from __future__ import annotations
 
@@ -87,8 +88,8 @@ class CombinationClassifier(nn.Module):
         self._check(x_local, x_global, segments)
         n, c = x_global.shape
         positions = x_local.reshape(n, segments, c, -1).transpose(2, 3).reshape(n, -1, c)  # (N, S·P, C)
-        spectrum = self.sketch.spectrum(positions).mean(1)  # (N, d//2+1): mean (1/N), not sum
-        local = torch.fft.irfft(spectrum, n=self.sketch_dim, dim=-1)  # (N, d) = (1/N) Σ_i φ(x^i)
+        spectrum = self.sketch.spectrum(positions).mean(1)  # (N, d//2+1[, 2]): mean (1/N), not sum
+        local = self.sketch.inverse(spectrum)  # (N, d) = (1/N) Σ_i φ(x^i)
         glob = self.sketch(x_global)  # (N, d)
         if self.signed_sqrt:  # not in LGD: flagged option
             local, glob = signed_sqrt_l2(local), signed_sqrt_l2(glob)

@@ -210,7 +210,7 @@ class BNInception(VideoModel):
         if spec.stride == 2 and (x.shape[-2] % 2 or x.shape[-1] % 2):
             raise ValueError(
                 f"BNInception: {name} needs an even input size (its stride-2 conv and pool branches round odd "
-                f"sizes differently); got {tuple(x.shape[-2:])}: use H, W a multiple of {16 * self.conv1_stride}"
+                f"sizes differently); got {tuple(int(s) for s in x.shape[-2:])}: use H, W a multiple of {16 * self.conv1_stride}"
             )
         branches = [self._cbr(x, f"{name}_1x1")] if spec.c1x1 else []
         branches.append(self._cbr(self._cbr(x, f"{name}_3x3_reduce"), f"{name}_3x3"))

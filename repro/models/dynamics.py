@@ -423,7 +423,7 @@ class DynamicsNet(VideoModel):
         k, length = self.num_segments, self.num_frames
         if video.dim() != 5 or video.shape[1] != self.in_chans or video.shape[2] != k * length:
             raise ValueError(f"DynamicsNet: expected video (N, {self.in_chans}, T={k}x{length}, H, W) "
-                             f"(num_segments x num_frames), got {tuple(video.shape)}")
+                             f"(num_segments x num_frames), got {tuple(int(s) for s in video.shape)}")
         return video.transpose(1, 2).flatten(0, 1)  # (N·K·L, 3, H, W), snippet-major
 
     def _pair_flows(self, flow_fwd: Tensor | None, video: Tensor) -> Tensor:

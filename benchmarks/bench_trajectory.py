@@ -1,17 +1,18 @@
 """Speed of the trajectory convolution and of TrajectoryNet's overhead over S3D (CPU).
 
     python benchmarks/bench_trajectory.py [--repeats 7] [--threads 1] [--size 224] [--backends eager,compile,onnxruntime]
-                                          [--skip-onnx] [--format json]
+                                          [--clock thread|wall] [--skip-onnx] [--format json]
 
 1. op: :func:`trajectory_conv` (default ``gather`` fast path, and the ``grid_sample`` one) vs
    :func:`trajectory_conv_reference` (loops over n, t, τ) and vs the plain temporal ``Conv3d`` it
-   replaces.  Target: fast path within 1.3x the Conv3d.
+   replaces, at the temporal convs' inputs of S3D-ResNet-18 at 1×3×16×224² (res2..res5) and a
+   K = 5 case.  Target: fast path within 1.3x the Conv3d.
 2. model: TrajectoryNet-ResNet-18 with pre-computed flow (res3b1.conv1, avg pooling; the flow
    pooling and temporal chaining are inside the timed forward) vs S3D-ResNet-18 at
    1×3×16×size², through every backend asked (:mod:`repro.deploy.backends`), all timed in one
    interleaved run.  Target: at most +5 % on the best CPU backend (the fastest TrajectoryNet).
-3. components at 112²: only what TrajectoryNet adds (the trajectory path at res3b1.conv1 vs the
-   Conv3d it replaces), eager and ONNX Runtime.
+3. components at ``--size``: only what TrajectoryNet adds (the trajectory path at res3b1.conv1 vs
+   the Conv3d it replaces), eager and ONNX Runtime.
 
 Timings are medians (and minima) of interleaved runs (A, B, A, B, ...) so that load from other
 processes hits both sides alike.  The "component" lines time only what TrajectoryNet adds (the
@@ -19,7 +20,9 @@ trajectory path at res3b1.conv1 vs the Conv3d it replaces, 10x more runs) and ex
 difference as a share of the S3D forward: the least noisy estimate of the overhead.  On a
 loaded shared machine prefer ``--threads 1``: with more threads than free cores, OpenMP
 synchronisation in the many small ops of the trajectory path dominates and the figures swing
-by tens of percent between runs.
+by tens of percent between runs.  With one thread the default clock is the calling thread's CPU
+time (``--clock thread``: the work runs on the caller, so it is the latency minus the time other
+processes held the core); ``--clock wall`` times elapsed time.
 """
 from __future__ import annotations
 
@@ -47,9 +50,12 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+CLOCK = "wall"  # set by main(): "thread" (one intra-op thread) or "wall"
+
+
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
     """Seconds per call of each function over ``repeats`` interleaved rounds (the backends' timer)."""
-    return {name: [ms / 1e3 for ms in v] for name, v in interleaved_ms(fns, repeats, warmup).items()}
+    return {name: [ms / 1e3 for ms in v] for name, v in interleaved_ms(fns, repeats, warmup, CLOCK).items()}
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
@@ -69,10 +75,12 @@ def _summary(prefix: str, times: dict[str, list[float]]) -> dict[str, float]:
 
 def bench_op(repeats: int) -> list[dict]:
     rows = []
-    cases = [
-        ("res3 S3D-R18 (1,128,16,14,14) K=3", (1, 128, 16, 14, 14), 3),
-        ("res2 S3D-R18 (1,64,8,28,28) K=3", (1, 64, 8, 28, 28), 3),
-        ("(1,64,8,28,28) K=5", (1, 64, 8, 28, 28), 5),
+    cases = [  # the temporal convs' inputs in S3D-ResNet-18 at 1x3x16x224²
+        ("res2 (1,64,8,56,56) K=3", (1, 64, 8, 56, 56), 3),
+        ("res3 (1,128,4,28,28) K=3", (1, 128, 4, 28, 28), 3),
+        ("res4 (1,256,4,14,14) K=3", (1, 256, 4, 14, 14), 3),
+        ("res5 (1,512,4,7,7) K=3", (1, 512, 4, 7, 7), 3),
+        ("res3 (1,128,4,28,28) K=5", (1, 128, 4, 28, 28), 5),
     ]
     for name, (n, c, t, h, w), k in cases:
         _log(f"op: {name}")
@@ -80,8 +88,8 @@ def bench_op(repeats: int) -> list[dict]:
         x = torch.randn(n, c, t, h, w, generator=g)
         ff = torch.randn(n, 2, t, h, w, generator=g) * 2
         fb = torch.randn(n, 2, t, h, w, generator=g) * 2
-        conv = torch.nn.Conv3d(c, c, (k, 1, 1), padding=(k // 2, 0, 0))
-        weight, bias = conv.weight.detach(), conv.bias.detach()
+        conv = torch.nn.Conv3d(c, c, (k, 1, 1), padding=(k // 2, 0, 0), bias=False)  # as in S3D
+        weight, bias = conv.weight.detach(), None
         with torch.no_grad():
             med = interleaved_medians(
                 {
@@ -188,7 +196,7 @@ def bench_backends(size: int, backends: list[str], repeats: int, threads: int) -
                 errors[backend] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 runners = {k: v for k, v in runners.items() if k[0] != backend}
         _log(f"model {size}²: timing {len(runners)} runners interleaved, {repeats} rounds")
-        times = interleaved_ms(runners, repeats, warmup=1)
+        times = interleaved_ms(runners, repeats, warmup=1, clock=CLOCK)
     per_backend = {}
     for backend in backends:
         if backend in errors:
@@ -201,25 +209,25 @@ def bench_backends(size: int, backends: list[str], repeats: int, threads: int) -
                                 "trajectorynet_min_ms": min(times[(backend, "trajectorynet")])}
     timed = {b: r for b, r in per_backend.items() if "error" not in r}
     best = min(timed, key=lambda b: timed[b]["trajectorynet_ms"]) if timed else None
-    return {"input": f"1x3x16x{size}x{size}", "threads": threads, "repeats": repeats, "backends": per_backend,
+    return {"input": f"1x3x16x{size}x{size}", "threads": threads, "repeats": repeats, "clock": CLOCK, "backends": per_backend,
             "best_backend": best, "target_overhead_pct": OVERHEAD_TARGET_PCT,
             "meets_target": bool(best) and timed[best]["overhead_pct"] <= OVERHEAD_TARGET_PCT}
 
 
-def bench_model(repeats: int, skip_onnx: bool) -> dict:
+def bench_model(repeats: int, skip_onnx: bool, size: int) -> dict:
     torch.manual_seed(0)
     s3d = create_model("s3d_resnet18", num_classes=174).eval()
     traj = create_model("trajectorynet_resnet18", num_classes=174).eval()
     g = torch.Generator().manual_seed(0)
-    video = torch.randn(1, 3, 16, 112, 112, generator=g)
-    flow_fwd = torch.randn(1, 2, 16, 112, 112, generator=g) * 2
+    video = torch.randn(1, 3, 16, size, size, generator=g)
+    flow_fwd = torch.randn(1, 2, 16, size, size, generator=g) * 2
     flow_bwd = -flow_fwd
     _log("model: eager")
     with torch.no_grad():
         eager = interleaved_times(
             {"s3d": lambda: s3d(video), "trajectorynet": lambda: traj(video, flow_fwd, flow_bwd)}, repeats
         )
-    result = {"input": "1x3x16x112x112", **_summary("eager", eager)}
+    result = {"input": f"1x3x16x{size}x{size}", **_summary("eager", eager)}
     result.update(bench_components(s3d, traj, video, flow_fwd, flow_bwd, repeats, skip_onnx))
     added = result["eager_component_trajectory_ms"] - result["eager_component_conv3d_ms"]
     result["eager_component_overhead_pct"] = 100 * added / result["eager_s3d_median_ms"]
@@ -263,22 +271,26 @@ def main(argv=None) -> int:
                         help="backends of the model timing (repro.deploy.backends)")
     parser.add_argument("--skip-onnx", action="store_true")
     parser.add_argument("--skip-model", action="store_true", help="skip the model timings (by backend and components)")
-    parser.add_argument("--skip-components", action="store_true", help="skip the 112² eager/ORT model + component timing")
+    parser.add_argument("--skip-components", action="store_true", help="skip the eager/ORT model + component timing")
+    parser.add_argument("--clock", choices=("thread", "wall"), default=None,
+                        help="timer: the calling thread's CPU time (default with --threads 1) or elapsed time")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    report = {"threads": args.threads, "torch": torch.__version__, "cpus": os.cpu_count(),
+    global CLOCK
+    CLOCK = args.clock or ("thread" if args.threads == 1 else "wall")
+    report = {"threads": args.threads, "clock": CLOCK, "torch": torch.__version__, "cpus": os.cpu_count(),
               "loadavg": list(os.getloadavg()), "op": bench_op(args.repeats)}
     if not args.skip_model:
         report["by_backend"] = bench_backends(args.size, [b.strip() for b in args.backends.split(",") if b.strip()],
                                               args.repeats, args.threads)
         if not args.skip_components:
-            report["model"] = bench_model(args.repeats, args.skip_onnx)
+            report["model"] = bench_model(args.repeats, args.skip_onnx, args.size)
     report["loadavg_end"] = list(os.getloadavg())
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
-    print(f"threads={report['threads']} torch={report['torch']} cpus={report['cpus']} "
+    print(f"threads={report['threads']} clock={report['clock']} torch={report['torch']} cpus={report['cpus']} "
           f"load average {report['loadavg'][0]:.1f} -> {report['loadavg_end'][0]:.1f}")
     for row in report["op"]:
         print(

@@ -601,7 +601,7 @@ def profile(
         device = torch.device(device)
         timed_model = model if device.type == "cpu" else copy.deepcopy(model).to(device)
         timed_inputs = tuple(x.to(device) for x in inputs)
-        if backend not in BACKENDS:  # "all" or a list: every backend side by side, one interleaved run
+        if not isinstance(backend, str) or backend not in BACKENDS:  # "all" or a list: side by side, one interleaved run
             result["backends"] = _backends_side_by_side(timed_model, timed_inputs, backend, warmup, repeats, threads)
             result.update(device=str(device))
             return result

@@ -177,3 +177,13 @@ def test_embedding_bag_macs_are_counted():
 
     report = count_macs(Bag(), (torch.randn(10, 6), torch.randint(0, 10, (4, 3)), torch.rand(4, 3)))
     assert report.uncounted == {} and report.by_operator["embedding_bag"] == 4 * 3 * 6
+
+
+def test_profile_times_a_list_of_backends_side_by_side():
+    """``profile(backend=[...])`` (the table jobs' several-backend case) times them in one run."""
+    from repro.profile import profile
+
+    out = profile("s3d_resnet18", (1, 3, 4, 32, 32), latency=True, backend=["eager", "channels_last_3d"],
+                  warmup=0, repeats=1, threads=1, num_classes=5)
+    assert set(out["backends"]) == {"eager", "channels_last_3d"}
+    assert all("latency_ms" in timing for timing in out["backends"].values())

@@ -109,6 +109,22 @@ def test_fast_matches_reference_values_and_gradients(k):
     assert (outs[0] - trajectory_conv(x, ff * 0, fb * 0, weight, bias)).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_fast_inference_matches_reference_in_either_memory_format(k):
+    """Inference (no autograd: the per-clip transposed copy) on a batch of 2, channels-first and
+    channels_last_3d inputs: same values, and the output keeps the input's memory format."""
+    x, ff, fb = _inputs(n=2, c=5, t=4, h=6, w=7, scale=2.5, dtype=torch.float32, seed=5)
+    weight = torch.randn(6, 5, k, 1, 1, generator=torch.Generator().manual_seed(6))
+    expected = trajectory_conv_reference(x, ff, fb, weight)
+    with torch.no_grad():
+        out = trajectory_conv(x, ff, fb, weight)
+        out_cl = trajectory_conv(x.contiguous(memory_format=torch.channels_last_3d), ff, fb, weight)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)  # float32 rounding
+    torch.testing.assert_close(out_cl, expected, rtol=1e-4, atol=1e-4)
+    assert out.is_contiguous()
+    assert out_cl.is_contiguous(memory_format=torch.channels_last_3d)
+
+
 @pytest.mark.parametrize("k", [3, 5])
 def test_gradcheck_including_flows(k):
     x, ff, fb = _inputs(n=1, c=2, t=3, h=4, w=4, scale=0.7, seed=3)
@@ -220,6 +236,22 @@ def test_onnx_export_4d_gridsample_matches_onnxruntime(tmp_path):
     assert all(ranks[node.input[0]] == 4 for node in grid_samples), "5-D GridSample in the graph"
     session = ort_session(path)
     (got,) = session.run(None, {"x": x.numpy(), "flow_fwd": ff.numpy(), "flow_bwd": fb.numpy()})
+    with torch.no_grad():
+        expected = model(x, ff, fb)
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_export_gather_path_matches_onnxruntime(tmp_path):
+    """The default sampler exports as MatMul + Gather (no GridSample) and runs in ONNX Runtime."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    x, ff, fb = _inputs(n=1, c=4, t=5, scale=2.0, dtype=torch.float32)
+    model = _Wrap("gather").eval()
+    path = tmp_path / "traj_gather.onnx"
+    _export(model, (x, ff, fb), path, input_names=["x", "flow_fwd", "flow_bwd"])
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "Gather" in ops and "GridSample" not in ops
+    (got,) = ort_session(path).run(None, {"x": x.numpy(), "flow_fwd": ff.numpy(), "flow_bwd": fb.numpy()})
     with torch.no_grad():
         expected = model(x, ff, fb)
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)

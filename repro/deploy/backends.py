@@ -42,7 +42,7 @@ from torch import Tensor
 from repro.engine.memory_format import channels_last, to_channels_last
 
 __all__ = ["Backend", "BACKENDS", "BackendUnavailable", "register_backend", "availability",
-           "resolve_backends", "prepare_backend", "time_backends", "interleaved_ms", "latency_stats"]
+           "resolve_backends", "prepare_backend", "time_backends", "interleaved_ms", "latency_stats", "CLOCKS"]
 
 Runner = Callable[[], Any]
 Factory = Callable[[nn.Module, tuple[Any, ...], int], Runner]
@@ -204,9 +204,19 @@ def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}" if not isinstance(err, BackendUnavailable) else str(err)
 
 
-def interleaved_ms(runners: dict[Any, Runner], repeats: int, warmup: int = 0) -> dict[Any, list[float]]:
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
+"""``wall``: elapsed time.  ``thread``: CPU time of the calling thread -- with one intra-op thread
+(the work runs on the caller) that is the latency minus the time the OS gave the core to other
+processes, the steadier figure on a shared machine; meaningless with worker threads or a GPU."""
+
+
+def interleaved_ms(runners: dict[Any, Runner], repeats: int, warmup: int = 0, clock: str = "wall") -> dict[Any, list[float]]:
     """Milliseconds of each runner over ``repeats`` round-robin rounds (A, B, C, A, B, C, ...), after
-    ``warmup`` untimed calls of each; CUDA is synchronised around each call when present."""
+    ``warmup`` untimed calls of each, on ``clock`` (:data:`CLOCKS`); CUDA is synchronised around
+    each call when present."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock: expected one of {', '.join(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for run in runners.values():
         for _ in range(warmup):
@@ -215,10 +225,10 @@ def interleaved_ms(runners: dict[Any, Runner], repeats: int, warmup: int = 0) ->
     for _ in range(repeats):
         for key, run in runners.items():
             sync()
-            start = time.perf_counter()
+            start = now()
             run()
             sync()  # kernels are asynchronous
-            times[key].append((time.perf_counter() - start) * 1e3)
+            times[key].append((now() - start) * 1e3)
     return times
 
 

@@ -266,41 +266,64 @@ def trajectory_conv(
     return out.reshape(n, length, c_out, height, width).transpose(1, 2).contiguous()
 
 
-def _bilinear_corners(positions: torch.Tensor, height: int, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The four bilinear corners of pixel ``positions (..., 2)``: ``(index, weight)`` pairs with
-    ``index = y·W + x`` inside the frame (clamped) and ``weight`` 0 for corners outside it
-    (zero padding, as ``grid_sample(padding_mode="zeros")``)."""
-    px, py = positions[..., 0], positions[..., 1]
-    x0, y0 = torch.floor(px), torch.floor(py)
-    fx, fy = px - x0, py - y0
-    corners = []
-    for cy, wy in ((y0, 1 - fy), (y0 + 1, fy)):
-        for cx, wx in ((x0, 1 - fx), (x0 + 1, fx)):
-            inside = (cx >= 0) & (cx <= width - 1) & (cy >= 0) & (cy <= height - 1)
-            index = cy.clamp(0, height - 1) * width + cx.clamp(0, width - 1)
-            corners.append((index.long(), wx * wy * inside))
-    return corners
+def _bilinear_corners(positions: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four bilinear corners of pixel ``positions (2, ...)`` (x plane, y plane) at once:
+    ``index, weight`` of shape ``(4, ...)`` with ``index = y·W + x`` inside the frame (clamped)
+    and ``weight`` 0 for corners outside it (zero padding, as ``grid_sample(padding_mode="zeros")``).
+    Corners and axes are leading dimensions so every op runs along the contiguous pixels."""
+    extra = (1,) * (positions.dim() - 1)
+    low = torch.floor(positions.detach())  # (2, ...): x0, y0 (indices carry no gradient)
+    frac = positions - low
+    step = torch.arange(2, device=positions.device, dtype=positions.dtype).view(1, 2, *extra)
+    coord = low.unsqueeze(1) + step  # (axis, low/high neighbour, ...)
+    limit = positions.new_tensor([width - 1, height - 1]).view(2, 1, *extra)
+    inside = (coord >= 0) & (coord <= limit)
+    axis_weight = torch.stack((1 - frac, frac), dim=1) * inside.to(positions.dtype)  # (2, 2, ...)
+    coord = torch.minimum(coord.clamp(min=0), limit).int()
+    index = coord[1].unsqueeze(1) * width + coord[0].unsqueeze(0)  # (dy, dx, ...)
+    weight = axis_weight[1].unsqueeze(1) * axis_weight[0].unsqueeze(0)
+    return index.flatten(0, 1), weight.flatten(0, 1)
+
+
+def _position_planes(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int) -> torch.Tensor:
+    """Trajectory positions of the side taps τ = -Δt..-1, 1..Δt as planes ``(2, 2Δt, N·T, H·W)``
+    (x then y), the layout :func:`_bilinear_corners` works in."""
+    n, _, length, height, width = flow_fwd.shape
+    if dt == 1:  # one step from the integer grid: p + ω(p), no sampling (Eq. 2 at τ = ±1)
+        base = pixel_grid(height, width, device=flow_fwd.device, dtype=flow_fwd.dtype)
+        base = base.permute(3, 0, 1, 2).reshape(2, 1, 1, height * width)
+        flows = torch.stack((flow_bwd, flow_fwd), dim=1).transpose(0, 2)  # (2, S, N, T, H, W)
+        return base + flows.reshape(2, 2, n * length, height * width)
+    by_tau = _positions_by_tau(flow_fwd, flow_bwd, dt)  # τ -> (N·T, H, W, 2)
+    taus = [t for t in range(-dt, dt + 1) if t != 0]
+    return torch.stack([by_tau[t] for t in taus]).permute(4, 0, 1, 2, 3).reshape(2, len(taus), n * length, height * width)
 
 
 def _tap_rows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows and weights of every output pixel's taps in the mixed table (see below):
     ``(N·T·H·W, 1 + 4·2Δt)`` each -- the centre row (weight 1) and four bilinear corners per side
-    tap, weight 0 for corners outside the frame or frames outside the clip (zero padding)."""
+    tap, weight 0 for corners outside the frame or frames outside the clip (zero padding).
+    All side taps and corners in one batch of tensor ops (the index work is shared by every channel)."""
     n, length, height, width = shape
-    k = 2 * dt + 1
-    frame = torch.arange(n * length, device=flow_fwd.device).view(n * length, 1, 1)
-    pixel = frame * (height * width) + torch.arange(height * width, device=flow_fwd.device).view(1, height, width)
-    rows, weights = [pixel * k + dt], [torch.ones_like(pixel, dtype=flow_fwd.dtype)]
-    positions = _positions_by_tau(flow_fwd, flow_bwd, dt)  # τ -> (N·T, H, W, 2)
-    t_in_clip = frame % length
-    for tau in (t for t in range(-dt, dt + 1) if t != 0):
-        source = t_in_clip + tau
-        in_clip = ((source >= 0) & (source < length)).to(flow_fwd.dtype)  # temporal zero padding
-        first_pixel = (frame + tau).clamp(0, n * length - 1) * (height * width)
-        for index, w in _bilinear_corners(positions[tau], height, width):
-            rows.append((first_pixel + index) * k + (tau + dt))
-            weights.append(w * in_clip)
-    return torch.stack(rows, -1).reshape(-1, len(rows)), torch.stack(weights, -1).reshape(-1, len(rows))
+    k, frames, area = 2 * dt + 1, n * length, height * width
+    device = flow_fwd.device
+    if frames * area * k >= 2**31:
+        raise ValueError(f"trajectory conv: {frames * area * k} table rows exceed int32 indexing; split the batch")
+    centre = (torch.arange(frames * area, device=device, dtype=torch.int32) * k + dt).view(1, -1)  # (1, P)
+    ones = torch.ones(centre.shape, dtype=flow_fwd.dtype, device=device)
+    if dt == 0:
+        return centre.t(), ones.t()
+    taus = [t for t in range(-dt, dt + 1) if t != 0]
+    index, weight = _bilinear_corners(_position_planes(flow_fwd, flow_bwd, dt), height, width)  # (4, S, N·T, H·W)
+    # int32 rows (embedding_bag takes them): half the memory traffic of int64 index arithmetic
+    tau = torch.tensor(taus, device=device, dtype=torch.int32).view(-1, 1, 1)  # (S, 1, 1)
+    frame = torch.arange(frames, device=device, dtype=torch.int32).view(1, frames, 1)
+    in_clip = (frame % length + tau >= 0) & (frame % length + tau < length)  # temporal zero padding
+    rows = ((frame + tau).clamp(0, frames - 1) * area + index) * k + (tau + dt)  # (4, S, N·T, H·W)
+    weight = weight * in_clip.to(weight.dtype)
+    rows = torch.cat((centre, rows.reshape(-1, frames * area)))  # (1 + 4S, P)
+    weight = torch.cat((ones, weight.reshape(-1, frames * area)))
+    return rows.t(), weight.t()
 
 
 def _trajectory_conv_gather(x: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, weight: torch.Tensor,
@@ -312,18 +335,35 @@ def _trajectory_conv_gather(x: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: t
     # first, y_τ = w_τ·x for every pixel (the Conv3d's MACs, one GEMM), and sample y_τ -- equal,
     # since bilinear sampling is linear and has the same weights for every channel.
     w_all = weight.reshape(c_out, c_in, k).permute(2, 0, 1).reshape(k * c_out, c_in)
-    pixels = x.reshape(n, c_in, -1).transpose(1, 2)  # (N, T·H·W, C_in), a view
+    pixels = x.reshape(n, c_in, -1).transpose(1, 2)  # (N, T·H·W, C_in), a view (channels-first or -last)
     table = torch.matmul(pixels, w_all.t()).reshape(-1, c_out)  # row pixel·K + j: y_{τ=j-Δt} at pixel
     rows, weights = _tap_rows(flow_fwd, flow_bwd, dt, (n, length, height, width))  # (P, 1 + 8Δt)
     if torch.onnx.is_in_onnx_export():
-        # ONNX has no weighted EmbeddingBag: Gather + Mul + Add per tap (same sum).
-        out = sum(table.index_select(0, rows[:, j]) * weights[:, j, None] for j in range(rows.shape[1]))
+        # ONNX has no weighted EmbeddingBag: one Gather of every tap's row, Mul, ReduceSum (same sum).
+        out = (table[rows] * weights.unsqueeze(-1)).sum(dim=1)
     else:
         # One fused gather + weighted sum over each pixel's taps (Eq. 1 over τ, Eq. 3's corners).
         out = F.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")
     if bias is not None:
         out = out + bias
-    return out.view(n, length, height, width, c_out).permute(0, 4, 1, 2, 3).contiguous()
+    out = out.view(n, length * height * width, c_out)
+    channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+    if channels_last and not torch.onnx.is_in_onnx_export():
+        # channels-last input: the pixel-major result already is channels_last_3d (no copy)
+        return out.view(n, length, height, width, c_out).permute(0, 4, 1, 2, 3)
+    return _to_channels_first(out).view(n, c_out, length, height, width)
+
+
+def _to_channels_first(rows: torch.Tensor) -> torch.Tensor:
+    """``(N, P, C)`` -> contiguous ``(N, C, P)``: one 2-D transposed copy per clip, which PyTorch
+    runs as a cache-blocked transpose (a 3-D or 5-D permuted copy takes the generic strided path,
+    2-3x slower on the CPU)."""
+    if torch.onnx.is_in_onnx_export() or rows.requires_grad or rows.shape[0] > 16:
+        return rows.transpose(1, 2).contiguous()
+    out = rows.new_empty((rows.shape[0], rows.shape[2], rows.shape[1]))
+    for clip in range(rows.shape[0]):
+        out[clip].copy_(rows[clip].t())
+    return out
 
 
 class _TrajectorySamplePluginOp(torch.autograd.Function):

@@ -101,8 +101,10 @@ def _cpu_name() -> str:
 
 
 def provenance(*, scale: str, seed: int | list[int] | None, spec_hash: str | None, command: str | None = None,
-               data: str | None = None, **extra: Any) -> dict[str, Any]:
-    """Everything needed to trust (and redo) a measurement."""
+               data: str | None = None, threads: int | None = None, **extra: Any) -> dict[str, Any]:
+    """Everything needed to trust (and redo) a measurement.  ``threads``: the torch threads the
+    job ran with when it set its own (the profile job restores the caller's afterwards); default:
+    the current count."""
     import numpy
     import torch
 
@@ -126,7 +128,8 @@ def provenance(*, scale: str, seed: int | list[int] | None, spec_hash: str | Non
         "data": data,
         "versions": versions,
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform()},
-        "threads": torch.get_num_threads(),  # always: a row's numbers depend on it (reductions, timing)
+        # always: a row's numbers depend on it (reductions, timing)
+        "threads": int(threads) if threads is not None else torch.get_num_threads(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         **extra,

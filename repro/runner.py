@@ -144,7 +144,7 @@ def run_tasks(tasks: list[Task], *, results_dir: Path, work_dir: Path, data_dir:
         task.elapsed_s = time.perf_counter() - start
         key = result_key(task.spec, task.row, task.job, task.scale)
         prov = provenance(scale=task.scale, seed=out.seed, spec_hash=key, run_id=run_id(key), command=command,
-                          data=out.data, job=task.job, elapsed_s=round(task.elapsed_s, 2))
+                          data=out.data, job=task.job, elapsed_s=round(task.elapsed_s, 2), threads=threads)
         write_result(results_dir, scale=task.scale, paper=task.spec.paper, table=task.spec.table, row=task.row.id,
                      job=task.job, metrics=out.metrics, provenance=prov, details=out.details)
         task.state, task.metrics, task.ran = "cached", dict(out.metrics), True

@@ -220,3 +220,5 @@ def test_profile_and_train_tasks_of_one_row_at_full_are_both_cached(tmp_path):
                      provenance=_prov() | {"spec_hash": result_key(spec, row, job, "full")})
     states = {t.job: t.state for t in plan_table(spec, "full", tmp_path, rows=[row.id])}
     assert states == {"profile": "cached", "train": "cached"}
+    # a job that set its own thread count (the profile job restores the caller's) says which it ran with
+    assert provenance(scale="full", seed=None, spec_hash=None, threads=1)["threads"] == 1

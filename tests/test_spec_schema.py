@@ -123,12 +123,14 @@ def test_measure_key_the_job_does_not_report_exits_2_with_one_line(tmp_path, cap
     from repro.cli import main
 
     specs = _copy_specs(tmp_path)
-    path = specs / "dynamics" / "table9.yaml"
-    path.write_text(path.read_text().replace('measure: "profile:frame_fps"', 'measure: "profile:frame_fpz"'))
+    path = specs / "trajectorynet" / "table3.yaml"
+    text = path.read_text()
+    assert 'measure: "profile:params_m"' in text  # the key the test misspells must be in the spec
+    path.write_text(text.replace('measure: "profile:params_m"', 'measure: "profile:params_mm"'))
     assert main(["list", "--specs", str(specs), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err, err
-    for part in ("table9.yaml", "column 'fps'", "frame_fpz", "did you mean 'frame_fps'?", "it offers params"):
+    for part in ("table3.yaml", "column 'params'", "params_mm", "did you mean 'params_m'?", "it offers params"):
         assert part in err, err
 
 

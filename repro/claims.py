@@ -129,6 +129,7 @@ class Side:
     code: str | None = None
     seeded: bool = True  # False: a seed-independent measurement (profile job)
     outdated: bool = False  # measured under another recipe or data than the spec now gives its row
+    timed: bool = False  # a seed-independent timing (not an exact count): needs its spread to be decided
 
 
 def t_interval(samples: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
@@ -211,6 +212,10 @@ def verdict(claim: Claim, a: Side | None, b: Side | None) -> ClaimResult:
     if a.seeded or b.seeded:
         return _seeded_verdict(claim, a, b, detail)
     # seed-independent measurements: the range of diff over both sides' spreads
+    if any(side.timed and side.spread is None for side in (a, b)):
+        detail.update(method="one measurement without its spread over repeats")
+        detail["reason"] = "a timing stored without its spread over repeats: re-profile to decide"
+        return ClaimResult(claim, "inconclusive", a.value, b.value, detail)
     a_lo, a_hi = a.spread or (a.value, a.value)
     b_lo, b_hi = b.spread or (b.value, b.value)
     corners = [_raw(claim, x, y) for x in (a_lo, a_hi) for y in (b_lo, b_hi)]

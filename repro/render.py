@@ -84,8 +84,13 @@ def _side(res: Result, key: str, outdated: bool = False) -> Side:
         if key in _LATENCY_SPREAD and "latency_p10_ms" in res.details and "latency_p90_ms" in res.details:
             k = _LATENCY_SPREAD[key]
             spread = (res.details["latency_p10_ms"] * k, res.details["latency_p90_ms"] * k)
-        return Side(value, spread=spread, code=res.code, seeded=False)
+        return Side(value, spread=spread, code=res.code, seeded=False, timed=is_timed(key))
     return Side(value, per_seed=res.seed_values(key), code=res.code)
+
+
+def is_timed(key: str) -> bool:
+    """Whether a profile key is a timing (latency, FPS, ms, time ratios) rather than an exact count."""
+    return any(part in key for part in ("latency", "fps", "_ms", "time"))
 
 
 def outdated(spec: TableSpec, row: Row, res: Result) -> bool:

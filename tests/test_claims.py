@@ -266,3 +266,15 @@ def test_dynamics_table3_resolution_speedup_is_a_ratio_claim():
     spec = load_specs(default_specs_dir(), check_models=False)["dynamics:table3"]
     claim = {c.id: c for c in spec.claims}["map-112-over-3x-faster"]
     assert (claim.form, claim.a, claim.op, claim.b, claim.ratio) == ("ratio", "disp_map_112", ">", "disp_map_224", 3.0)
+
+
+def test_a_timing_without_its_spread_is_never_decided_as_if_exact():
+    from repro.claims import Side, verdict
+    from repro.render import is_timed
+
+    assert is_timed("latency_s@onnxruntime") and is_timed("part_time_ratio:motion/static") and not is_timed("params_m")
+    claim = _c(">", "y")
+    r = verdict(claim, Side(0.9, seeded=False, code="c", timed=True), Side(0.8, seeded=False, code="c", timed=True))
+    assert r.status == "inconclusive" and "spread" in r.detail["reason"]
+    exact = verdict(claim, Side(16.0, seeded=False, code="c"), Side(15.0, seeded=False, code="c"))
+    assert exact.status == "held" and exact.detail["method"].startswith("exact")

@@ -124,7 +124,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     from repro.render import build_table, write_table
     from repro.report.data import table_payload
-    from repro.results import load_results
     from repro.runner import plan_table, report_lines, run_tasks
 
     if not specs:
@@ -139,10 +138,7 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
             run_tasks(tasks, results_dir=args.results, work_dir=args.work_dir, data_dir=args.data_dir,
                       progress=not args.quiet, threads=args.threads, command=" ".join(["python -m repro", *sys.argv[1:]]))
         all_tasks += tasks
-    try:
-        results = load_results(args.results)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    results = _load_results(args)
     rendered, written = [], []
     for spec in specs.values():
         status: dict[str, str] = {}
@@ -320,7 +316,7 @@ def _load_results(args: argparse.Namespace) -> dict:
     from repro.results import load_results
 
     try:
-        return load_results(args.results) if Path(args.results).is_dir() else {}
+        return load_results(args.results)  # a missing folder holds no results
     except ValueError as e:
         raise UserError(str(e)) from None
 

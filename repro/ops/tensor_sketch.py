@@ -47,11 +47,12 @@ source element.  (The real-arithmetic export path is not profiled: its transform
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Literal
 
 import torch
 import torch.nn as nn
+
+from repro.ops.module_swap import set_on_submodules
 
 __all__ = [
     "count_sketch",
@@ -296,16 +297,8 @@ class TensorSketch(nn.Module):
         return f"in_dim={self.in_dim}, out_dim={self.out_dim}, seed={self.seed}{spectra}"
 
 
-@contextlib.contextmanager
-def real_spectra(module: nn.Module) -> Iterator[int]:
+def real_spectra(module: nn.Module) -> contextlib.AbstractContextManager[int]:
     """Within the block every ``TensorSketch`` of ``module`` computes with real spectra
     (``spectra="real"``: same values, exportable to ONNX opset 17, no backward); restored on exit.
     Yields how many sketches it switched."""
-    previous = {sub: sub.spectra for sub in module.modules() if isinstance(sub, TensorSketch)}
-    for sub in previous:
-        sub.spectra = "real"
-    try:
-        yield len(previous)
-    finally:
-        for sub, spectra in previous.items():
-            sub.spectra = spectra
+    return set_on_submodules(module, TensorSketch, "spectra", "real")

@@ -11,7 +11,6 @@ Needs TensorRT >= 10.9 and a CUDA GPU; everything is imported lazily.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 
@@ -19,20 +18,14 @@ from repro.deploy.tensorrt.plugins import PLUGIN_OP_TYPES, register
 from repro.fileio import atomic_write_bytes
 
 
-@contextlib.contextmanager
 def plugin_samplers(module):
     """Within the block, every ``TrajectoryConv3d`` of ``module`` exports its sampling as the
-    plugin node (``sampler="trt_plugin"``; same values in PyTorch); restored on exit."""
+    plugin node (``sampler="trt_plugin"``; same values in PyTorch); restored on exit.  Yields how
+    many it switched."""
+    from repro.ops.module_swap import set_on_submodules
     from repro.ops.trajectory_conv import TrajectoryConv3d
 
-    previous = {sub: sub.sampler for sub in module.modules() if isinstance(sub, TrajectoryConv3d)}
-    for sub in previous:
-        sub.sampler = "trt_plugin"
-    try:
-        yield len(previous)
-    finally:
-        for sub, sampler in previous.items():
-            sub.sampler = sampler
+    return set_on_submodules(module, TrajectoryConv3d, "sampler", "trt_plugin")
 
 
 def export_onnx_with_plugin(module, example_inputs: tuple, path: str, input_names=None, output_names=None) -> None:

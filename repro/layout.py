@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["result_path", "result_glob", "parse_result_name", "row_work_dir", "seed_dir", "identity_index_path",
+__all__ = ["result_path", "parse_result_name", "row_work_dir", "seed_dir", "identity_index_path", "relative_to_work",
            "stage_cache_root", "synth_root", "decoded_dir"]
 
 _RESULT_NAME = re.compile(r"^(?P<row>[a-z0-9][a-z0-9_\-]*)\.(?P<job>[a-z]+)\.json$")
@@ -23,11 +23,6 @@ _RESULT_NAME = re.compile(r"^(?P<row>[a-z0-9][a-z0-9_\-]*)\.(?P<job>[a-z]+)\.jso
 def result_path(root: Path | str, scale: str, paper: str, table: int, row: str, job: str) -> Path:
     """The result of ``job`` for one row at one scale."""
     return Path(root) / scale / paper / f"table{table}" / f"{row}.{job}.json"
-
-
-def result_glob() -> str:
-    """Every result file under a results root (``Path.glob`` pattern)."""
-    return "*/*/table*/*.*.json"
 
 
 def parse_result_name(name: str) -> tuple[str, str] | None:
@@ -48,6 +43,13 @@ def seed_dir(row_dir: Path | str, seed: int) -> Path:
 def identity_index_path(work_root: Path | str, scale: str, run_key: str) -> Path:
     """Where the finished run with identity key ``run_key`` is recorded (twin runs are looked up here)."""
     return Path(work_root) / scale / "by-identity" / f"{run_key}.json"
+
+
+def relative_to_work(path: Path | str, work_root: Path | str) -> str:
+    """``path`` as recorded in a result: relative to the work root when inside it (a result names
+    no machine's folders), else as given."""
+    path, work_root = Path(path), Path(work_root)
+    return str(path.relative_to(work_root)) if path.is_relative_to(work_root) else str(path)
 
 
 def stage_cache_root(work_root: Path | str, scale: str) -> Path:

@@ -202,8 +202,8 @@ def test_row_identical_to_a_trained_row_reuses_its_run(dirs, tmp_path, monkeypat
     reused = engine_job.train_row(spec, same, "mini", **kwargs)
     assert reused.metrics == trained.metrics
     assert reused.details["history"] == trained.details["history"]
-    assert reused.details["same_run_as"] == {"0": str(tmp_path / "runs" / "mini" / "trajectorynet" / "table3" /
-                                                     "appearance" / "seed0")}
+    # recorded relative to the work root: a committed result names no machine's folders
+    assert reused.details["same_run_as"] == {"0": "mini/trajectorynet/table3/appearance/seed0"}
     copied = tmp_path / "runs" / "mini" / "trajectorynet" / "table3" / "appearance-in-another-table" / "seed0"
     assert (copied / "final.pt").is_file()  # evaluable like any trained row
     # found by a lookup of the run's identity key, not by loading every checkpoint
@@ -214,7 +214,7 @@ def test_row_identical_to_a_trained_row_reuses_its_run(dirs, tmp_path, monkeypat
     third = first.model_copy(update={"id": "a-third-copy"})
     spec3 = spec.model_copy(update={"rows": [*spec.rows, third]})
     assert engine_job.train_row(spec3, third, "mini", **kwargs).details["same_run_as"] == {
-        "0": str(tmp_path / "runs" / "mini" / "trajectorynet" / "table3" / "appearance" / "seed0")}
+        "0": "mini/trajectorynet/table3/appearance/seed0"}
 
     other_lr = same.model_copy(update={"id": "other-lr", "mini": same.mini.model_copy(update={"lr": 0.01})})
     with pytest.raises(AssertionError, match="trained again"):  # one setting differs: not the same run

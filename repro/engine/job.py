@@ -320,7 +320,7 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
                 log.info("%s seed %d: the same run as %s; re-using it", where, seed, twin)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(twin, final)
-                same_run_as[seed] = str(twin.parent)
+                same_run_as[seed] = layout.relative_to_work(twin.parent, work_root)  # no machine's paths
             barrier()
         if resume and final.is_file():
             done = ckpt_io.load_checkpoint(final)

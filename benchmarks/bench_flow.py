@@ -192,7 +192,8 @@ def main() -> int:
               f"{bb['rounds']} interleaved rounds):")
         for name, r in bb["backends"].items():
             print(f"  {name:18s} " + (f"unavailable: {r['error']}" if "error" in r else
-                                      f"{r['fps']:7.2f} FPS ({r['latency_ms']:.1f} ms; best round {r['fps_best']:.2f} FPS)"))
+                                      f"{r['fps']:7.2f} FPS ({r['latency_ms']:.1f} ms; best round {r['fps_best']:.2f} FPS) "
+                                      f"-> target >= {FPS_TARGET:.0f} FPS {'met' if r['fps'] >= FPS_TARGET else 'NOT met'}"))
         if bb["best_backend"]:
             print(f"  best: {bb['best_backend']} {bb['backends'][bb['best_backend']]['fps']:.2f} FPS "
                   f"(target >= {FPS_TARGET:.0f}: {'met' if bb['meets_target'] else 'NOT met'})")

@@ -39,7 +39,10 @@ import torch
 from repro.deploy.backends import availability, interleaved_ms, prepare_backend
 from repro.deploy.onnx import export_onnx, ort_session
 from repro.ops.trajectory_conv import trajectory_conv, trajectory_conv_reference
+from repro.profile import count_macs
 from repro.registry import create_model
+
+from bench_backbones import matmul_gflops  # this directory (benchmarks/) is on sys.path when run
 
 
 OP_TARGET = 1.3  # fast trajectory conv / the Conv3d it replaces
@@ -183,6 +186,7 @@ def bench_backends(size: int, backends: list[str], repeats: int, threads: int) -
     models = {"s3d": s3d, "trajectorynet": traj}
     runners, errors = {}, {}
     why = availability(backends)
+    macs = {name: count_macs(models[name], inputs[name], warn_uncounted=False).macs for name in models}
     with torch.inference_mode():
         for backend in backends:
             if why[backend]:
@@ -196,7 +200,9 @@ def bench_backends(size: int, backends: list[str], repeats: int, threads: int) -
                 errors[backend] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 runners = {k: v for k, v in runners.items() if k[0] != backend}
         _log(f"model {size}²: timing {len(runners)} runners interleaved, {repeats} rounds")
+        matmul_before = matmul_gflops(threads, clock=CLOCK)
         times = interleaved_ms(runners, repeats, warmup=1, clock=CLOCK)
+        matmul = statistics.mean([matmul_before, matmul_gflops(threads, clock=CLOCK)])  # fp32 sgemm, same run and clock
     per_backend = {}
     for backend in backends:
         if backend in errors:
@@ -206,11 +212,14 @@ def bench_backends(size: int, backends: list[str], repeats: int, threads: int) -
         traj_ms = statistics.median(times[(backend, "trajectorynet")])
         per_backend[backend] = {"s3d_ms": s3d_ms, "trajectorynet_ms": traj_ms, "overhead_pct": 100 * (traj_ms / s3d_ms - 1),
                                 "s3d_min_ms": min(times[(backend, "s3d")]),
-                                "trajectorynet_min_ms": min(times[(backend, "trajectorynet")])}
+                                "trajectorynet_min_ms": min(times[(backend, "trajectorynet")]),
+                                "s3d_gflops_per_s": 2 * macs["s3d"] / s3d_ms / 1e6,
+                                "trajectorynet_gflops_per_s": 2 * macs["trajectorynet"] / traj_ms / 1e6}
     timed = {b: r for b, r in per_backend.items() if "error" not in r}
     best = min(timed, key=lambda b: timed[b]["trajectorynet_ms"]) if timed else None
     return {"input": f"1x3x16x{size}x{size}", "threads": threads, "repeats": repeats, "clock": CLOCK, "backends": per_backend,
-            "best_backend": best, "target_overhead_pct": OVERHEAD_TARGET_PCT,
+            "best_backend": best, "target_overhead_pct": OVERHEAD_TARGET_PCT, "matmul_gflops_per_s": matmul,
+            "gmacs": {name: m / 1e9 for name, m in macs.items()},
             "meets_target": bool(best) and timed[best]["overhead_pct"] <= OVERHEAD_TARGET_PCT}
 
 
@@ -270,6 +279,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default="eager,channels_last_3d,compile,onnxruntime",
                         help="backends of the model timing (repro.deploy.backends)")
     parser.add_argument("--skip-onnx", action="store_true")
+    parser.add_argument("--skip-op", action="store_true", help="skip the op timings (section 1)")
     parser.add_argument("--skip-model", action="store_true", help="skip the model timings (by backend and components)")
     parser.add_argument("--skip-components", action="store_true", help="skip the eager/ORT model + component timing")
     parser.add_argument("--clock", choices=("thread", "wall"), default=None,
@@ -280,7 +290,7 @@ def main(argv=None) -> int:
     global CLOCK
     CLOCK = args.clock or ("thread" if args.threads == 1 else "wall")
     report = {"threads": args.threads, "clock": CLOCK, "torch": torch.__version__, "cpus": os.cpu_count(),
-              "loadavg": list(os.getloadavg()), "op": bench_op(args.repeats)}
+              "loadavg": list(os.getloadavg()), "op": [] if args.skip_op else bench_op(args.repeats)}
     if not args.skip_model:
         report["by_backend"] = bench_backends(args.size, [b.strip() for b in args.backends.split(",") if b.strip()],
                                               args.repeats, args.threads)
@@ -306,7 +316,13 @@ def main(argv=None) -> int:
                 print(f"model {b['input']} {name}: unavailable: {r['error']}")
             else:
                 print(f"model {b['input']} {name}: S3D {r['s3d_ms']:.0f} ms, TrajectoryNet {r['trajectorynet_ms']:.0f} ms "
-                      f"({r['overhead_pct']:+.1f} %; min {r['s3d_min_ms']:.0f} / {r['trajectorynet_min_ms']:.0f} ms)")
+                      f"({r['overhead_pct']:+.1f} %, target <= +{OVERHEAD_TARGET_PCT:.0f} %; "
+                      f"min {r['s3d_min_ms']:.0f} / {r['trajectorynet_min_ms']:.0f} ms); achieved "
+                      f"{r['s3d_gflops_per_s']:.1f} / {r['trajectorynet_gflops_per_s']:.1f} GFLOP/s = "
+                      f"{r['s3d_gflops_per_s'] / b['matmul_gflops_per_s']:.0%} / "
+                      f"{r['trajectorynet_gflops_per_s'] / b['matmul_gflops_per_s']:.0%} of the fp32 matmul rate")
+        print(f"fp32 matmul rate (1024² sgemm, {b['threads']} thread(s), same run, {b['clock']} clock): {b['matmul_gflops_per_s']:.1f} GFLOP/s; "
+              f"S3D {b['gmacs']['s3d']:.1f} GMACs, TrajectoryNet {b['gmacs']['trajectorynet']:.1f} GMACs")
         if b["best_backend"]:
             best = b["backends"][b["best_backend"]]
             print(f"overhead on the best CPU backend ({b['best_backend']}, {b['threads']} thread(s), median of "

@@ -125,6 +125,24 @@ def test_fast_inference_matches_reference_in_either_memory_format(k):
     assert out_cl.is_contiguous(memory_format=torch.channels_last_3d)
 
 
+def test_inference_weight_copy_follows_weight_changes():
+    """The fast path keeps its mixing-weight copy between inference calls: a weight changed in
+    place (optimizer step, load_state_dict) or a new weight tensor must be seen on the next call,
+    and a weight that needs its gradient is never served from the copy."""
+    x, ff, fb = _inputs(n=1, c=4, t=3, h=5, w=6, dtype=torch.float32, seed=9)
+    conv = TrajectoryConv3d(4, 5, 3, bias=False)
+    with torch.no_grad():
+        first = conv(x, ff, fb)
+        conv.weight.mul_(2.0)  # in place: a new version of the same tensor
+        torch.testing.assert_close(conv(x, ff, fb), 2 * first)
+        conv.weight = torch.nn.Parameter(-conv.weight)  # a new tensor
+        torch.testing.assert_close(conv(x, ff, fb), -2 * first)
+    out = conv(x, ff, fb)
+    out.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(out.detach(), trajectory_conv_reference(x, ff, fb, conv.weight.detach()), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("k", [3, 5])
 def test_gradcheck_including_flows(k):
     x, ff, fb = _inputs(n=1, c=2, t=3, h=4, w=4, scale=0.7, seed=3)

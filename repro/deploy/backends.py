@@ -233,8 +233,9 @@ def interleaved_ms(runners: dict[Any, Runner], repeats: int, warmup: int = 0, cl
 
 
 def time_backends(model: nn.Module, inputs: Tensor | Sequence[Any], names: str | Sequence[str] = "all", *,
-                  threads: int | None = None, warmup: int = 3, repeats: int = 10) -> dict[str, dict[str, Any]]:
-    """Time ``names`` on ``model(*inputs)`` in one interleaved run.
+                  threads: int | None = None, warmup: int = 3, repeats: int = 10,
+                  clock: str = "wall") -> dict[str, dict[str, Any]]:
+    """Time ``names`` on ``model(*inputs)`` in one interleaved run (on ``clock``, :data:`CLOCKS`).
 
     Each backend is prepared once (a backend that cannot run, or fails to prepare, reports
     ``{"error": why}``), warmed up ``warmup`` times, then the ready ones run round-robin for
@@ -261,7 +262,7 @@ def time_backends(model: nn.Module, inputs: Tensor | Sequence[Any], names: str |
                     runners[name] = run
                 except Exception as err:  # noqa: BLE001 - reported per backend, the others still run
                     out[name] = {"error": _error(err)}
-            times = interleaved_ms(runners, repeats)
+            times = interleaved_ms(runners, repeats, clock=clock)
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)

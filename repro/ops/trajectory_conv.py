@@ -47,12 +47,14 @@ that equals Eq. 2, which this module also follows for Δt > 1.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from repro.ops.warp import bilinear_sample_reference, pixel_grid, sample_at
 
@@ -266,37 +268,57 @@ def trajectory_conv(
     return out.reshape(n, length, c_out, height, width).transpose(1, 2).contiguous()
 
 
-def _bilinear_corners(positions: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _bilinear_corners(positions: torch.Tensor, limit: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The four bilinear corners of pixel ``positions (2, ...)`` (x plane, y plane) at once:
-    ``index, weight`` of shape ``(4, ...)`` with ``index = y·W + x`` inside the frame (clamped)
-    and ``weight`` 0 for corners outside it (zero padding, as ``grid_sample(padding_mode="zeros")``).
+    ``index, weight`` of shape ``(4, ...)`` with ``index = y·W + x`` (int32) inside the frame
+    (clamped) and ``weight`` 0 for corners outside it (zero padding, as
+    ``grid_sample(padding_mode="zeros")``); ``limit`` is ``[W-1, H-1]`` shaped ``(2, 1, ...)``.
     Corners and axes are leading dimensions so every op runs along the contiguous pixels."""
-    extra = (1,) * (positions.dim() - 1)
     low = torch.floor(positions.detach())  # (2, ...): x0, y0 (indices carry no gradient)
     frac = positions - low
-    step = torch.arange(2, device=positions.device, dtype=positions.dtype).view(1, 2, *extra)
-    coord = low.unsqueeze(1) + step  # (axis, low/high neighbour, ...)
-    limit = positions.new_tensor([width - 1, height - 1]).view(2, 1, *extra)
-    inside = (coord >= 0) & (coord <= limit)
-    axis_weight = torch.stack((1 - frac, frac), dim=1) * inside.to(positions.dtype)  # (2, 2, ...)
-    coord = torch.minimum(coord.clamp(min=0), limit).int()
-    index = coord[1].unsqueeze(1) * width + coord[0].unsqueeze(0)  # (dy, dx, ...)
+    coord = torch.stack((low, low + 1), dim=1)  # (axis, low/high neighbour, ...)
+    clamped = torch.minimum(coord.clamp(min=0), limit)
+    inside = (clamped == coord).to(positions.dtype)
+    axis_weight = torch.stack((1 - frac, frac), dim=1) * inside  # (2, 2, ...), 0 outside the frame
+    # index in floating point is exact (< H·W < 2^24, checked by the caller), one int32 cast
+    index = (clamped[1].unsqueeze(1) * width + clamped[0].unsqueeze(0)).int()  # (dy, dx, ...)
     weight = axis_weight[1].unsqueeze(1) * axis_weight[0].unsqueeze(0)
     return index.flatten(0, 1), weight.flatten(0, 1)
 
 
-def _position_planes(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int) -> torch.Tensor:
+def _position_planes(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int, base: torch.Tensor) -> torch.Tensor:
     """Trajectory positions of the side taps τ = -Δt..-1, 1..Δt as planes ``(2, 2Δt, N·T, H·W)``
-    (x then y), the layout :func:`_bilinear_corners` works in."""
+    (x then y), the layout :func:`_bilinear_corners` works in; ``base`` is the pixel grid as
+    ``(2, 1, 1, H·W)``."""
     n, _, length, height, width = flow_fwd.shape
     if dt == 1:  # one step from the integer grid: p + ω(p), no sampling (Eq. 2 at τ = ±1)
-        base = pixel_grid(height, width, device=flow_fwd.device, dtype=flow_fwd.dtype)
-        base = base.permute(3, 0, 1, 2).reshape(2, 1, 1, height * width)
         flows = torch.stack((flow_bwd, flow_fwd), dim=1).transpose(0, 2)  # (2, S, N, T, H, W)
         return base + flows.reshape(2, 2, n * length, height * width)
     by_tau = _positions_by_tau(flow_fwd, flow_bwd, dt)  # τ -> (N·T, H, W, 2)
     taus = [t for t in range(-dt, dt + 1) if t != 0]
     return torch.stack([by_tau[t] for t in taus]).permute(4, 0, 1, 2, 3).reshape(2, len(taus), n * length, height * width)
+
+
+def _tap_constants(shape: tuple[int, ...], dt: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """What :func:`_tap_rows` needs that depends on the shape ``(N, T, H, W)`` and Δt only (not on
+    the flow): the centre rows, each side tap's row offset ``(S, N·T, 1)`` (frame ``t+τ``'s first
+    table row, clamped, and the tap's slot), its temporal zero padding mask, the pixel grid and
+    ``[W-1, H-1]``."""
+    n, length, height, width = shape
+    k, frames, area = 2 * dt + 1, n * length, height * width
+    centre = (torch.arange(frames * area, device=device, dtype=torch.int32) * k + dt).view(1, -1)  # (1, P)
+    taus = [t for t in range(-dt, dt + 1) if t != 0]
+    tau = torch.tensor(taus, device=device, dtype=torch.int32).view(-1, 1, 1)  # (S, 1, 1)
+    frame = torch.arange(frames, device=device, dtype=torch.int32).view(1, frames, 1)
+    in_clip = (frame % length + tau >= 0) & (frame % length + tau < length)  # temporal zero padding
+    base = pixel_grid(height, width, device=device, dtype=dtype).permute(3, 0, 1, 2).reshape(2, 1, 1, area)
+    return {"centre": centre, "ones": torch.ones(centre.shape, dtype=dtype, device=device),
+            "offset": (frame + tau).clamp(0, frames - 1) * (area * k) + (tau + dt),  # (S, N·T, 1)
+            "in_clip": in_clip.to(dtype), "base": base,
+            "limit": torch.tensor([width - 1, height - 1], device=device, dtype=dtype).view(2, 1, 1, 1, 1)}
+
+
+_cached_tap_constants = functools.lru_cache(maxsize=32)(_tap_constants)
 
 
 def _tap_rows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,24 +328,49 @@ def _tap_rows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int, shape: tu
     All side taps and corners in one batch of tensor ops (the index work is shared by every channel)."""
     n, length, height, width = shape
     k, frames, area = 2 * dt + 1, n * length, height * width
-    device = flow_fwd.device
-    if frames * area * k >= 2**31:
+    if frames * area * k >= 2**31 or area >= 2**24:
         raise ValueError(f"trajectory conv: {frames * area * k} table rows exceed int32 indexing; split the batch")
-    centre = (torch.arange(frames * area, device=device, dtype=torch.int32) * k + dt).view(1, -1)  # (1, P)
-    ones = torch.ones(centre.shape, dtype=flow_fwd.dtype, device=device)
+    tracing = torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or torch.jit.is_tracing()
+    # shape-only constants: built once per shape (a dozen small ops fewer per call), fresh when
+    # traced (a dynamic-batch graph must compute them from the input's shape)
+    constants = (_tap_constants if tracing else _cached_tap_constants)(shape, dt, flow_fwd.device, flow_fwd.dtype)
+    centre, ones = constants["centre"], constants["ones"]
     if dt == 0:
         return centre.t(), ones.t()
-    taus = [t for t in range(-dt, dt + 1) if t != 0]
-    index, weight = _bilinear_corners(_position_planes(flow_fwd, flow_bwd, dt), height, width)  # (4, S, N·T, H·W)
+    planes = _position_planes(flow_fwd, flow_bwd, dt, constants["base"])
+    index, weight = _bilinear_corners(planes, constants["limit"], width)  # (4, S, N·T, H·W)
     # int32 rows (embedding_bag takes them): half the memory traffic of int64 index arithmetic
-    tau = torch.tensor(taus, device=device, dtype=torch.int32).view(-1, 1, 1)  # (S, 1, 1)
-    frame = torch.arange(frames, device=device, dtype=torch.int32).view(1, frames, 1)
-    in_clip = (frame % length + tau >= 0) & (frame % length + tau < length)  # temporal zero padding
-    rows = ((frame + tau).clamp(0, frames - 1) * area + index) * k + (tau + dt)  # (4, S, N·T, H·W)
-    weight = weight * in_clip.to(weight.dtype)
+    rows = index * k + constants["offset"]  # (4, S, N·T, H·W): row of frame t+τ's corner, slot τ
+    weight = weight * constants["in_clip"]
     rows = torch.cat((centre, rows.reshape(-1, frames * area)))  # (1 + 4S, P)
     weight = torch.cat((ones, weight.reshape(-1, frames * area)))
     return rows.t(), weight.t()
+
+
+def _mixing_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``(C_out, C_in, K, 1, 1)`` -> ``(K·C_out, C_in)``, row ``j·C_out + o`` = ``w[o, :, j]`` (a copy)."""
+    c_out, c_in, k = (int(d) for d in weight.shape[:3])  # constants in a dynamic-batch graph
+    return weight.reshape(c_out, c_in, k).permute(2, 0, 1).reshape(k * c_out, c_in)
+
+
+_MIXING_CACHE = WeakTensorKeyDictionary()
+
+
+def _cached_mixing_weight(weight: torch.Tensor) -> torch.Tensor:
+    """:func:`_mixing_weight`, kept between calls while ``weight`` is unchanged (same storage and
+    version counter) and no gradient flows to it: at inference the copy (about 1 ms for res5's
+    512x512x3 on one thread) is made once, not per forward.  (An in-place change through
+    ``weight.data`` bumps no version counter and would go unseen: change weights in place under
+    ``torch.no_grad()`` or by assignment.)"""
+    traced = torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or torch.jit.is_tracing()
+    if traced or weight.is_inference() or (weight.requires_grad and torch.is_grad_enabled()):
+        return _mixing_weight(weight)
+    key = (weight._version, weight.data_ptr(), weight.shape, weight.dtype)
+    hit = _MIXING_CACHE.get(weight)
+    if hit is None or hit[0] != key:
+        hit = (key, _mixing_weight(weight.detach()))
+        _MIXING_CACHE[weight] = hit
+    return hit[1]
 
 
 def _trajectory_conv_gather(x: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, weight: torch.Tensor,
@@ -334,7 +381,7 @@ def _trajectory_conv_gather(x: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: t
     # Departure in the order of operations only: Eq. 1 samples x then mixes channels; we mix
     # first, y_τ = w_τ·x for every pixel (the Conv3d's MACs, one GEMM), and sample y_τ -- equal,
     # since bilinear sampling is linear and has the same weights for every channel.
-    w_all = weight.reshape(c_out, c_in, k).permute(2, 0, 1).reshape(k * c_out, c_in)
+    w_all = _cached_mixing_weight(weight)  # (K·C_out, C_in)
     pixels = x.reshape(n, c_in, -1).transpose(1, 2)  # (N, T·H·W, C_in), a view (channels-first or -last)
     table = torch.matmul(pixels, w_all.t()).reshape(-1, c_out)  # row pixel·K + j: y_{τ=j-Δt} at pixel
     rows, weights = _tap_rows(flow_fwd, flow_bwd, dt, (n, length, height, width))  # (P, 1 + 8Δt)

@@ -29,7 +29,11 @@ interval of ``diff`` clears the margin, ``failed`` when the whole interval is on
   per-round paired ratio for a ratio, ``details.spread``): the interval is the range of ``diff``
   over the two sides' ranges (a point for exact counts).  One latency run is not a sample of
   seeds: such an interval says how steady the measurement was on this machine, not how it would
-  vary across machines.
+  vary across machines.  Two rows' timings are **not paired** (``paired: false``): each row's
+  profile job times it in its own run, minutes apart, so load that drifts between the runs is
+  in the difference and no pairing cancels it (the per-round paired ratio exists only for parts
+  of one row, timed in one interleaved run: a ``part_time_ratio`` key); the corner interval
+  assumes nothing about how the two runs' repeats relate, and it is not a confidence interval;
 
 Rows whose results were produced by different code (provenance ``code``, see
 :func:`repro.identity.code_fingerprint`), or whose code is unknown, are never compared: ``stale``
@@ -45,13 +49,18 @@ from typing import Literal, Mapping
 
 from repro.spec.schema import Claim, TableSpec
 
-__all__ = ["ClaimResult", "Side", "Verdict", "MIN_SEEDS", "CONFIDENCE", "check_claim", "check_claims", "orient",
+__all__ = ["ClaimResult", "Side", "Verdict", "MIN_SEEDS", "CONFIDENCE", "UNPAIRED_RUNS", "check_claim", "check_claims", "orient",
            "t_interval", "seeds_needed", "verdict", "reported_values"]
 
 #: Paired seeds a trained-row verdict needs; fewer read "inconclusive".
 MIN_SEEDS = 3
 #: Two-sided confidence of every interval.
 CONFIDENCE = 0.95
+
+#: ``reproduced_detail.method`` of a claim between two rows' timings (the module docstring).
+UNPAIRED_RUNS = ("unpaired: each row timed in its own profile run (minutes apart; load drift between the runs "
+                 "is not cancelled); interval: the range of the difference over each run's 10th-90th "
+                 "percentile over its repeats, not a confidence interval")
 
 Status = Literal["held", "failed", "inconclusive", "stale", "not run", "n/a"]
 
@@ -223,8 +232,10 @@ def verdict(claim: Claim, a: Side | None, b: Side | None) -> ClaimResult:
     if claim.form == "within":
         lo, hi = _within_interval(lo, hi)
     exact = a.spread is None and b.spread is None
-    detail.update(ci=[lo, hi], paired=True,
+    separate_runs = a.timed and b.timed  # two rows: each timed by its own profile run, not paired
+    detail.update(ci=[lo, hi], paired=not separate_runs,
                   method="exact count (one deterministic measurement)" if exact else
+                  UNPAIRED_RUNS if separate_runs else
                   "one measurement; interval over each side's 10th-90th percentile over repeats")
     return ClaimResult(claim, _decide(claim, lo, hi, margin), a.value, b.value, detail)
 

@@ -278,6 +278,8 @@ def _verdict_text(r: ClaimResult) -> str:
         what += "; exact counts"
     elif d.get("method", "").startswith("one measurement"):
         what += "; latency p10-p90"
+    elif d.get("method", "").startswith("unpaired"):
+        what += "; unpaired runs, each one's latency p10-p90"
     if r.status == "inconclusive" and "seeds_needed" in d:
         what += "; " + needs_text(d["seeds_needed"])
     return f"**{r.status}** ({what})"
@@ -344,7 +346,8 @@ def to_markdown(t: RenderedTable) -> str:
         lines += ["", "## Claims", "",
                   "Verdicts on reproduced numbers: *held* when the whole 95 % interval of the claim's difference "
                   "clears its margin, *failed* when it lies wholly on the other side, *inconclusive* otherwise "
-                  "(t-interval over ≥ 3 paired seeds; exact for counts); *stale* when the rows were produced by "
+                  "(t-interval over ≥ 3 paired seeds; exact for counts; for two rows' timings, the range over "
+                  "each row's own run's 10th-90th percentile: unpaired runs, not a confidence interval); *stale* when the rows were produced by "
                   "different code. `diff` is oriented so that the claim asserts diff > margin.", "",
                   "| claim | test | on reported numbers | reproduced (" + t.scale + ") |", "|---|---|---|---|"]
         for c, r in zip(t.reported_claims, t.reproduced_claims):

@@ -278,3 +278,37 @@ def test_a_timing_without_its_spread_is_never_decided_as_if_exact():
     assert r.status == "inconclusive" and "spread" in r.detail["reason"]
     exact = verdict(claim, Side(16.0, seeded=False, code="c"), Side(15.0, seeded=False, code="c"))
     assert exact.status == "held" and exact.detail["method"].startswith("exact")
+
+
+def test_two_rows_timings_are_unpaired_runs_and_say_so(tmp_path):
+    # TrajectoryNet Table 6: each row's profile job times it in its own run, minutes apart; the
+    # verdict reads each run's 10th-90th percentile range (details.spread, written by the profile
+    # job for every latency key and backend) and states that the two runs are not paired.
+    from repro.claims import UNPAIRED_RUNS
+    from repro.jobs.profile import latency_spread
+    from repro.render import build_table, to_markdown
+    from repro.results import load_results, provenance, write_result
+    from repro.spec.loader import default_specs_dir, load_specs
+
+    spec = load_specs(default_specs_dir(), check_models=False)["trajectorynet:table6"]
+    shape = [1, 3, 16, 224, 224]
+    timed = {"s3d": (440.0, 430.0, 450.0), "traj_tvl1": (460.0, 455.0, 470.0), "traj_mn17": (1500.0, 1450.0, 1600.0)}
+    for row, (ms, p10, p90) in timed.items():
+        prov = provenance(scale="full", seed=0, spec_hash=None, data="full-scale architecture")
+        prov["code"] = "same-code"
+        metrics, spread = {}, {}
+        for suffix in ("", "@compile", "@onnxruntime"):
+            metrics.update({f"latency_s{suffix}": ms / 1e3})
+            spread.update(latency_spread(p10, p90, shape, suffix))
+        write_result(tmp_path, scale="full", paper="trajectorynet", table=6, row=row, job="profile",
+                     metrics=metrics, provenance=prov, details={"spread": spread})
+    table = build_table(spec, load_results(tmp_path), scale="full")
+    got = {c["id"]: c for c in table.claims_json()}
+    overhead = got["traj-overhead-under-10pct"]
+    d = overhead["reproduced_detail"]
+    assert overhead["reproduced"] == "held"  # 470 / 430 = 1.093 < 1.10 at the worst corner
+    assert d["paired"] is False and d["method"] == UNPAIRED_RUNS
+    assert d["ci"] == pytest.approx([1 - 470 / 430, 1 - 455 / 450])
+    assert got["traj-slower-than-s3d"]["reproduced"] == "held"  # 455 - 450 > 0 at the worst corner
+    assert got["motionnet-adds-time"]["reproduced"] == "held"
+    assert "unpaired runs" in to_markdown(table)

@@ -129,7 +129,8 @@ def test_profile_job_reports_latency_per_backend(tmp_path, monkeypatch):
     def fake_profile(*args, **kwargs):
         asked.update(kwargs)
         return {"params": 10, "macs": 20, "gmacs": 2e-8, "gflops": 4e-8,
-                "backends": {"eager": {"latency_ms": 50.0}, "onnxruntime": {"latency_ms": 25.0},
+                "backends": {"eager": {"latency_ms": 50.0, "latency_p10_ms": 48.0, "latency_p90_ms": 55.0},
+                             "onnxruntime": {"latency_ms": 25.0, "latency_p10_ms": 20.0, "latency_p90_ms": 40.0},
                              "tensorrt": {"error": "no GPU"}}}
 
     monkeypatch.setattr(prof_mod, "profile", fake_profile)
@@ -141,6 +142,13 @@ def test_profile_job_reports_latency_per_backend(tmp_path, monkeypatch):
     assert out.metrics["latency_s@onnxruntime"] == pytest.approx(0.025)
     assert out.metrics["fps@onnxruntime"] == pytest.approx(40.0 * row.input_shape[0])
     assert "latency_s@tensorrt" not in out.metrics and out.details["backend_errors"] == {"tensorrt": "no GPU"}
+    # every latency key's 10th-90th percentile range over the repeats: the claims' interval
+    spread = out.details["spread"]
+    assert spread["latency_s"] == pytest.approx([0.048, 0.055])
+    assert spread["latency_s@onnxruntime"] == pytest.approx([0.020, 0.040])
+    n = row.input_shape[0]
+    assert spread["fps@onnxruntime"] == pytest.approx([1e3 / 40.0 * n, 1e3 / 20.0 * n])  # lo from the p90 time
+    assert "part_timing" not in out.details and not any(k.endswith("@tensorrt") for k in spread)
 
 
 @pytest.mark.gpu

@@ -97,7 +97,8 @@ def test_profile_job_reports_per_frame_speed(tmp_path, monkeypatch):
 
     spec = load_specs(SPECS)["trajectorynet:table3"]
     row = spec.row("appearance")
-    fake = {"params": 10, "macs": 20, "gmacs": 2e-8, "gflops": 4e-8, "latency_ms": 50.0}
+    fake = {"params": 10, "macs": 20, "gmacs": 2e-8, "gflops": 4e-8, "latency_ms": 50.0,
+            "latency_p10_ms": 40.0, "latency_p90_ms": 80.0}  # profile(latency=True, backend="eager")
     monkeypatch.setattr(prof_mod, "profile", lambda *a, **k: dict(fake))
     ctx = JobContext(spec=spec, row=row, scale="full", wanted=["frame_fps", "latency_ms_per_frame"],
                      results_dir=tmp_path, work_dir=tmp_path, data_dir=tmp_path)
@@ -106,6 +107,7 @@ def test_profile_job_reports_per_frame_speed(tmp_path, monkeypatch):
     assert out.metrics["latency_ms_per_frame"] == pytest.approx(50.0 / frames)
     assert out.metrics["frame_fps"] == pytest.approx(1e3 / 50.0 * frames)
     assert out.metrics["fps"] == pytest.approx(1e3 / 50.0 * row.input_shape[0])
+    assert out.details["spread"]["latency_ms_per_frame"] == pytest.approx([40.0 / frames, 80.0 / frames])
 
 
 def test_layout_composes_every_path():

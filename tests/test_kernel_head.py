@@ -114,3 +114,42 @@ def test_real_spectra_features_equal_the_fast_path():
         assert switched == 1
         torch.testing.assert_close(head.features(x, g, segments=3), fast, rtol=0, atol=1e-10)
     assert head.sketch.spectra == "complex"
+
+
+def test_fresh_classifier_rescales_its_weights_once_so_initial_logits_are_order_one():
+    """ϕ is second order (‖ϕ‖ ~ ‖x‖²): features 100x larger make ϕ 1e4x larger, yet the first
+    forward of a fresh W_c gives logits (bias excluded) of RMS 1 -- by one scalar on W_c, once."""
+    head = CombinationClassifier(8, 5, sketch_dim=32, seed=1).double()
+    x, g = _inputs()
+    x, g = 100 * x, 100 * g
+    before = head.fc.weight.detach().clone()
+    assert head.scale_pending
+    logits = head(x, g)
+    bias_free = logits - head.fc.bias
+    assert bias_free.square().mean().sqrt().item() == pytest.approx(1.0, rel=1e-9)
+    ratio = head.fc.weight.detach() / before
+    torch.testing.assert_close(ratio, torch.full_like(ratio, ratio[0, 0].item()))  # one scalar
+    assert not head.scale_pending
+    w = head.fc.weight.detach().clone()
+    head(2 * x, g)  # later batches never rescale
+    torch.testing.assert_close(head.fc.weight.detach(), w, rtol=0, atol=0)
+    untouched = CombinationClassifier(8, 5, sketch_dim=32, seed=1, init_logit_rms=None).double()
+    w = untouched.fc.weight.detach().clone()
+    untouched(x, g)
+    torch.testing.assert_close(untouched.fc.weight.detach(), w, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_loaded_or_traced_classifier_is_not_rescaled():
+    trained = CombinationClassifier(8, 5, sketch_dim=32).double()
+    x, g = _inputs()
+    loaded = CombinationClassifier(8, 5, sketch_dim=32).double()
+    loaded.load_state_dict(trained.state_dict())  # a stage-2 checkpoint: W_c keeps its scale
+    assert not loaded.scale_pending
+    torch.testing.assert_close(loaded(x, g), trained.fc(trained.features(x, g)), rtol=0, atol=0)
+    fresh = CombinationClassifier(8, 5, sketch_dim=32).double()
+    w = fresh.fc.weight.detach().clone()
+    with torch.no_grad():
+        torch.jit.trace(fresh, (x, g), check_trace=False)  # a trace never records the rescaling
+    assert fresh.scale_pending
+    torch.testing.assert_close(fresh.fc.weight.detach(), w, rtol=0, atol=0)

@@ -19,22 +19,13 @@ import torch.nn as nn
 
 from repro.deploy.onnx import ONNX_OPSET, export_onnx, ort_session
 
-__all__ = ["export_and_check", "custom_ops", "graph_summary", "tolerance"]
+__all__ = ["export_and_check", "custom_ops", "graph_summary", "MAX_ABS_DIFF"]
 
-#: Largest |ONNX Runtime - eager| accepted by ``python -m repro export`` (fp32) is
-#: ``MAX_ABS_DIFF + MAX_REL_DIFF * max|eager|`` (:func:`tolerance`).
+#: Largest |ONNX Runtime - eager| accepted by ``python -m repro export`` (fp32 outputs), absolute
+#: (the deployment issue's bar).  Every built model's logits are O(1) at initialisation -- LGD's
+#: combination classifier too, whose W_c starts at a data-dependent scale
+#: (:mod:`repro.layers.kernel_head`) -- so fp32 rounding stays far below it.
 MAX_ABS_DIFF = 1e-3
-#: The part of the tolerance that grows with the output's scale: fp32 rounding does.  LGD-3D
-#: stage 2 at initialisation has logits |y| ~ 1.2e3 (unnormalised second-order features): there,
-#: eager fp32 is itself 2.2e-3 from an fp64 run and ONNX Runtime 8e-4 (1x3x8x112x112, measured),
-#: so an absolute 1e-3 would judge eager's rounding, not the export.  For |y| ~ 1 it adds 1e-5.
-MAX_REL_DIFF = 1e-5
-
-
-def tolerance(expected: np.ndarray) -> float:
-    """Largest |ONNX Runtime - eager| accepted for an eager output ``expected``."""
-    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-    return MAX_ABS_DIFF + MAX_REL_DIFF * scale
 
 
 def custom_ops(graph: Any) -> dict[str, int]:
@@ -74,11 +65,15 @@ def export_and_check(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: s
     """Export ``model(*inputs)`` to ``path`` and check it; returns a JSON-able report:
     ``path``, ``opset``, ``nodes``, ``custom_ops``, ``inputs``/``outputs`` (shapes), and unless
     the graph holds custom ops, ``ort_ok``, ``max_abs_diff`` (ONNX Runtime vs eager), ``tolerance``
-    and ``ok`` (``max_abs_diff <= tolerance``, :func:`tolerance`).  ``plugins``: trajectory sampling as TensorRT plugin nodes."""
+    (:data:`MAX_ABS_DIFF`) and ``ok`` (``max_abs_diff <= tolerance``).  ``plugins``: trajectory
+    sampling as TensorRT plugin nodes.  The eager output is computed first, before the export's
+    trace: a module finishing its initialisation on its first forward (LGD's combination
+    classifier) must do so before its weights are traced into the graph."""
     model = model.eval()
     names = input_names or [f"input_{i}" for i in range(len(inputs))]
     path = Path(path)
     with torch.no_grad():
+        expected = model(*inputs)  # first: see the docstring
         if plugins:
             from repro.deploy.tensorrt.engine import plugin_samplers
             from repro.ops.trajectory_conv import PLUGIN_NAMESPACE
@@ -88,7 +83,6 @@ def export_and_check(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: s
                             custom_opsets={PLUGIN_NAMESPACE: 1})
         else:
             export_onnx(model, inputs, path, input_names=names, output_names=["output"])
-        expected = model(*inputs)
     report: dict[str, Any] = {"path": str(path), "opset_expected": ONNX_OPSET, **graph_summary(path)}
     if report["custom_ops"]:
         report.update(ort_ok=None, max_abs_diff=None, tolerance=None, ok=None,
@@ -98,6 +92,6 @@ def export_and_check(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: s
     (got, *_) = session.run(None, {n: x.detach().cpu().numpy() for n, x in zip(names, inputs)})
     expected = expected.detach().cpu().numpy()
     diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
-    report.update(ort_ok=True, max_abs_diff=diff, tolerance=tolerance(expected), ok=diff <= tolerance(expected),
+    report.update(ort_ok=True, max_abs_diff=diff, tolerance=MAX_ABS_DIFF, ok=diff <= MAX_ABS_DIFF,
                   output_shape=list(got.shape))
     return report

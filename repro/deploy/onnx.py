@@ -103,6 +103,9 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor | Sequence[Any], path: st
     exports its spectra as real ``(..., 2)`` tensors and ONNX ``DFT`` nodes
     (:func:`~repro.ops.tensor_sketch.real_spectra`; same values, the model is restored after).
     An operator the exporter cannot express raises :class:`ExportError` (one line, naming it).
+    A module still pending its first-forward initialisation (LGD's combination classifier sets
+    W_c's scale from its first batch, :mod:`repro.layers.kernel_head`) gets one eager forward on
+    ``inputs`` first, so the graph holds the weights eager PyTorch computes with.
     """
     from torch.onnx.errors import OnnxExporterError
 
@@ -113,6 +116,9 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor | Sequence[Any], path: st
     outputs = list(output_names) if output_names is not None else None
     dynamic_axes = {name: {0: "batch"} for name in names + (outputs or [])} if dynamic_batch else None
     path = Path(path)
+    if isinstance(model, nn.Module) and any(getattr(m, "scale_pending", False) for m in model.modules()):
+        with torch.no_grad():
+            model(*args)  # the pending initialisation runs eagerly, not inside the trace
     sketches = real_spectra(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
     with atomic_write(path) as tmp, warnings.catch_warnings(), sketches, _exporter_log_off():
         warnings.simplefilter("ignore")

@@ -18,6 +18,8 @@ Keys (``measure: "profile:<key>"``):
   row's latency per backend side by side (one column per backend, its key naming the backend).  A
   backend that cannot run here (TensorRT without a GPU) leaves its columns empty and says why in
   the result's ``details.backend_errors``;
+* every latency key's 10th-90th percentile range over the timed repeats goes to
+  ``details.spread`` (:func:`latency_spread`), the interval :mod:`repro.claims` gives a latency claim;
 * per part of a model that declares its parts (Dynamics Table 9's shared displacement map and each
   branch's own layers; Table 3's motion-branch FPS), all measured in the one run of the row:
   ``part_ms_per_frame:<part>`` (median time / frames), ``part_fps:<part>`` (frames per second),
@@ -40,7 +42,7 @@ from typing import Any
 from repro.jobs.base import Job, JobContext, JobOutput, NotRunnable
 
 __all__ = ["PROFILE", "PROFILE_KEYS", "PART_KEY", "PART_KEYS", "frames_per_input", "time_parts", "latency_metrics",
-           "split_backend"]
+           "latency_spread", "split_backend"]
 
 PART_KEY = "part_ms_per_frame"
 #: Per-part keys ``<kind>:<part>`` (ratios: ``<kind>:<a>/<b>``); the timed ones need a latency run.
@@ -64,6 +66,14 @@ def latency_metrics(ms: float, shape: tuple[int, ...] | list[int], suffix: str =
     values = {"latency_ms": ms, "latency_s": ms / 1e3, "fps": 1e3 / ms * shape[0],
               "latency_ms_per_frame": ms / frames, "frame_fps": 1e3 / ms * frames}
     return {f"{key}{suffix}": value for key, value in values.items()}
+
+
+def latency_spread(p10_ms: float, p90_ms: float, shape: tuple[int, ...] | list[int],
+                   suffix: str = "") -> dict[str, list[float]]:
+    """``{key: [lo, hi]}``: the latency keys of the 10th and 90th percentile forward times over the
+    repeats (``lo <= hi``: an FPS key's ``lo`` comes from the 90th percentile time)."""
+    at_p10, at_p90 = latency_metrics(p10_ms, shape, suffix), latency_metrics(p90_ms, shape, suffix)
+    return {key: sorted((at_p10[key], at_p90[key])) for key in at_p10}
 
 
 def _is_part(key: str) -> bool:
@@ -245,17 +255,22 @@ def run_profile(ctx: JobContext) -> JobOutput:
                    threads=ctx.threads, **row.model.args)
     metrics: dict[str, float] = {key: prof[key] for key in ("params", "macs", "gmacs", "gflops")}
     metrics["params_m"] = prof["params"] / 1e6
-    timings = {one: {"latency_ms": prof["latency_ms"]}} if timed and one else prof.get("backends", {})
+    stats = ("latency_ms", "latency_p10_ms", "latency_p90_ms")
+    timings = {one: {k: prof[k] for k in stats}} if timed and one else prof.get("backends", {})
     errors = {}
-    for backend, timing in timings.items():
-        if "error" in timing:
-            errors[backend] = timing["error"]  # its columns stay empty; the reason is kept
+    for backend, run in timings.items():
+        if "error" in run:
+            errors[backend] = run["error"]  # its columns stay empty; the reason is kept
             continue
-        metrics.update(latency_metrics(timing["latency_ms"], shape, "" if backend == DEFAULT_BACKEND else f"@{backend}"))
+        suffix = "" if backend == DEFAULT_BACKEND else f"@{backend}"
+        metrics.update(latency_metrics(run["latency_ms"], shape, suffix))
+        # each latency key's 10th-90th percentile range over the repeats (repro.claims' interval)
+        spread.update(latency_spread(run["latency_p10_ms"], run["latency_p90_ms"], shape, suffix))
     metrics.update(part_metrics)
     details = {k: v for k, v in prof.items() if k not in metrics}
-    if spread:  # the 10th-90th percentile range of each timed part key (repro.claims' interval)
+    if spread:  # the 10th-90th percentile range of each timed key (repro.claims' interval)
         details["spread"] = spread
+    if part_metrics:
         details["part_timing"] = {"method": "one interleaved run of every timed part (median over rounds)",
                                   "repeats": timing.get("repeats"), "warmup": PART_WARMUP,
                                   "threads": ctx.threads if ctx.threads is not None else torch.get_num_threads()}
@@ -263,7 +278,7 @@ def run_profile(ctx: JobContext) -> JobOutput:
         details["backend_errors"] = errors
     data = "full-scale architecture at the paper's input" + (
         f", latency on this machine ({', '.join(backends)})" if timed else "") + (
-        ", per-part latency on this machine (one interleaved run)" if spread else "")
+        ", per-part latency on this machine (one interleaved run)" if part_metrics else "")
     return JobOutput(metrics=metrics, data=data, seed=0, details=details)
 
 

@@ -12,6 +12,22 @@ with the Tensor Sketch φ (:mod:`repro.ops.tensor_sketch`) giving the explicit f
 followed by one linear layer W_c (Eq. 7).  The mean over positions is taken on the one-sided
 spectra and inverted once (the inverse FFT is linear), so the cost per position is two rffts.
 
+Scale of W_c at initialisation (an assumption: LGD states no initialisation for W_c)
+-------------------------------------------------------------------------------------
+ϕ is second order: ⟨φ(a), φ(b)⟩ ≈ (aᵀb)², so ‖φ(x)‖ ≈ ‖x‖² grows with the **square** of the
+features' magnitude, which no fan-in rule can know in advance: it is the backbone's (random at
+initialisation, or stage 1's trained one, §4.3).  Measured on ``lgd3d_resnet50`` at
+initialisation (1x3x16x112x112): x_L has RMS 16 (‖x^i‖ ≈ 706 per position), ‖ϕ‖ ≈ 4.4e5, and
+``nn.Linear``'s default W_c gives logits of std 2.0e3 (max 6.0e3): a saturated softmax, and an
+fp32 rounding error of ~1e-3 in the logits.  So W_c starts at a **data-dependent scale**
+(Mishkin & Matas, "All you need is a good init", ICLR 2016, LSUV; Krähenbühl et al. 2016): on
+the first forward of a freshly built classifier, its randomly drawn W_c is multiplied by one
+scalar so that that batch's logits (bias excluded) have RMS ``init_logit_rms`` (1: logits O(1)).
+The rescaling is deterministic (no random draw), happens once, never while tracing or compiling,
+and never for a classifier whose ``fc.weight`` was loaded from a state dict (a stage-2
+checkpoint); a stage-2 row initialised from stage 1 (``head_c`` missing) rescales on its first
+training batch.  ``init_logit_rms=None`` keeps ``nn.Linear``'s default init.
+
 Tensor conventions
 ------------------
 * ``x_local``: ``(N·S, C, *spatial)`` with ``*spatial`` = (H, W) or (T, H, W); ``S = segments``
@@ -51,6 +67,8 @@ class CombinationClassifier(nn.Module):
 
     Only ``fc`` is trainable; the sketch is fixed buffers.  ``signed_sqrt=True`` applies signed
     square root + ℓ2 to each half of ϕ — not in LGD (off by default to stay faithful).
+    ``init_logit_rms``: W_c's scale is set on the first forward so that batch's logits have this
+    RMS (module docstring: an assumption, LGD states no init for W_c); ``None``: no rescaling.
     """
 
     def __init__(
@@ -62,6 +80,7 @@ class CombinationClassifier(nn.Module):
         seed: int = 0,
         signed_sqrt: bool = False,
         dropout: float = 0.0,
+        init_logit_rms: float | None = 1.0,
     ) -> None:
         super().__init__()
         self.channels, self.sketch_dim, self.signed_sqrt = int(channels), int(sketch_dim), bool(signed_sqrt)
@@ -70,6 +89,25 @@ class CombinationClassifier(nn.Module):
         self.sketch = TensorSketch(self.channels, self.sketch_dim, seed=seed)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * self.sketch_dim, num_classes)
+        # Assumption (LGD states no init for W_c): W_c's scale is data-dependent, set on the first
+        # forward so the initial logits are O(1) (RMS init_logit_rms): ‖ϕ‖ ~ ‖x‖², unknown here.
+        self.init_logit_rms = init_logit_rms
+        self.scale_pending = init_logit_rms is not None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        if prefix + "fc.weight" in state_dict:  # a trained W_c (a stage-2 checkpoint): keep its scale
+            self.scale_pending = False
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def rescale_fc_(self, features: torch.Tensor) -> float:
+        """Multiply W_c by the one scalar that gives ``fc(features)`` (bias excluded) an RMS of
+        ``init_logit_rms``; returns the factor (1 when the logits are all zero).  ``features``: ``(N, 2d)``."""
+        rms = (features.to(self.fc.weight.dtype) @ self.fc.weight.T).square().mean().sqrt()  # (N, K) -> scalar
+        factor = float(self.init_logit_rms / rms) if rms > 0 and torch.isfinite(rms) else 1.0
+        self.fc.weight.mul_(factor)
+        self.scale_pending = False
+        return factor
 
     def _check(self, x_local: torch.Tensor, x_global: torch.Tensor, segments: int) -> None:
         name = type(self).__name__
@@ -96,7 +134,16 @@ class CombinationClassifier(nn.Module):
         return torch.cat([local, glob], dim=-1)  # (N, 2d)
 
     def forward(self, x_local: torch.Tensor, x_global: torch.Tensor, segments: int = 1) -> torch.Tensor:
-        return self.fc(self.dropout(self.features(x_local, x_global, segments)))  # (N, K)
+        features = self.features(x_local, x_global, segments)  # (N, 2d)
+        if self.scale_pending and not _tracing():  # first forward of a fresh W_c: its data-dependent scale
+            self.rescale_fc_(features)
+        return self.fc(self.dropout(features))  # (N, K)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, sketch_dim={self.sketch_dim}, signed_sqrt={self.signed_sqrt}"
+
+
+def _tracing() -> bool:
+    """Inside a trace (ONNX export, fvcore, ``torch.jit.trace``) or ``torch.compile``: no rescaling
+    there (it would be recorded into the graph); exporters run the model eagerly first."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()

@@ -48,7 +48,10 @@ Two stages (§4.3), as two rows of a table chained by the run config's ``init:``
   network is tuned with its cross-entropy alone.  A stage-2 row sets ``model_args: {stage: 2}``
   and ``init: row:<paper>:<table>:<stage-1 row>``; the engine's ``load_init_weights`` then loads
   every backbone and LGD weight of stage 1's ``final.pt`` and reports ``fc``/``fc_g`` as
-  unexpected and ``head_c`` as missing (tests/test_lgd_models.py checks it).
+  unexpected and ``head_c`` as missing (tests/test_lgd_models.py checks it).  W_c's scale is an
+  assumption (LGD states no init for it): ϕ is second order (‖ϕ‖ ~ ‖x_L‖²; at initialisation
+  LGD-3D R50's logits would have std ~2e3), so the classifier rescales its fresh W_c on its first
+  forward (the first stage-2 training batch) to logits of RMS 1 (:mod:`repro.layers.kernel_head`).
 
 Initialisation (§5.2): from scratch, Xavier for the LGD projections (the convs keep the
 baseline's init, so a baseline and its LGD network differ only by the blocks); with

@@ -347,7 +347,7 @@ def to_markdown(t: RenderedTable) -> str:
                   "Verdicts on reproduced numbers: *held* when the whole 95 % interval of the claim's difference "
                   "clears its margin, *failed* when it lies wholly on the other side, *inconclusive* otherwise "
                   "(t-interval over ≥ 3 paired seeds; exact for counts; for two rows' timings, the range over "
-                  "each row's own run's 10th-90th percentile: unpaired runs, not a confidence interval); *stale* when the rows were produced by "
+                  "each row's own run's 10th-90th percentile: unpaired runs, shown but never decided); *stale* when the rows were produced by "
                   "different code. `diff` is oriented so that the claim asserts diff > margin.", "",
                   "| claim | test | on reported numbers | reproduced (" + t.scale + ") |", "|---|---|---|---|"]
         for c, r in zip(t.reported_claims, t.reproduced_claims):

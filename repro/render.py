@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from repro.claims import ClaimResult, Side, check_claims, reported_values, verdicts
+from repro.claims import RUN_DRIFT, ClaimResult, Side, check_claims, reported_values, verdicts
 from repro.jobs import JOBS
 from repro.results import Result, ResultKey, atomic_write_text
 from repro.identity import result_key
@@ -347,7 +347,8 @@ def to_markdown(t: RenderedTable) -> str:
                   "Verdicts on reproduced numbers: *held* when the whole 95 % interval of the claim's difference "
                   "clears its margin, *failed* when it lies wholly on the other side, *inconclusive* otherwise "
                   "(t-interval over ≥ 3 paired seeds; exact for counts; for two rows' timings, the range over "
-                  "each row's own run's 10th-90th percentile: unpaired runs, shown but never decided); *stale* when the rows were produced by "
+                  f"each row's own run's 10th-90th percentile: unpaired runs, decided only beyond ±{RUN_DRIFT:.0%} run-to-run drift); "
+                  "*stale* when the rows were produced by "
                   "different code. `diff` is oriented so that the claim asserts diff > margin.", "",
                   "| claim | test | on reported numbers | reproduced (" + t.scale + ") |", "|---|---|---|---|"]
         for c, r in zip(t.reported_claims, t.reproduced_claims):

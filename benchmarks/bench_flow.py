@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -195,7 +196,7 @@ def main() -> int:
     if "by_backend" in result:
         bb = result["by_backend"]
         print(f"TVNet-1-1-50 by backend ({bb['size']}, one pair, {bb['threads']} thread(s), {bb['clock']} clock, "
-              f"median of {bb['rounds']} interleaved rounds; load average {__import__('os').getloadavg()[0]:.1f}):")
+              f"median of {bb['rounds']} interleaved rounds; load average {os.getloadavg()[0]:.1f}):")
         for name, r in bb["backends"].items():
             print(f"  {name:18s} " + (f"unavailable: {r['error']}" if "error" in r else
                                       f"{r['fps']:7.2f} FPS ({r['latency_ms']:.1f} ms; best round {r['fps_best']:.2f} FPS) "

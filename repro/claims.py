@@ -232,12 +232,8 @@ def verdict(claim: Claim, a: Side | None, b: Side | None) -> ClaimResult:
         detail.update(method="one measurement without its spread over repeats")
         detail["reason"] = "a timing stored without its spread over repeats: re-profile to decide"
         return ClaimResult(claim, "inconclusive", a.value, b.value, detail)
-    a_lo, a_hi = a.spread or (a.value, a.value)
-    b_lo, b_hi = b.spread or (b.value, b.value)
-    corners = [_raw(claim, x, y) for x in (a_lo, a_hi) for y in (b_lo, b_hi)]
-    lo, hi = min(corners), max(corners)
-    if claim.form == "within":
-        lo, hi = _within_interval(lo, hi)
+    a_range, b_range = a.spread or (a.value, a.value), b.spread or (b.value, b.value)
+    lo, hi = _corner_interval(claim, a_range, b_range)
     exact = a.spread is None and b.spread is None
     separate_runs = a.timed and b.timed  # two rows: each timed by its own profile run, not paired
     detail.update(ci=[lo, hi], paired=not separate_runs,
@@ -247,12 +243,8 @@ def verdict(claim: Claim, a: Side | None, b: Side | None) -> ClaimResult:
     if separate_runs:
         # Drift between runs is not in the corner interval: decide only on the interval widened
         # by RUN_DRIFT on each side (the same row timed twice 14 min apart moved 19 % here).
-        (a_lo, a_hi), (b_lo, b_hi) = ((lo_ * (1 - RUN_DRIFT), hi_ * (1 + RUN_DRIFT)) for lo_, hi_ in
-                                      ((a_lo, a_hi), (b_lo, b_hi)))
-        wide = [_raw(claim, x, y) for x in (a_lo, a_hi) for y in (b_lo, b_hi)]
-        wide_lo, wide_hi = min(wide), max(wide)
-        if claim.form == "within":
-            wide_lo, wide_hi = _within_interval(wide_lo, wide_hi)
+        wide_lo, wide_hi = _corner_interval(claim, *((lo_ * (1 - RUN_DRIFT), hi_ * (1 + RUN_DRIFT))
+                                                      for lo_, hi_ in (a_range, b_range)))
         status = _decide(claim, wide_lo, wide_hi, margin)
         detail["drift_ci"] = [wide_lo, wide_hi]
         if status == "inconclusive":
@@ -260,6 +252,14 @@ def verdict(claim: Claim, a: Side | None, b: Side | None) -> ClaimResult:
                                 "timing both in one interleaved run would decide it")
         return ClaimResult(claim, status, a.value, b.value, detail)
     return ClaimResult(claim, _decide(claim, lo, hi, margin), a.value, b.value, detail)
+
+
+def _corner_interval(claim: Claim, a_range: tuple[float, float], b_range: tuple[float, float]) -> tuple[float, float]:
+    """The range of the claim's interval quantity (:func:`_raw`) over the corners of ``a``'s and
+    ``b``'s ranges (an equivalence interval for ``within``)."""
+    corners = [_raw(claim, x, y) for x in a_range for y in b_range]
+    lo, hi = min(corners), max(corners)
+    return _within_interval(lo, hi) if claim.form == "within" else (lo, hi)
 
 
 def _seeded_verdict(claim: Claim, a: Side, b: Side, detail: dict) -> ClaimResult:

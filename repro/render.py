@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from repro.claims import RUN_DRIFT, ClaimResult, Side, check_claims, reported_values, verdicts
+from repro.claims import RUN_DRIFT, UNPAIRED_RUNS, ClaimResult, Side, check_claims, reported_values, verdicts
 from repro.jobs import JOBS
 from repro.results import Result, ResultKey, atomic_write_text
 from repro.identity import result_key
@@ -278,7 +278,7 @@ def _verdict_text(r: ClaimResult) -> str:
         what += "; exact counts"
     elif d.get("method", "").startswith("one measurement"):
         what += "; latency p10-p90"
-    elif d.get("method", "").startswith("unpaired"):
+    elif d.get("method") == UNPAIRED_RUNS:
         what += "; unpaired runs, each one's latency p10-p90"
     if r.status == "inconclusive" and "seeds_needed" in d:
         what += "; " + needs_text(d["seeds_needed"])

@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repro.ops.capture import capturing_graph
 from repro.ops.tensor_sketch import TensorSketch
 
 __all__ = ["CombinationClassifier", "signed_sqrt_l2"]
@@ -135,15 +136,12 @@ class CombinationClassifier(nn.Module):
 
     def forward(self, x_local: torch.Tensor, x_global: torch.Tensor, segments: int = 1) -> torch.Tensor:
         features = self.features(x_local, x_global, segments)  # (N, 2d)
-        if self.scale_pending and not _tracing():  # first forward of a fresh W_c: its data-dependent scale
+        # first forward of a fresh W_c: its data-dependent scale (never in a captured graph, which
+        # would record it; exporters run the model eagerly first)
+        if self.scale_pending and not capturing_graph():
             self.rescale_fc_(features)
         return self.fc(self.dropout(features))  # (N, K)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, sketch_dim={self.sketch_dim}, signed_sqrt={self.signed_sqrt}"
 
-
-def _tracing() -> bool:
-    """Inside a trace (ONNX export, fvcore, ``torch.jit.trace``) or ``torch.compile``: no rescaling
-    there (it would be recorded into the graph); exporters run the model eagerly first."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()

@@ -383,11 +383,11 @@ class TVNet(VideoModel):
         u = to_row_halo(flow)  # (N, 2, H+2, W)
         px = torch.zeros_like(u)  # dual variables, reset per scale (release and OpenCV)
         py = torch.zeros_like(u)
+        filters = (self.forward_x, self.forward_y, self.divergence_x, self.divergence_y)
         for warp in range(self.num_warps):
             warped_grad, grad_sq, rho_c = linearised_data_term(
                 image0, image1, image1_grad, from_row_halo(u), self.warp_mode)
             # the Ni iterations' filters in one unbind per filter (not 4 x Ni parameter indexings)
-            filters = (self.forward_x, self.forward_y, self.divergence_x, self.divergence_y)
             for kernels in zip(*(f[scale, warp].unbind(0) for f in filters)):
                 u, px, py = _fused_iteration(
                     u, px, py, warped_grad, grad_sq, rho_c, DifferenceKernels(*kernels),

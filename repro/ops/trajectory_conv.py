@@ -56,6 +56,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from repro.ops.capture import capturing_graph
 from repro.ops.warp import bilinear_sample_reference, pixel_grid, sample_at
 
 __all__ = [
@@ -330,10 +331,9 @@ def _tap_rows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int, shape: tu
     k, frames, area = 2 * dt + 1, n * length, height * width
     if frames * area * k >= 2**31 or area >= 2**24:
         raise ValueError(f"trajectory conv: {frames * area * k} table rows exceed int32 indexing; split the batch")
-    tracing = torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or torch.jit.is_tracing()
     # shape-only constants: built once per shape (a dozen small ops fewer per call), fresh when
     # traced (a dynamic-batch graph must compute them from the input's shape)
-    constants = (_tap_constants if tracing else _cached_tap_constants)(shape, dt, flow_fwd.device, flow_fwd.dtype)
+    constants = (_tap_constants if capturing_graph() else _cached_tap_constants)(shape, dt, flow_fwd.device, flow_fwd.dtype)
     centre, ones = constants["centre"], constants["ones"]
     if dt == 0:
         return centre.t(), ones.t()
@@ -362,8 +362,7 @@ def _cached_mixing_weight(weight: torch.Tensor) -> torch.Tensor:
     512x512x3 on one thread) is made once, not per forward.  (An in-place change through
     ``weight.data`` bumps no version counter and would go unseen: change weights in place under
     ``torch.no_grad()`` or by assignment.)"""
-    traced = torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or torch.jit.is_tracing()
-    if traced or weight.is_inference() or (weight.requires_grad and torch.is_grad_enabled()):
+    if capturing_graph() or weight.is_inference() or (weight.requires_grad and torch.is_grad_enabled()):
         return _mixing_weight(weight)
     key = (weight._version, weight.data_ptr(), weight.shape, weight.dtype)
     hit = _MIXING_CACHE.get(weight)

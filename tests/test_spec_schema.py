@@ -19,6 +19,8 @@ CASES = {
     "bad_measure": ("metrics[0]", "field measure", "'<job>:<metric>'", "'training:top1'"),
     "unknown_paper": ("field paper", "unknown paper 'trajnet'"),
     "missing_rows": ("field rows", "required field is missing"),
+    # TSN: frames is the whole clip (segments x snippet length); 8 frames cannot make 3 segments
+    "segments_frames": ("row 'a' (rows[0])", "field mini", "segments: 3 must divide frames (8)"),
 }
 
 

@@ -182,6 +182,11 @@ class RunConfig(_Strict):
         if self.iterations is not None and self.epochs is not None:
             raise ValueError("give 'epochs' or 'iterations', not both")
         split_folds(self.split)  # a split that names no fold fails here, not at the run's start
+        frames = self.frames if self.frames is not None else RUN_DEFAULTS["frames"]
+        if self.segments and frames % self.segments:
+            # TSN: `frames` is the whole clip T = segments x snippet length (LGD-2D: 3 x 1)
+            raise ValueError(f"segments: {self.segments} must divide frames ({frames}): "
+                             "frames = segments x snippet length")
         return self
 
 

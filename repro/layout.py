@@ -6,16 +6,18 @@
     <work>/<scale>/motionnet/                             MotionNet pre-training cache
     <data>/synth/<preset>/                                the built-in benchmark
     <data>/synth/<preset>/decoded/                        its decoded frames and flow (repro.engine.data)
+    ~/.cache/repro/native/ ($REPRO_NATIVE_CACHE)          native kernels built on first use (repro.ops.tvl1_native)
 
 ``<work>`` is ``--work-dir`` (default ``runs/``), ``<data>`` is ``--data-dir`` (default ``data/``).
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 __all__ = ["result_path", "parse_result_name", "row_work_dir", "seed_dir", "identity_index_path", "relative_to_work",
-           "stage_cache_root", "synth_root", "decoded_dir"]
+           "stage_cache_root", "synth_root", "decoded_dir", "native_build_dir"]
 
 _RESULT_NAME = re.compile(r"^(?P<row>[a-z0-9][a-z0-9_\-]*)\.(?P<job>[a-z]+)\.json$")
 
@@ -64,3 +66,9 @@ def synth_root(data_dir: Path | str, preset: str) -> Path:
 
 def decoded_dir(dataset_root: Path | str) -> Path:
     return Path(dataset_root) / "decoded"
+
+
+def native_build_dir() -> Path:
+    """Where native kernels compiled on first use are kept (``$REPRO_NATIVE_CACHE``, default
+    ``~/.cache/repro/native``); each file's name carries a hash of its source, flags and CPU."""
+    return Path(os.environ.get("REPRO_NATIVE_CACHE") or Path.home() / ".cache" / "repro" / "native")

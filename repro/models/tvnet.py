@@ -85,6 +85,7 @@ from repro.ops.tvl1 import (
     tvl1_iteration,
     tvl1_iteration_fused,
 )
+from repro.ops.tvl1_native import native_unavailable, tvl1_solve_native
 from repro.registry import register_model
 
 __all__ = [
@@ -283,6 +284,7 @@ class TVNet(VideoModel):
         self.warp_mode = warp_mode
         self.normalise, self.presmooth = bool(normalise), bool(presmooth)
         self._compiled_iterations = False  # set by use_compiled_iterations()
+        self._native: bool | None = None  # None: the native solver where it can run (inference)
 
         layers = (self.num_scales, self.num_warps, self.num_iters, 2)
         train_filters = trainable == "all"
@@ -324,15 +326,21 @@ class TVNet(VideoModel):
         return (f"{self.name}, tau={self.tau}, lam={self.lam}, theta={self.theta}, zoom={self.zoom_factor}, "
                 f"trainable={self.trainable!r}, image_size={self.image_size}, warp={self.warp_mode}")
 
-    def use_compiled_iterations(self, enabled: bool = True) -> "TVNet":
-        """Run each TV-L1 iteration as one ``torch.compile``-fused kernel (inductor) instead of ~30
-        eager ops: :func:`repro.ops.tvl1.tvl1_iteration_fused`, whose neighbour reads are shifted
-        views, so the kernel is two or three mask-free vectorised loops.  The loop is memory bound,
-        so fusion is what makes it fast and lets batches pay off on CPU; the first call per shape
-        compiles (seconds on CPU, needs a C++ compiler).  Same maths: results equal the eager path
-        up to float rounding; differentiable (AOTAutograd).  A whole-model ``torch.compile`` takes
-        this path by itself (see :meth:`solve_scale`)."""
+    def use_compiled_iterations(self, enabled: bool = True, native: bool | None = None) -> "TVNet":
+        """Run the TV-L1 iterations as compiled kernels instead of ~30 eager ops each.
+
+        Inference (no autograd) takes the native solver when it can run here
+        (:func:`repro.ops.tvl1_native.tvl1_solve_native`: all ``Ni`` iterations of a warp in one
+        native C call, about 0.15 ms an iteration at 240x320 on one thread); ``native=False`` (or
+        ``REPRO_TVL1_NATIVE=0``) keeps the inductor kernel.  Otherwise (training, no compiler for
+        the native library) each iteration is one ``torch.compile``-fused kernel (inductor):
+        :func:`repro.ops.tvl1.tvl1_iteration_fused`, whose neighbour reads are shifted views, so
+        the kernel is two or three mask-free vectorised loops (~0.4 ms an iteration); the first
+        call per shape compiles (seconds on CPU, needs a C++ compiler).  Same maths: results equal
+        the eager path up to float rounding; the inductor path is differentiable (AOTAutograd).
+        A whole-model ``torch.compile`` takes this path by itself (see :meth:`solve_scale`)."""
         self._compiled_iterations = bool(enabled)
+        self._native = native
         return self
 
     # -- building blocks -----------------------------------------------------------------------
@@ -371,19 +379,39 @@ class TVNet(VideoModel):
                 )
         return flow
 
+    def _takes_native(self, *tensors: torch.Tensor) -> bool:
+        """Whether :meth:`_solve_scale_fused` runs the native solver: inference only (nothing
+        needs a gradient), float32 CPU tensors, not switched off, and the library loads."""
+        if self._native is False or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+            return False
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (*tensors, *self.parameters())):
+            return False
+        return native_unavailable() is None
+
     @torch.compiler.disable
     def _solve_scale_fused(self, scale: int, image0: torch.Tensor, image1: torch.Tensor,
                            flow: torch.Tensor) -> torch.Tensor:
-        """:meth:`solve_scale` with every iteration one compiled :func:`tvl1_iteration_fused` call
-        (row-halo layout; ``p = 0`` at the start meets its precondition).  Excluded from a
-        whole-model ``torch.compile`` (``disable``): tracing ``Nw * Ni`` unrolled iterations takes
-        minutes and gave slower code (5 FPS for TVNet-1-1-50 at 240x320, one thread) than this one
-        fused kernel called ``Nw * Ni`` times."""
+        """:meth:`solve_scale` with compiled iterations: in inference, each warp's ``Ni``
+        iterations in one native call (:func:`repro.ops.tvl1_native.tvl1_solve_native`), else
+        every iteration one compiled :func:`tvl1_iteration_fused` call (row-halo layout; ``p = 0``
+        at the start meets its precondition).  Excluded from a whole-model ``torch.compile``
+        (``disable``): tracing ``Nw * Ni`` unrolled iterations takes minutes and gave slower code
+        (5 FPS for TVNet-1-1-50 at 240x320, one thread) than this one fused kernel called
+        ``Nw * Ni`` times."""
         image1_grad = centred_gradient(image1, self.centred_x[scale], self.centred_y[scale])
+        filters = (self.forward_x, self.forward_y, self.divergence_x, self.divergence_y)
+        if self._takes_native(image0, image1, flow):
+            px = torch.zeros_like(flow)  # dual variables, reset per scale (release and OpenCV)
+            py = torch.zeros_like(flow)
+            for warp in range(self.num_warps):
+                warped_grad, grad_sq, rho_c = linearised_data_term(image0, image1, image1_grad, flow, self.warp_mode)
+                flow, px, py = tvl1_solve_native(
+                    flow, px, py, warped_grad, grad_sq, rho_c, DifferenceKernels(*(f[scale, warp] for f in filters)),
+                    lam=self.lam, theta=self.theta, tau=self.tau, eps=self.eps)
+            return flow
         u = to_row_halo(flow)  # (N, 2, H+2, W)
         px = torch.zeros_like(u)  # dual variables, reset per scale (release and OpenCV)
         py = torch.zeros_like(u)
-        filters = (self.forward_x, self.forward_y, self.divergence_x, self.divergence_y)
         for warp in range(self.num_warps):
             warped_grad, grad_sq, rho_c = linearised_data_term(
                 image0, image1, image1_grad, from_row_halo(u), self.warp_mode)

@@ -331,6 +331,20 @@ def test_unknown_flow_method_is_not_runnable(dirs, capsys, tmp_path):
         train_row(spec, row, "mini", work_root=tmp_path, data_dir=dirs["data"], progress=False)
 
 
+def test_missing_init_checkpoint_file_is_not_runnable(dirs, tmp_path):
+    """An ``init:`` checkpoint file that is not there makes the row missing (as an unrun ``row:``
+    init or an absent dataset does), not a failed run (LGD Tables 4-5's stage-1 checkpoints)."""
+    from repro.engine.job import train_row
+    from repro.jobs import NotRunnable
+    from repro.spec.loader import load_specs
+
+    spec = load_specs(dirs["specs"])["trajectorynet:table3"]
+    row = spec.row("with-flow")
+    row = row.model_copy(update={"mini": row.mini.model_copy(update={"init": str(tmp_path / "stage1.pt")})})
+    with pytest.raises(NotRunnable, match="init checkpoint .*stage1.pt not found"):
+        train_row(spec, row, "mini", work_root=tmp_path, data_dir=dirs["data"], progress=False)
+
+
 def test_run_data_of_the_builtin_benchmark(dirs):
     from repro.engine.data import build_run_data
     from repro.spec.loader import load_specs

@@ -190,3 +190,61 @@ def test_stage2_rows_start_from_a_stage1_row_of_the_same_network():
         assert "pretrained_file" in first.full.model_args  # the Img row: ImageNet-initialised
     long = [r for r in chained if r.model.args.get("pool1_stride") == 4]
     assert [r.full.frames for r in long] == [128, 128]
+
+
+# --------------------------------------------------------------------------------------------
+# The committed profile results (results/full/lgd/, the '# param.' and GMACs columns of LGD
+# Tables 2-3) against the analytic counts: read from the JSON files, nothing rebuilt.
+# --------------------------------------------------------------------------------------------
+RESNET50_CHANNELS = [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
+
+
+def _committed_profile(table: int, *rows: str) -> list[dict[str, float]]:
+    """Each row's committed ``profile`` metrics, checked fresh for the current spec (a stale count
+    must fail here, not pass); a missing file is a failure, never a skip."""
+    from pathlib import Path
+
+    from repro.identity import result_key
+    from repro.results import load_results
+    from repro.spec.loader import load_spec
+
+    root = Path(__file__).resolve().parents[1]
+    spec = load_spec(root / "specs" / "lgd" / f"table{table}.yaml")
+    results = load_results(root / "results")
+    out = []
+    for row in rows:
+        r = results.get(("full", "lgd", table, row, "profile"))
+        assert r is not None, f"results/full/lgd/table{table}/{row}.profile.json missing: run the profile job"
+        assert r.provenance["spec_hash"] == result_key(spec, spec.row(row), "profile", "full"), f"{row}: stale"
+        assert r.details["uncounted_ops"] == {}, f"{row}: ops with no MAC rule {r.details['uncounted_ops']}"
+        out.append(r.metrics)
+    return out
+
+
+@pytest.mark.parametrize("lgd_row,base_row", [("lgd3d_block", "p3d_baseline"), ("lgd2d_block", "tsn_baseline"),
+                                              ("lgd3d_block_v2", "p3d_baseline"), ("lgd3d_block_v1", "p3d_baseline"),
+                                              ("lgd2d_block_v1", "tsn_baseline")])
+def test_committed_table2_counts_differ_from_the_baseline_by_the_low_rank_weights(lgd_row, base_row):
+    """Table 2 (K = 600, stage 1, local head predicts): params differ by the LGD blocks' low-rank
+    weights plus the global head fc_g; MACs by each low-rank product once per video, less the last
+    unit's Eq. 3 update (W^{g,x}, W^{g,g}: C²/4), which the local prediction never reads."""
+    lgd, base = _committed_profile(2, lgd_row, base_row)
+    variant = {"_v1": "v1", "_v2": "v2"}.get(lgd_row[-3:], "full")
+    blocks = lgd_network_extra_params(RESNET50_CHANNELS, stem_channels=64, variant=variant)
+    assert blocks == {"full": 7_194_624, "v2": 7_194_624, "v1": 2_339_840}[variant]
+    assert lgd["params"] - base["params"] == blocks + 2048 * 600 + 600
+    last_eq3 = 0 if variant == "v1" else 2048 * 2048 // 4  # Eq. 8 (v1) has no W^{g,x}, W^{g,g}
+    assert lgd["macs"] - base["macs"] == blocks - last_eq3
+
+
+def test_committed_stage2_counts_add_the_combination_classifier():
+    """Table 3's LGD-3D R50 + Com row (stage 2, Tensor Sketch d = 8192, K = 600) vs Table 2's P3D
+    baseline: params + LGD weights + W_c (2d·K + K) - fc; MACs + every low-rank product (g_L is
+    now read) + W_c - fc + the sketch's FFTs (kernel_head docstring: rfft 2(P+1)·1.25·d·log2 d,
+    irfft 2·1.25·d·log2 d, P = 4·7·7 positions of res5)."""
+    (com,), (base,) = _committed_profile(3, "lgd3d_r50_img_com"), _committed_profile(2, "p3d_baseline")
+    d, k, c, positions = 8192, 600, 2048, 4 * 7 * 7
+    blocks = lgd_network_extra_params(RESNET50_CHANNELS, stem_channels=64)
+    assert com["params"] - base["params"] == blocks + (2 * d * k + k) - (c * k + k)
+    ffts = 2 * (positions + 1) * 1.25 * d * 13 + 2 * 1.25 * d * 13  # log2(8192) = 13
+    assert com["macs"] - base["macs"] == blocks + 2 * d * k - c * k + ffts

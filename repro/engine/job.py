@@ -136,8 +136,8 @@ def _init_path(cfg: RunConfig, work_root: Path, scale: str, seed: int, where: st
         raise NotRunnable(f"{where}: init {cfg.init!r} needs that row trained first at scale '{scale}' "
                           f"(no final.pt under {src_dir}); run `python -m repro train {cfg.init[4:]} --scale {scale}`")
     path = Path(cfg.init).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: init checkpoint {path} not found")
+    if not path.is_file():  # absent, as a dataset or an unrun init row is: the row is missing, not failed
+        raise NotRunnable(f"{where}: init checkpoint {path} not found")
     return path
 
 

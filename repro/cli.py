@@ -124,10 +124,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     from repro.render import build_table, write_table
     from repro.report.data import table_payload
+    from repro.jobs import JOBS
     from repro.runner import plan_table, report_lines, run_tasks
 
     if not specs:
         raise UserError("no table matches (see `python -m repro list`)")
+    unknown = sorted(set(args.jobs or ()) - set(JOBS))
+    if unknown:
+        raise UserError(f"--jobs: unknown job {', '.join(unknown)}; expected some of {', '.join(JOBS)}")
     for opt, path in (("--results", args.results), ("--tables", args.tables)):
         if Path(path).exists() and not Path(path).is_dir():
             raise UserError(f"{opt} {path}: exists and is not a folder")
@@ -135,7 +139,7 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     for spec in specs.values():
         tasks = plan_table(spec, args.scale, args.results, rows=args.rows, force=args.force)
         if not args.no_run:
-            run_tasks(tasks, results_dir=args.results, work_dir=args.work_dir, data_dir=args.data_dir,
+            run_tasks([t for t in tasks if not args.jobs or t.job in args.jobs], results_dir=args.results, work_dir=args.work_dir, data_dir=args.data_dir,
                       progress=not args.quiet, threads=args.threads, command=" ".join(["python -m repro", *sys.argv[1:]]))
         all_tasks += tasks
     results = _load_results(args)
@@ -145,7 +149,7 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
         for t in all_tasks:
             if t.spec is spec and t.state != "cached" and t.row.kind != "cited":
                 said = f"failed: {t.error}" if t.error else (
-                    f"missing: {t.reason}" if t.state == "missing" else "not run (--no-run)")
+                    f"missing: {t.reason}" if t.state == "missing" else f"not run ({'--jobs' if t.state == 'pending' and not args.no_run else '--no-run'})")
                 status[t.row.id] = "; ".join(filter(None, [status.get(t.row.id), f"{t.job}@{t.scale} {said}"]))
         table = build_table(spec, results, scale=args.scale, status=status)
         written += write_table(table, args.tables)
@@ -400,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-run", action="store_true", help="only render what results/ holds")
         s.add_argument("--force", action="store_true", help="re-run even where a result is cached")
         s.add_argument("--rows", nargs="+", help="only these row ids")
+        s.add_argument("--jobs", nargs="+", metavar="JOB",
+                       help="only run these jobs (e.g. flow, profile); the others render from results/")
         s.set_defaults(func=fn)
 
     s = sub.add_parser("profile", help="params, MACs (and latency) of a model or a table row")

@@ -123,7 +123,7 @@ def stand_ins(spec: TableSpec, row: Row, scale: str, run_config: dict[str, Any] 
             out.append(f"model {key}={here_args[key]} (paper: {paper_args.get(key, 'default')})")
     train_keys = ("epochs", "optimizer", "lr", "batch_size")
     paper_train = {k: paper[k] for k in train_keys if k in paper}
-    if paper_train and any(here.get(k) != v for k, v in paper_train.items()):
+    if paper_train and _training(here) and any(here.get(k) != v for k, v in paper_train.items()):
         out.append(f"{_training(here)} (paper: {_training(paper_train)})")
     views = lambda c: f"{c.get('test_clips')} clips × {c.get('test_crops')} crops"  # noqa: E731
     if paper.get("test_clips") and (here.get("test_clips"), here.get("test_crops")) != (

@@ -137,3 +137,46 @@ def test_endpoint_error_masks_invalid():
     target = np.array([[[3, 4], [0, 0]], [[0, 0], [100, 0]]], float)
     valid = np.array([[True, True], [True, False]])
     assert endpoint_error(flow, target, valid) == pytest.approx(5.0 / 3)
+
+
+# ---------------------------------------------------------------------------- displacement map
+@pytest.fixture(scope="module")
+def integer_shift_pair() -> FlowPair:
+    """A blurred random texture moved by exactly (+2 px right, -1 px up): frame1(x + u) = frame0(x)."""
+    rng = np.random.default_rng(0)
+    frame0 = cv2.GaussianBlur((rng.random((48, 56, 3)) * 255).astype(np.uint8), (3, 3), 0)
+    frame1 = np.roll(frame0, (-1, 2), axis=(0, 1))
+    return FlowPair("integer-shift", frame0, frame1, np.broadcast_to(np.float32([2, -1]), (48, 56, 2)).copy())
+
+
+@pytest.mark.parametrize("name, atol", [("dispmap", 0.02), ("dispmap-wta", 0.0), ("dispmap-s2", 0.15)])
+def test_displacement_map_recovers_an_integer_shift_with_the_flow_convention(name, atol, integer_shift_pair):
+    """Sign, x/y order and the displacement index of the cost volume, seen from the flow side."""
+    pair = integer_shift_pair
+    flow = create_flow_method(name)(pair.frame0, pair.frame1)
+    assert flow.shape == (48, 56, 2) and flow.dtype == np.float32
+    inner = flow[8:-8, 8:-8].reshape(-1, 2).mean(axis=0)
+    np.testing.assert_allclose(inner, [2.0, -1.0], atol=atol + 1e-4, err_msg=name)
+
+
+def test_displacement_map_names_and_the_zero_flow(integer_shift_pair):
+    method = create_flow_method("dispmap-wta-s2-d6")
+    assert (method.name, method.matcher, method.stride, method.max_disp) == ("dispmap-wta-s2-d6", "wta", 2, 3)
+    soft = create_flow_method("dispmap-t0.05")
+    assert (soft.matcher, soft.stride, soft.max_disp, soft.temperature) == ("soft", 1, 4, 0.05)
+    assert "dispmap[-wta][-sS][-dD][-tT]" in flow_method_names()
+    with pytest.raises(ValueError, match="window >= stride"):
+        create_flow_method("dispmap-s4-d2")
+    zero = create_flow_method("zero")(integer_shift_pair.frame0, integer_shift_pair.frame1)
+    assert zero.shape == (48, 56, 2) and not zero.any()
+
+
+def test_displacement_map_of_a_dynamics_model_is_its_matcher_at_its_conv1_stride():
+    from repro.flow.methods import DisplacementMapFlow
+    from repro.models.dynamics import DynamicsNet
+
+    model = DynamicsNet(num_classes=3, branches=("static", "motion"), width=0.25, conv1_stride=2, max_disp=2,
+                        temperature=0.02)
+    method = DisplacementMapFlow.of_head(model.displacement, model.conv1_stride)
+    assert (method.matcher, method.stride, method.max_disp, method.temperature) == ("soft", 2, 2, 0.02)
+    assert method.name == "dispmap-s2-d4-t0.02"

@@ -1,7 +1,9 @@
 """The ``flow`` job: end-point error, photometric (ρ) error and speed of a row's flow method.
 
 Rows of TVNet Tables 1–2 name a method (``flow_method: tvnet-1-1-50``, ``tvl1-5-5-50``, ...)
-and, for TVNet, how it is trained first (``flow_training: none | u0 | all``, Table 1).
+and, for TVNet, how it is trained first (``flow_training: none | u0 | all``, Table 1).  A row that
+names none but whose model computes a displacement map (Dynamics Table 3) is measured with its
+model's matcher on fixed features (:class:`repro.flow.methods.DisplacementMapFlow`).
 
 Data per scale:
 * ``synth`` (mini/small): ground-truth pairs rendered by the built-in benchmark's generator at
@@ -25,7 +27,7 @@ import statistics
 import torch
 
 from repro.flow.bench import run_flowbench
-from repro.flow.methods import TVNetFlow, create_flow_method
+from repro.flow.methods import DisplacementMapFlow, FlowMethod, TVNetFlow, create_flow_method
 from repro.flow.pairs import FlowPair, middlebury_pairs, synthetic_benchmark_pairs
 from repro.flow.train import train_tvnet_on_pairs, training_loss
 from repro.jobs.base import JobContext, JobOutput, NotRunnable
@@ -76,9 +78,23 @@ def _train(ctx: JobContext, run: dict, train_pairs: list[FlowPair], seed: int) -
                    "seconds": round(log["seconds"], 2)}
 
 
+def _row_method(ctx: JobContext) -> FlowMethod:
+    """The flow method the row names, else its model's displacement matcher (Dynamics Table 3's EPE
+    column: the model's matcher, window and temperature on a map of its conv1 stride)."""
+    if ctx.row.flow_method is not None:
+        return create_flow_method(ctx.row.flow_method)
+    from repro.engine.job import build_row_model
+
+    model = build_row_model(ctx.row, ctx.config, num_classes=2)  # only its displacement head is read
+    head = getattr(model, "displacement", None)
+    if head is None:
+        raise NotRunnable(ctx.row.needs or "no flow_method named, and the row's model computes no displacement map")
+    return DisplacementMapFlow.of_head(head, int(model.conv1_stride))
+
+
 def flow_job(ctx: JobContext) -> JobOutput:
     row, cfg = ctx.row, ctx.config
-    if row.flow_method is None:
+    if row.flow_method is None and row.model is None:
         raise NotRunnable(row.needs or "no flow_method named for this row")
     unknown = set(ctx.wanted) - set(FLOW_KEYS)
     if unknown:
@@ -89,7 +105,7 @@ def flow_job(ctx: JobContext) -> JobOutput:
     # one pair set for Middlebury (the paper's 8 pairs); one per seed on the built-in benchmark
     seeds = list(cfg.seeds) if cfg.dataset == "synth" else [cfg.seeds[0]]
     trained = row.flow_training in ("u0", "all")
-    details: dict = {"method": row.flow_method, "training": row.flow_training or "none",
+    details: dict = {"method": row.flow_method or _row_method(ctx).name, "training": row.flow_training or "none",
                      "run_config": {k: run[k] for k in ("dataset", "preset", "size", "seeds")} | (
                          {k: run[k] for k in ("optimizer", "lr", "momentum", "epochs", "batch_size")} if trained else {})}
     per_seed: dict[str, dict[str, float]] = {}
@@ -101,7 +117,7 @@ def flow_job(ctx: JobContext) -> JobOutput:
             model, train_logs[str(seed)] = _train(ctx, run, train_pairs, seed)
             method = TVNetFlow(model, row.flow_method)
         else:
-            method = create_flow_method(row.flow_method)
+            method = _row_method(ctx)
         (cell,) = run_flowbench([method], {"eval": eval_pairs}, sizes=(None,), progress=ctx.progress)
         metrics = {"epe": cell.epe, "rho": cell.rho_error, "fps": cell.fps}
         per_seed[str(seed)] = {k: v for k, v in metrics.items() if not math.isnan(v)}

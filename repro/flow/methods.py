@@ -22,6 +22,11 @@ Names (:func:`create_flow_method`):
 ``deepflow``                OpenCV contrib DeepFlow (Weinzaepfel et al. 2013)
 ``farneback``               OpenCV Farneback with MMAction2's flow-extraction settings
 ``skimage-tvl1``            ``skimage.registration.optical_flow_tvl1`` with its defaults
+``zero``                    the zero flow (the baseline: its EPE is the mean flow magnitude)
+``dispmap[-wta][-sS]``      Disentangling Dynamics' displacement map (cosine cost volume +
+                            soft-argmax, or winner-take-all) on fixed patch features, computed
+                            on the image pooled S x (see :class:`DisplacementMapFlow`); options
+                            ``-dD`` window in pixels of the image (default 4), ``-tT`` temperature
 ==========================  ==================================================================
 """
 from __future__ import annotations
@@ -45,6 +50,8 @@ __all__ = [
     "OpenCVDeepFlow",
     "OpenCVFarneback",
     "SkimageTVL1",
+    "DisplacementMapFlow",
+    "ZeroFlow",
     "create_flow_method",
     "flow_method_names",
     "to_grey_uint8",
@@ -245,11 +252,84 @@ class SkimageTVL1(FlowMethod):
         return np.stack([v_col, v_row], axis=-1)
 
 
+class ZeroFlow(FlowMethod):
+    """No motion at all: the bar an EPE is read against (its EPE is the mean ground-truth flow
+    magnitude over the valid pixels)."""
+
+    name = "zero"
+
+    def compute(self, frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
+        return np.zeros((*frame0.shape[:2], 2), np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Disentangling Dynamics' displacement map
+# ----------------------------------------------------------------------------------------------
+
+
+class DisplacementMapFlow(FlowMethod):
+    """The displacement map of *Disentangling Components of Dynamics* (§3.3, Eq. 1-2) as a flow
+    method: the cosine cost volume of two frames' features over a (2Δ+1)² window, then its
+    soft-argmax at temperature τ (or the winner-take-all displacement of Table 3's "Cost volume +
+    WTA"), in pixels of the image.
+
+    A diagnostic, not a paper number: the paper matches learned BN-Inception features, which
+    only exist after training.  Here the features are fixed -- the zero-mean ``patch`` x ``patch``
+    grey patch around each pixel, so the cosine is normalised cross-correlation (block matching) --
+    which checks the op's conventions (displacement index, x/y order, sign, border mask, τ) on
+    pairs with exact flow.  ``stride`` s computes the map on the image average-pooled s x (Table 3's
+    112² map beside the 224² one) with a window of ``window // s`` map pixels, and resamples the
+    displacements to the image grid (:func:`repro.models.dynamics.resize_flow`).
+    """
+
+    def __init__(self, matcher: str = "soft", stride: int = 1, window: int = 4, temperature: float = 0.01,
+                 patch: int = 5, name: str | None = None) -> None:
+        if matcher not in ("soft", "wta"):
+            raise ValueError(f"matcher: expected 'soft' or 'wta', got {matcher!r}")
+        if stride < 1 or window < stride or patch < 1 or patch % 2 == 0 or not temperature > 0:
+            raise ValueError(f"dispmap: expected stride >= 1, window >= stride, an odd patch and temperature > 0; "
+                             f"got stride {stride}, window {window}, patch {patch}, temperature {temperature}")
+        self.matcher, self.stride, self.patch = matcher, int(stride), int(patch)
+        self.max_disp, self.temperature = int(window) // int(stride), float(temperature)
+        wta, pooled = ("-wta" if matcher == "wta" else ""), (f"-s{stride}" if stride > 1 else "")
+        self.name = name or f"dispmap{wta}{pooled}-d{window}" + (f"-t{temperature:g}" if matcher == "soft" else "")
+
+    @classmethod
+    def of_head(cls, head: torch.nn.Module, stride: int) -> "DisplacementMapFlow":
+        """The matcher of a Dynamics model's :class:`repro.models.dynamics.DisplacementHead` on a map
+        ``stride`` x coarser than the image (its conv1 stride): same matcher, window and τ (a learned
+        τ at its current value)."""
+        return cls(head.matcher, stride, head.max_disp * stride, float(head.temperature))
+
+    def features(self, grey: torch.Tensor) -> torch.Tensor:
+        """``(1, 1, H, W)`` grey -> ``(1, patch², H/s, W/s)`` zero-mean patches of the pooled image."""
+        pooled = torch.nn.functional.avg_pool2d(grey, self.stride) if self.stride > 1 else grey
+        r = self.patch // 2
+        padded = torch.nn.functional.pad(pooled, (r, r, r, r), mode="replicate")
+        patches = torch.nn.functional.unfold(padded, self.patch).view(1, self.patch ** 2, *pooled.shape[-2:])
+        return patches - patches.mean(dim=1, keepdim=True)
+
+    def compute(self, frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
+        from repro.models.dynamics import resize_flow
+        from repro.ops.cost_volume import cost_volume_displacement, cosine_cost_volume, wta_displacement
+
+        f0, f1 = (self.features(torch.from_numpy(to_grey_uint8(f)).float().div(255.0)[None, None])
+                  for f in (frame0, frame1))
+        with torch.no_grad():
+            if self.matcher == "wta":
+                disp = wta_displacement(cosine_cost_volume(f0, f1, self.max_disp), self.max_disp)
+            else:
+                disp = cost_volume_displacement(f0, f1, self.max_disp, self.temperature)  # (1, 2, h, w) x, y
+            flow = resize_flow(disp, tuple(frame0.shape[:2]))
+        return flow[0].permute(1, 2, 0).numpy()
+
+
 # ----------------------------------------------------------------------------------------------
 # Names
 # ----------------------------------------------------------------------------------------------
 
 _TVL1 = re.compile(r"^tvl1-(\d+)-(\d+)-(\d+)$")
+_DISPMAP = re.compile(r"^dispmap(-wta)?(?:-s(\d+))?(?:-d(\d+))?(?:-t(\d*\.?\d+))?$")
 _FIXED = {
     "tvl1": lambda: OpenCVTVL1(),
     "dis-fast": lambda: OpenCVDIS("fast"),
@@ -257,12 +337,14 @@ _FIXED = {
     "deepflow": OpenCVDeepFlow,
     "farneback": OpenCVFarneback,
     "skimage-tvl1": SkimageTVL1,
+    "zero": ZeroFlow,
 }
 
 
 def flow_method_names() -> list[str]:
     """The method names (patterns shown with their placeholders)."""
-    return ["tvnet-N", "tvnet-Ns-Nw-Ni", "tvl1", "tvl1-Ns-Nw-Ni", *[n for n in _FIXED if n != "tvl1"]]
+    return ["tvnet-N", "tvnet-Ns-Nw-Ni", "tvl1", "tvl1-Ns-Nw-Ni", *[n for n in _FIXED if n != "tvl1"],
+            "dispmap[-wta][-sS][-dD][-tT]"]
 
 
 def create_flow_method(name: str, *, weights: str | None = None, batch_size: int = 8, device: str = "cpu",
@@ -295,6 +377,11 @@ def create_flow_method(name: str, *, weights: str | None = None, batch_size: int
         return OpenCVTVL1((scales, warps, iters))
     if key in _FIXED:
         return _FIXED[key]()
+    match = _DISPMAP.match(key)
+    if match:
+        wta, stride, window, temperature = match.groups()
+        return DisplacementMapFlow("wta" if wta else "soft", int(stride or 1), int(window or 4),
+                                   float(temperature or 0.01), name=key)
     raise ValueError(f"unknown flow method {name!r}; expected one of: {', '.join(flow_method_names())}")
 
 

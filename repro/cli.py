@@ -139,17 +139,19 @@ def _run_and_render(args: argparse.Namespace, specs: dict) -> int:
     for spec in specs.values():
         tasks = plan_table(spec, args.scale, args.results, rows=args.rows, force=args.force)
         if not args.no_run:
-            run_tasks([t for t in tasks if not args.jobs or t.job in args.jobs], results_dir=args.results, work_dir=args.work_dir, data_dir=args.data_dir,
+            chosen = [t for t in tasks if not args.jobs or t.job in args.jobs]
+            run_tasks(chosen, results_dir=args.results, work_dir=args.work_dir, data_dir=args.data_dir,
                       progress=not args.quiet, threads=args.threads, command=" ".join(["python -m repro", *sys.argv[1:]]))
         all_tasks += tasks
     results = _load_results(args)
     rendered, written = [], []
+    unrun = "--no-run" if args.no_run else "--jobs"  # a task still pending was left out by one of them
     for spec in specs.values():
         status: dict[str, str] = {}
         for t in all_tasks:
             if t.spec is spec and t.state != "cached" and t.row.kind != "cited":
                 said = f"failed: {t.error}" if t.error else (
-                    f"missing: {t.reason}" if t.state == "missing" else f"not run ({'--jobs' if t.state == 'pending' and not args.no_run else '--no-run'})")
+                    f"missing: {t.reason}" if t.state == "missing" else f"not run ({unrun})")
                 status[t.row.id] = "; ".join(filter(None, [status.get(t.row.id), f"{t.job}@{t.scale} {said}"]))
         table = build_table(spec, results, scale=args.scale, status=status)
         written += write_table(table, args.tables)

@@ -105,7 +105,8 @@ def flow_job(ctx: JobContext) -> JobOutput:
     # one pair set for Middlebury (the paper's 8 pairs); one per seed on the built-in benchmark
     seeds = list(cfg.seeds) if cfg.dataset == "synth" else [cfg.seeds[0]]
     trained = row.flow_training in ("u0", "all")
-    details: dict = {"method": row.flow_method or _row_method(ctx).name, "training": row.flow_training or "none",
+    fixed = None if trained else _row_method(ctx)  # an untrained method: the same for every seed
+    details: dict = {"method": row.flow_method or fixed.name, "training": row.flow_training or "none",
                      "run_config": {k: run[k] for k in ("dataset", "preset", "size", "seeds")} | (
                          {k: run[k] for k in ("optimizer", "lr", "momentum", "epochs", "batch_size")} if trained else {})}
     per_seed: dict[str, dict[str, float]] = {}
@@ -117,7 +118,7 @@ def flow_job(ctx: JobContext) -> JobOutput:
             model, train_logs[str(seed)] = _train(ctx, run, train_pairs, seed)
             method = TVNetFlow(model, row.flow_method)
         else:
-            method = _row_method(ctx)
+            method = fixed
         (cell,) = run_flowbench([method], {"eval": eval_pairs}, sizes=(None,), progress=ctx.progress)
         metrics = {"epe": cell.epe, "rho": cell.rho_error, "fps": cell.fps}
         per_seed[str(seed)] = {k: v for k, v in metrics.items() if not math.isnan(v)}

@@ -6,7 +6,8 @@
 1. op: :func:`trajectory_conv` (default ``gather`` fast path, and the ``grid_sample`` one) vs
    :func:`trajectory_conv_reference` (loops over n, t, τ) and vs the plain temporal ``Conv3d`` it
    replaces, at the temporal convs' inputs of S3D-ResNet-18 at 1×3×16×224² (res2..res5) and a
-   K = 5 case.  Target: fast path within 1.3x the Conv3d.
+   K = 5 case.  Target: fast path within 1.3x the Conv3d.  The three compared paths are timed in
+   rotated rounds (A B C, B C A, ...), the reference in its own block (see :func:`bench_op`).
 2. model: TrajectoryNet-ResNet-18 with pre-computed flow (res3b1.conv1, avg pooling; the flow
    pooling and temporal chaining are inside the timed forward) vs S3D-ResNet-18 at
    1×3×16×size², through every backend asked (:mod:`repro.deploy.backends`), all timed in one
@@ -56,13 +57,15 @@ def _log(msg: str) -> None:
 CLOCK = "wall"  # set by main(): "thread" (one intra-op thread) or "wall"
 
 
-def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                      rotate: bool = False) -> dict[str, list[float]]:
     """Seconds per call of each function over ``repeats`` interleaved rounds (the backends' timer)."""
-    return {name: [ms / 1e3 for ms in v] for name, v in interleaved_ms(fns, repeats, warmup, CLOCK).items()}
+    return {name: [ms / 1e3 for ms in v] for name, v in interleaved_ms(fns, repeats, warmup, CLOCK, rotate).items()}
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    return {name: statistics.median(v) for name, v in interleaved_times(fns, repeats, warmup).items()}
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                        rotate: bool = False) -> dict[str, float]:
+    return {name: statistics.median(v) for name, v in interleaved_times(fns, repeats, warmup, rotate).items()}
 
 
 def _summary(prefix: str, times: dict[str, list[float]]) -> dict[str, float]:
@@ -94,15 +97,20 @@ def bench_op(repeats: int) -> list[dict]:
         conv = torch.nn.Conv3d(c, c, (k, 1, 1), padding=(k // 2, 0, 0), bias=False)  # as in S3D
         weight, bias = conv.weight.detach(), None
         with torch.no_grad():
+            # The compared paths rotate (none always runs after the same one); the loop reference,
+            # 5-30x slower, runs in its own block: interleaved, its after-effects (caches, allocator)
+            # slowed whichever path came next -- fast/Conv3d at res3 read 1.03x or 1.40x by order alone.
             med = interleaved_medians(
                 {
-                    "reference": lambda: trajectory_conv_reference(x, ff, fb, weight, bias),
                     "fast": lambda: trajectory_conv(x, ff, fb, weight, bias),
                     "grid_sample": lambda: trajectory_conv(x, ff, fb, weight, bias, sampler="grid_sample"),
                     "conv3d": lambda: conv(x),
                 },
                 repeats,
+                rotate=True,
             )
+            med["reference"] = interleaved_medians(
+                {"reference": lambda: trajectory_conv_reference(x, ff, fb, weight, bias)}, max(3, repeats // 4))["reference"]
         rows.append(
             {
                 "case": name,

@@ -195,3 +195,15 @@ def test_profile_times_a_list_of_backends_side_by_side():
                   warmup=0, repeats=1, threads=1, num_classes=5)
     assert set(out["backends"]) == {"eager", "channels_last_3d"}
     assert all("latency_ms" in timing for timing in out["backends"].values())
+
+
+def test_interleaved_rounds_rotate_so_no_runner_always_follows_the_same_one():
+    from repro.deploy.backends import interleaved_ms
+
+    calls: list[str] = []
+    runners = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = interleaved_ms(runners, repeats=3, rotate=True)
+    assert "".join(calls) == "abcbcacab" and all(len(v) == 3 for v in times.values())
+    calls.clear()
+    interleaved_ms(runners, repeats=2)
+    assert "".join(calls) == "abcabc"  # plain round-robin by default

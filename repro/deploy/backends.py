@@ -210,10 +210,13 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": t
 processes, the steadier figure on a shared machine; meaningless with worker threads or a GPU."""
 
 
-def interleaved_ms(runners: dict[Any, Runner], repeats: int, warmup: int = 0, clock: str = "wall") -> dict[Any, list[float]]:
+def interleaved_ms(runners: dict[Any, Runner], repeats: int, warmup: int = 0, clock: str = "wall",
+                   rotate: bool = False) -> dict[Any, list[float]]:
     """Milliseconds of each runner over ``repeats`` round-robin rounds (A, B, C, A, B, C, ...), after
     ``warmup`` untimed calls of each, on ``clock`` (:data:`CLOCKS`); CUDA is synchronised around
-    each call when present."""
+    each call when present.  ``rotate``: each round starts one runner later (A B C, B C A, C A B,
+    ...), so no runner always follows the same one -- what ran just before a few-millisecond op
+    (caches, allocator state) moved it by up to 40 % here (``benchmarks/bench_trajectory.py``)."""
     if clock not in CLOCKS:
         raise ValueError(f"clock: expected one of {', '.join(CLOCKS)}, got {clock!r}")
     now = CLOCKS[clock]
@@ -222,8 +225,11 @@ def interleaved_ms(runners: dict[Any, Runner], repeats: int, warmup: int = 0, cl
         for _ in range(warmup):
             run()
     times: dict[Any, list[float]] = {key: [] for key in runners}
-    for _ in range(repeats):
-        for key, run in runners.items():
+    keys = list(runners)
+    for round_ in range(repeats):
+        first = round_ % len(keys) if rotate else 0
+        for key in keys[first:] + keys[:first]:
+            run = runners[key]
             sync()
             start = now()
             run()

@@ -30,6 +30,9 @@ PARAMS = {
     "c2d_resnet50": 24_327_632, "flow_stream_net": 11_250_277,
     "lgd2d_resnet50": 32_341_856, "lgd2d_resnet101": 58_018_656, "lgd3d_resnet50": 36_134_240,
     "lgd3d_resnet101": 65_162_080, "mc3_18": 11_695_440, "mc3_34": 21_951_056,
+    # two stage-2 LGD-3D R101 streams (70,076,880 each: the combination classifier in place of the
+    # two stage-1 heads) less the flow stream's conv1 input channel (64 x 1 x 1 x 7 x 7 = 3,136)
+    "lgd3d_two_stream_resnet101": 140_150_624,
     "motionnet_17": 42_687_136, "motionnet_2": 41_800_906, "p3d_resnet101": 50_463_184,
     "p3d_resnet50": 28_120_016, "r2plus1d_18": 31_505_325, "r2plus1d_34": 61_831_661, "r3d_18": 33_371_472,
     "r3d_34": 63_681_104, "s3d_resnet18": 15_567_312, "s3d_resnet34": 29_049_808, "s3d_resnet50": 28_107_600,

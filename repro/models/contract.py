@@ -38,6 +38,8 @@ from torch import Tensor
 
 __all__ = [
     "FLOW_INPUTS",
+    "FLOW_INPUT_SCALE",
+    "require_flows",
     "ModelOutput",
     "TrainingStage",
     "VideoModel",
@@ -52,6 +54,24 @@ __all__ = [
 
 #: The optional flow inputs a model may declare after ``"video"``.
 FLOW_INPUTS = ("flow_fwd", "flow_bwd")
+#: A flow stream's input is the flow in pixels / 20 (FlowNet's convention).
+FLOW_INPUT_SCALE = 1.0 / 20.0
+
+
+def require_flows(flow_fwd: Tensor | None, flow_bwd: Tensor | None, video: Tensor) -> tuple[Tensor, Tensor]:
+    """The forward and backward flows ``(N, 2, T, H, W)`` of ``video``, checked; a missing backward
+    flow is approximated from the forward one."""
+    if flow_fwd is None:
+        raise ValueError("flow_fwd: this model needs the flow (N, 2, T, H, W) of the video (source='flow')")
+    n, _, length, height, width = video.shape
+    for name, flow in (("flow_fwd", flow_fwd), ("flow_bwd", flow_bwd)):
+        if flow is not None and tuple(flow.shape) != (n, 2, length, height, width):
+            raise ValueError(f"{name}: expected {(n, 2, length, height, width)} like the video, got {tuple(flow.shape)}")
+    if flow_bwd is None:
+        # Approximation when only forward flow is stored: the point at p in frame t came from
+        # about p - flow_fwd[t-1](p) (exact for locally constant motion).
+        flow_bwd = -torch.nn.functional.pad(flow_fwd, (0, 0, 0, 0, 1, 0))[:, :, :length]
+    return flow_fwd, flow_bwd
 
 
 @dataclass

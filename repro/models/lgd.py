@@ -71,6 +71,7 @@ from repro.layers.diffusion import VARIANTS, LGDDiffusion, global_pool
 from repro.layers.kernel_head import DEFAULT_SKETCH_DIM, CombinationClassifier
 from repro.models._builder import load_pretrained_video
 from repro.models.contract import ModelOutput
+from repro.models.late_fusion import LateFusion
 from repro.models.video_resnet import (
     _DEPTHS,
     _TEST_INPUT,
@@ -288,3 +289,13 @@ def lgd3d_resnet101(num_classes: int = 400, **kwargs: Any) -> LGD3D:
     """LGD-3D ResNet-101 (Tables 3-7's network)."""
     model_args = dict(depth=101, num_classes=num_classes)
     return _create_lgd3d("lgd3d_resnet101", **dict(model_args, **kwargs))
+
+
+@register_model(paper="lgd", default_input=_VIDEO_INPUT, test_input=_TEST_INPUT, tags=("lgd", "p3d", "two_stream", "flow_input"))
+def lgd3d_two_stream_resnet101(num_classes: int = 400, stage: int = 2, **kwargs: Any) -> LateFusion:
+    """LGD-3D Two-stream (Tables 4-6): an RGB and a flow LGD-3D ResNet-101 (2 input channels), scores
+    averaged (:class:`repro.models.late_fusion.LateFusion`; the fusion weights are not stated).  The
+    streams are the tables' RGB and Flow rows, stage 2 (combination classifier, Eq. 7) by default;
+    ``kwargs`` go to both (e.g. ``pool1_stride=4``)."""
+    common = dict(num_classes=num_classes, stage=stage, **kwargs)
+    return LateFusion(lgd3d_resnet101(**common), lgd3d_resnet101(in_chans=2, **common))

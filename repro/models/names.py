@@ -16,5 +16,5 @@ MODEL_NAMES = frozenset({
     "tvnet_10_action", "tvnet_30_action", "tvnet_50_action", "tvnet_1_3_10_action", "tvnet_3_1_10_action",
     "bninception", "dynamics_static_bninception", "dynamics_motion_bninception", "dynamics_change_bninception",
     "dynamics_rgb_diff_bninception", "dynamics_static_motion_bninception", "dynamics_full_bninception",
-    "lgd2d_resnet50", "lgd2d_resnet101", "lgd3d_resnet50", "lgd3d_resnet101",
+    "lgd2d_resnet50", "lgd2d_resnet101", "lgd3d_resnet50", "lgd3d_resnet101", "lgd3d_two_stream_resnet101",
 })

@@ -38,7 +38,7 @@ Every extra input channel of a trajectory conv starts at zero weight and the con
 S3D temporal conv, so with zero flow a fresh TrajectoryNet computes what its backbone computes.
 
 ``s3d_two_stream_resnet18``: Table 3's late-fusion baseline, an RGB S3D and a flow S3D whose
-logits are averaged.
+logits are averaged (:class:`repro.models.late_fusion.LateFusion`).
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from repro.models.contract import FLOW_INPUTS, ModelOutput, TrainingStage, VideoModel
+from repro.models.contract import FLOW_INPUT_SCALE, FLOW_INPUTS, ModelOutput, TrainingStage, VideoModel, require_flows
+from repro.models.late_fusion import LateFusion
 from repro.models.motionnet import MotionNet, MotionNetOutput, bidirectional_flows, motionnet_2, motionnet_17
 from repro.models.temporal_positions import replace_temporal_conv
 from repro.models.video_resnet import SeparableResNet, s3d_resnet18
@@ -72,7 +73,6 @@ __all__ = [
 _VIDEO_INPUT = (1, 3, 16, 112, 112)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FLOW_INPUT_SCALE = 1.0 / 20.0  # flow-stream input = pixels / 20 (FlowNet's convention)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,20 +283,6 @@ class MotionFeatureStream(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # models
 # ----------------------------------------------------------------------------------------------
-def _require_flows(flow_fwd, flow_bwd, video) -> tuple[torch.Tensor, torch.Tensor]:
-    if flow_fwd is None:
-        raise ValueError("flow_fwd: this model needs the flow (N, 2, T, H, W) of the video (source='flow')")
-    n, _, length, height, width = video.shape
-    for name, flow in (("flow_fwd", flow_fwd), ("flow_bwd", flow_bwd)):
-        if flow is not None and tuple(flow.shape) != (n, 2, length, height, width):
-            raise ValueError(f"{name}: expected {(n, 2, length, height, width)} like the video, got {tuple(flow.shape)}")
-    if flow_bwd is None:
-        # Approximation when only forward flow is stored: the point at p in frame t came from
-        # about p - flow_fwd[t-1](p) (exact for locally constant motion).
-        flow_bwd = -F.pad(flow_fwd, (0, 0, 0, 0, 1, 0))[:, :, :length]
-    return flow_fwd, flow_bwd
-
-
 class TrajectoryNet(VideoModel):
     """S3D-ResNet-18 with trajectory convolutions; see the module docstring for the options.
 
@@ -405,7 +391,7 @@ class TrajectoryNet(VideoModel):
             mn_fwd, mn_bwd, terms = self._motionnet_flows(video)
             flow_fwd, flow_bwd = mn_fwd.flow, mn_bwd.flow
         else:
-            flow_fwd, flow_bwd = _require_flows(flow_fwd, flow_bwd, video)
+            flow_fwd, flow_bwd = require_flows(flow_fwd, flow_bwd, video)
         motion_feature = None
         if self.motion_stream is not None:
             motion_feature = self.motion_stream(flow_fwd * FLOW_INPUT_SCALE)
@@ -413,33 +399,6 @@ class TrajectoryNet(VideoModel):
         logits = self.backbone(video, temporal_inputs={path: context for path in self.trajectory_paths})
         losses = {"unsup": self.unsup_weight * terms["total"]} if terms is not None else {}
         return ModelOutput(logits, losses, flow_fwd if self.return_flow else None)
-
-
-class TwoStreamS3D(VideoModel):
-    """Late fusion (Table 3, "two-stream S3D"): an RGB S3D-ResNet-18 and a flow S3D-ResNet-18
-    (input: forward flow / 20, 2 channels); returns the mean of the two streams' logits.
-    (The paper trains the streams separately and averages their scores; training this module
-    end to end optimises the averaged logits instead.)"""
-
-    def __init__(
-        self,
-        num_classes: int = 400,
-        dropout: float = 0.2,
-        pretrained_file: str | None = None,
-        flow_pretrained_file: str | None = None,
-        width: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.appearance = s3d_resnet18(num_classes=num_classes, pretrained_file=pretrained_file, dropout=dropout,
-                                       width=width)
-        self.motion = s3d_resnet18(num_classes=num_classes, pretrained_file=flow_pretrained_file, dropout=dropout,
-                                   in_chans=2, width=width)
-
-    inputs = ("video", *FLOW_INPUTS)
-
-    def forward(self, video: torch.Tensor, flow_fwd: torch.Tensor | None = None, flow_bwd: torch.Tensor | None = None) -> torch.Tensor:
-        flow_fwd, _ = _require_flows(flow_fwd, flow_bwd, video)
-        return 0.5 * (self.appearance(video) + self.motion(flow_fwd * FLOW_INPUT_SCALE))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -473,7 +432,11 @@ def trajectorynet_resnet18(
 @register_model(paper="trajectorynet", default_input=_VIDEO_INPUT, test_input=(2, 3, 4, 32, 32),
                 tags=("baseline", "two_stream", "flow_input"))
 def s3d_two_stream_resnet18(
-    num_classes: int = 400, pretrained_file: str | None = None, dropout: float = 0.2, **kwargs: Any
-) -> TwoStreamS3D:
-    """Two-stream S3D-ResNet-18 with late fusion (Table 3, 30.4M parameters at 174 classes)."""
-    return TwoStreamS3D(num_classes, dropout=dropout, pretrained_file=pretrained_file, **kwargs)
+    num_classes: int = 400, pretrained_file: str | None = None, dropout: float = 0.2,
+    flow_pretrained_file: str | None = None, width: float = 1.0,
+) -> LateFusion:
+    """Two-stream S3D-ResNet-18 with late fusion (Table 3, 30.4M parameters at 174 classes): an RGB
+    S3D and a flow S3D (2 input channels), logits averaged (:class:`repro.models.late_fusion.LateFusion`)."""
+    common = dict(num_classes=num_classes, dropout=dropout, width=width)
+    return LateFusion(s3d_resnet18(pretrained_file=pretrained_file, **common),
+                      s3d_resnet18(pretrained_file=flow_pretrained_file, in_chans=2, **common))

@@ -248,3 +248,12 @@ def test_committed_stage2_counts_add_the_combination_classifier():
     assert com["params"] - base["params"] == blocks + (2 * d * k + k) - (c * k + k)
     ffts = 2 * (positions + 1) * 1.25 * d * 13 + 2 * 1.25 * d * 13  # log2(8192) = 13
     assert com["macs"] - base["macs"] == blocks + 2 * d * k - c * k + ffts
+
+
+@pytest.mark.parametrize("table", [4, 5, 6])
+def test_committed_two_stream_counts_are_the_rgb_and_flow_rows_added(table):
+    """Tables 4-6's LGD-3D Two-stream (late fusion) counts exactly the table's RGB and Flow rows
+    together: both streams' weights, both forwards' MACs (the mean of the two scores is no MAC)."""
+    fused, rgb, flow = _committed_profile(table, "lgd3d_two_stream", "lgd3d_rgb", "lgd3d_flow")
+    assert fused["params"] == rgb["params"] + flow["params"]
+    assert fused["macs"] == rgb["macs"] + flow["macs"]

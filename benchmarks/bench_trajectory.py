@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -42,6 +41,7 @@ from typing import Callable
 
 import torch
 
+from repro.claims import median_interval
 from repro.deploy.backends import availability, interleaved_ms, prepare_backend
 from repro.deploy.onnx import export_onnx, ort_session
 from repro.ops.trajectory_conv import trajectory_conv, trajectory_conv_reference
@@ -76,19 +76,6 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warm
 def _quantile(values: list[float], q: float) -> float:
     """The ``q`` quantile of sorted ``values`` (nearest rank)."""
     return values[round(q * (len(values) - 1))]
-
-
-def _median_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free interval for the median of sorted ``values``: the order statistics
-    ``k`` and ``n+1-k`` with the largest ``k`` such that ``P(Binomial(n, 1/2) < k) <= (1-level)/2``
-    (at least ``level`` coverage; the whole range when n is too small)."""
-    n = len(values)
-    below, k = 0.0, 0  # P(Binomial(n, 1/2) < k + 1) as k grows
-    while k < n // 2 and below + math.comb(n, k) / 2**n <= (1 - level) / 2:
-        below += math.comb(n, k) / 2**n
-        k += 1
-    k = max(k, 1)
-    return values[k - 1], values[n - k]
 
 
 def _summary(prefix: str, times: dict[str, list[float]]) -> dict[str, float]:
@@ -134,7 +121,7 @@ def bench_op(repeats: int) -> list[dict]:
                 {"grid_sample": lambda: trajectory_conv(x, ff, fb, weight, bias, sampler="grid_sample")}, max(3, repeats // 2))["grid_sample"]
             med["reference"] = interleaved_medians(
                 {"reference": lambda: trajectory_conv_reference(x, ff, fb, weight, bias)}, max(3, repeats // 4))["reference"]
-        ratio, (lo, hi) = statistics.median(ratios), _median_ci(ratios)
+        ratio, lo, hi = median_interval(ratios)
         rows.append(
             {
                 "case": name,

@@ -52,7 +52,7 @@ from typing import Literal, Mapping
 from repro.spec.schema import Claim, TableSpec
 
 __all__ = ["ClaimResult", "Side", "Verdict", "MIN_SEEDS", "CONFIDENCE", "UNPAIRED_RUNS", "RUN_DRIFT", "check_claim", "check_claims", "orient",
-           "t_interval", "seeds_needed", "verdict", "reported_values"]
+           "t_interval", "median_interval", "seeds_needed", "verdict", "reported_values"]
 
 #: Paired seeds a trained-row verdict needs; fewer read "inconclusive".
 MIN_SEEDS = 3
@@ -158,6 +158,23 @@ def t_interval(samples: list[float], confidence: float = CONFIDENCE) -> tuple[fl
     mean = statistics.fmean(samples)
     half = float(t.ppf(0.5 + confidence / 2, n - 1)) * statistics.stdev(samples) / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def median_interval(samples: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """``(median, lo, hi)``: distribution-free interval of the median -- the order statistics ``k``
+    and ``n+1-k`` for the largest ``k`` with ``P(Binomial(n, 1/2) < k) <= (1-confidence)/2``
+    (coverage at least ``confidence``; the whole range when ``n`` is too small for it).  For
+    timings, whose rounds are skewed by other processes, where a t-interval of the mean is not."""
+    values = sorted(samples)
+    n = len(values)
+    if n == 0:
+        raise ValueError("a median interval needs at least 1 sample")
+    below, k = 0.0, 0  # below = P(Binomial(n, 1/2) < k)
+    while k < n // 2 and below + math.comb(n, k) / 2**n <= (1 - confidence) / 2:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    k = max(k, 1)
+    return statistics.median(values), values[k - 1], values[n - k]
 
 
 #: :func:`seeds_needed` looks no further than this many seeds.

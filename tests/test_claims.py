@@ -73,6 +73,17 @@ def test_t_interval_matches_a_hand_computation():
     assert abs(lo + 0.968275) < 1e-6 and abs(hi - 8.968275) < 1e-6
 
 
+def test_median_interval_takes_the_binomial_order_statistics():
+    from repro.claims import median_interval
+
+    # n = 21: P(Bin(21, 1/2) <= 5) = 0.0133 <= 0.025 < P(<= 6) = 0.0392 -> ranks 6 and 16 (tables)
+    median, lo, hi = median_interval([float(v) for v in range(21, 0, -1)])
+    assert (median, lo, hi) == (11.0, 6.0, 16.0)
+    # n = 10: ranks 2 and 9; n = 3 is too few for 95 %: the whole range
+    assert median_interval([float(v) for v in range(1, 11)]) == (5.5, 2.0, 9.0)
+    assert median_interval([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+
+
 def test_verdict_held_failed_inconclusive_from_paired_seeds():
     from repro.claims import verdict
 

@@ -434,3 +434,29 @@ def test_fused_path_leaves_a_learnt_temperature_to_autograd():
         fn(f0, f1, 2, log_tau.exp()).square().sum().backward()
         grads.append(log_tau.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_frames_api_matches_the_per_pair_call(channels_last):
+    """:func:`cost_volume_displacement_frames` (each frame normalised once, then the fused path)
+    gives :func:`cost_volume_displacement`'s numbers and gradients on the consecutive pairs of
+    each snippet, for a channels-last input too (the trainer's layout)."""
+    from repro.ops.cost_volume import cost_volume_displacement_frames
+
+    g = torch.Generator().manual_seed(11)
+    f = torch.randn(3 * 4, 5, 6, 7, generator=g, dtype=torch.float64)  # 3 snippets of 4 frames
+    if channels_last:
+        f = f.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(3 * 3, 2, 6, 7, generator=g, dtype=torch.float64)
+    results = []
+    for fn in (lambda x: cost_volume_displacement_frames(x, 4, 2, 0.1),
+               lambda x: soft_argmax_displacement(cosine_cost_volume(
+                   x.view(3, 4, 5, 6, 7)[:, :-1].flatten(0, 1), x.view(3, 4, 5, 6, 7)[:, 1:].flatten(0, 1), 2), 2, 0.1)):
+        x = f.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+        out = fn(x)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), x.grad))
+    for fast, plain in zip(*results):
+        torch.testing.assert_close(fast, plain, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="L=5"):
+        cost_volume_displacement_frames(f, 5, 2, 0.1)

@@ -85,6 +85,7 @@ __all__ = [
     "wta_displacement",
     "wta_displacement_reference",
     "cost_volume_displacement",
+    "cost_volume_displacement_frames",
 ]
 
 DEFAULT_EPS = 1e-6  # on each norm; MotionSqueeze's L2 normalisation uses the same value
@@ -460,4 +461,38 @@ def cost_volume_displacement(
     _check_pair(f0, f1)
     d = _check_max_disp(max_disp)
     _check_temperature(temperature)
-    return _CostVolumeSoftArgmax.apply(*_normalized_pair(f0, f1, d, eps), d, temperature, mask_outside)
+    # NCHW: the shifted products run ~15 % faster than on channels-last maps (the trainer's features)
+    return _CostVolumeSoftArgmax.apply(*_normalized_pair(f0.contiguous(), f1.contiguous(), d, eps), d, temperature,
+                                       mask_outside)
+
+
+def _consecutive(f: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B·L, C, H, W)`` -> frames ``t`` and ``t+1`` of each snippet, each ``(B·(L-1), C, H, W)``."""
+    v = f.reshape(int(f.shape[0]) // num_frames, num_frames, *f.shape[1:])
+    return v[:, :-1].flatten(0, 1), v[:, 1:].flatten(0, 1)
+
+
+def cost_volume_displacement_frames(
+    f: torch.Tensor,
+    num_frames: int,
+    max_disp: int,
+    temperature: Temperature,
+    *,
+    mask_outside: bool = True,
+    eps: float = DEFAULT_EPS,
+) -> torch.Tensor:
+    """:func:`cost_volume_displacement` of each pair of consecutive frames: ``f (B·L, C, H, W)``, ``L =
+    num_frames`` frames per snippet -> ``(B·(L-1), 2, H, W)``, pair ``j`` of snippet ``b`` at
+    ``b·(L-1) + j`` (frame j -> j+1).  Same numbers; each frame is normalised once, not once per
+    pair it is in (a mini motion step normalised 224 maps for 128 frames)."""
+    if int(f.shape[0]) % num_frames or num_frames < 2:
+        raise ValueError(f"f: expected (B·L, C, H, W) with L={num_frames} >= 2 dividing {int(f.shape[0])}")
+    learnt = isinstance(temperature, torch.Tensor) and temperature.requires_grad
+    if capturing_graph() or learnt:  # traced graphs and MAC counts: the per-pair ops
+        return cost_volume_displacement(*_consecutive(f, num_frames), max_disp, temperature,
+                                        mask_outside=mask_outside, eps=eps)
+    d = _check_max_disp(max_disp)
+    _check_temperature(temperature)
+    unit = normalize_features(f.contiguous(), eps)  # (B·L, C, H, W), NCHW as in cost_volume_displacement
+    a, b = _consecutive(unit, num_frames)  # (B·(L-1), C, H, W) each
+    return _CostVolumeSoftArgmax.apply(a.contiguous(), F.pad(b, (d, d, d, d)), d, temperature, mask_outside)

@@ -53,6 +53,8 @@ Implementations
   1×1 conv over D channels took 0.5 s more of a mini motion-branch step); with a learnt τ or inside
   a graph capture, the two functions above.  ``impl="triton"`` runs the fused kernel of
   :mod:`repro.ops.triton_cost_volume` (forward only).
+* :func:`cost_volume_displacement_frames`: the same for each pair of consecutive frames of a
+  ``(B·L, C, H, W)`` stack (the model's call), each frame normalised once.
 
 MACs (fvcore with ``repro.profile``'s rules, per pair): normalisation ``2·(3·C·H·W + H·W)``
 (norm 2/element, clamp 1/pixel, divide 1/element), products ``C·D·H·W`` (``mul``) plus

@@ -51,7 +51,8 @@ def plain_forward(self: DisplacementHead, f0, f1=None, num_frames=None):
     return soft_argmax_displacement(cosine_cost_volume(f0, f1, self.max_disp), self.max_disp, self.temperature)
 
 
-def build(name: str, args: dict, ns: argparse.Namespace) -> tuple[DynamicsNet, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+def build(name: str, args: dict, ns: argparse.Namespace
+          ) -> tuple[DynamicsNet, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     model = create_model(name, num_classes=12, width=ns.width, conv1_stride=1, num_frames=ns.frames, **args)
     to_channels_last(model).train()
@@ -124,16 +125,22 @@ def parts(model: DynamicsNet, opt, video, labels, ns: argparse.Namespace) -> dic
     if feats is not None:
         out["conv1"] = _fwd_bwd(model.conv1, frames)
     if disp is not None:
-        out["displacement before"] = _with_head(plain_forward, _fwd_bwd(lambda f: model.displacement(f, num_frames=length), feats))
-        out["displacement after"] = _fwd_bwd(lambda f: model.displacement(f, num_frames=length), feats)
+        head = lambda f: model.displacement(f, num_frames=length)  # noqa: E731, (B·(L-1), 2, h, w)
+        out["displacement before"] = _with_head(plain_forward, _fwd_bwd(head, feats))
+        out["displacement after"] = _fwd_bwd(head, feats)
     for branch in ("static", "motion"):
         if branch in model.branches:
             net_input = feats if branch == "static" else disp
-            out[f"{branch} net"] = _fwd_bwd(lambda x, b=branch: getattr(model, b)(x, length - (b == "motion")), net_input)
+            frames_in = length - (branch == "motion")  # the motion net sees the L-1 pairs
+            out[f"{branch} net"] = _fwd_bwd(lambda x, b=branch, t=frames_in: getattr(model, b)(x, t), net_input)
     if "change" in model.branches:
         shared = [t for t in (frames, feats, disp) if t is not None]
         names = [n for n, t in (("frames", frames), ("feats", feats), ("disp", disp)) if t is not None]
-        change_input = lambda *ts: model._change_input(*(dict(zip(names, ts)).get(k) for k in ("frames", "feats", "disp")), None)  # noqa: E731
+
+        def change_input(*ts: torch.Tensor) -> torch.Tensor:  # (B·(L-1), c, h, w)
+            got = dict(zip(names, ts))
+            return model._change_input(got["frames"], got.get("feats"), got.get("disp"), None)
+
         out["change input"] = _fwd_bwd(change_input, *shared)
         with torch.no_grad():
             x = change_input(*shared)

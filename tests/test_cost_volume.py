@@ -451,7 +451,8 @@ def test_frames_api_matches_the_per_pair_call(channels_last):
     results = []
     for fn in (lambda x: cost_volume_displacement_frames(x, 4, 2, 0.1),
                lambda x: soft_argmax_displacement(cosine_cost_volume(
-                   x.view(3, 4, 5, 6, 7)[:, :-1].flatten(0, 1), x.view(3, 4, 5, 6, 7)[:, 1:].flatten(0, 1), 2), 2, 0.1)):
+                   x.reshape(3, 4, 5, 6, 7)[:, :-1].flatten(0, 1),  # frames t
+                   x.reshape(3, 4, 5, 6, 7)[:, 1:].flatten(0, 1), 2), 2, 0.1)):  # frames t+1
         x = f.detach().clone(memory_format=torch.preserve_format).requires_grad_()
         out = fn(x)
         (out * upstream).sum().backward()

@@ -199,24 +199,31 @@ def _shifted_dots_plain(a: torch.Tensor, b: torch.Tensor, d: int) -> torch.Tenso
     return torch.stack(planes, dim=1)
 
 
+def _windows(b: torch.Tensor, d: int, height: int, width: int) -> list[torch.Tensor]:
+    """The ``(2d+1)²`` shifted windows of ``b (n, C, H+2d, W+2d)``, views ``(n, C, H, W)`` in ``k``
+    order (:func:`_shifts`): window ``k`` is ``b[:, :, d+dy : d+dy+H, d+dx : d+dx+W]``.  One strided
+    view unbound, ~3x cheaper per window than slicing (81 windows a pair, forward and backward)."""
+    sn, sc, sh, sw = b.stride()
+    side = 2 * d + 1
+    grid = b.as_strided((side, side, *b.shape[:2], height, width), (sh, sw, sn, sc, sh, sw), b.storage_offset())
+    return [window for row in grid.unbind(0) for window in row.unbind(0)]  # unbind: no copy (flatten would)
+
+
 def _dots_chunk(a: torch.Tensor, b: torch.Tensor, d: int, out: torch.Tensor) -> None:
     """:func:`_shifted_dots_plain` of one chunk of pairs into ``out`` ``(n, D, H, W)``: ``a (n, C, H, W)``,
     ``b (n, C, H+2d, W+2d)``."""
-    height, width = int(a.shape[2]), int(a.shape[3])
-    for k, dy, dx in _shifts(d):
-        torch.sum(a * b[:, :, d + dy : d + dy + height, d + dx : d + dx + width], dim=1, out=out[:, k])
+    for window, plane in zip(_windows(b, d, *_spatial_size(a)), out.unbind(1)):
+        torch.sum(a * window, dim=1, out=plane)  # (n, H, W)
 
 
 def _dots_backward_chunk(a: torch.Tensor, b: torch.Tensor, grad: torch.Tensor, grad_a: torch.Tensor,
                          grad_b: torch.Tensor, d: int) -> None:
     """:func:`_dots_chunk`'s backward for ``grad (n, D, H, W)``, accumulated in place into ``grad_a``
     (``a``'s shape) and ``grad_b`` (``b``'s): ``∂a += Σ_k g_k · b_k``, ``∂b[k's window] += g_k · a``."""
-    height, width = int(a.shape[2]), int(a.shape[3])
-    for k, dy, dx in _shifts(d):
-        window = (slice(None), slice(None), slice(d + dy, d + dy + height), slice(d + dx, d + dx + width))
-        gk = grad[:, k : k + 1]  # (n, 1, H, W), broadcast over C
-        grad_a.addcmul_(gk, b[window])
-        grad_b[window].addcmul_(gk, a)
+    size = _spatial_size(a)
+    for window, grad_window, gk in zip(_windows(b, d, *size), _windows(grad_b, d, *size), grad.split(1, dim=1)):
+        grad_a.addcmul_(gk, window)  # gk (n, 1, H, W), broadcast over C
+        grad_window.addcmul_(gk, a)
 
 
 class _ShiftedDots(torch.autograd.Function):

@@ -6,10 +6,11 @@ The models and settings of Tables 4-6 at mini (``model_args {width: 0.25, conv1_
 frames of 64², batch 16, SGD momentum 0.9, weight decay 1e-4, 12 classes, random data), the
 model and clips channels-last as the trainer runs them (``repro.engine.memory_format``).
 
-* ``before``: the displacement maps by the plain per-pair composition the model ran until this
-  benchmark was written: :func:`~repro.ops.cost_volume.cosine_cost_volume` (its hand-written
-  backward) then :func:`~repro.ops.cost_volume.soft_argmax_displacement` (softmax and the 1×1
-  expectation conv over the whole ``(N, D, H, W)`` volume, autograd) on ``consecutive_pairs``;
+* ``before``: the displacement maps as the model computed them until this benchmark was written
+  (commit 86472bb): the plain per-pair composition :func:`~repro.ops.cost_volume.cosine_cost_volume`
+  (its hand-written backward, each of the 81 windows sliced in Python: :func:`_sliced_dots_chunk`)
+  then :func:`~repro.ops.cost_volume.soft_argmax_displacement` (softmax and the 1×1 expectation
+  conv over the whole ``(N, D, H, W)`` volume, autograd) on ``consecutive_pairs``;
 * ``after``: the model as it is (each frame normalised once, volume + soft-argmax a chunk of pairs at
   a time with a hand-written backward).
 
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 from repro.engine.memory_format import channels_last, to_channels_last
 from repro.models.dynamics import DisplacementHead, DynamicsNet, consecutive_pairs
-from repro.ops.cost_volume import cosine_cost_volume, soft_argmax_displacement
+import repro.ops.cost_volume as cv
 from repro.registry import create_model
 
 #: (label, model, args): the mini rows of Tables 4-6 that build displacement maps (+ one that does not).
@@ -43,12 +44,36 @@ CONFIGS = (
     ("full", "dynamics_full_bninception", {}),
 )
 FAST_FORWARD = DisplacementHead.forward
+FAST_DOTS = cv._dots_chunk, cv._dots_backward_chunk
+
+
+def _sliced_dots_chunk(a, b, d, out) -> None:
+    """``repro.ops.cost_volume._dots_chunk`` as of 86472bb: each window sliced in Python."""
+    height, width = int(a.shape[2]), int(a.shape[3])
+    for k, dy, dx in cv._shifts(d):
+        torch.sum(a * b[:, :, d + dy : d + dy + height, d + dx : d + dx + width], dim=1, out=out[:, k])
+
+
+def _sliced_dots_backward_chunk(a, b, grad, grad_a, grad_b, d) -> None:
+    """``repro.ops.cost_volume._dots_backward_chunk`` as of 86472bb."""
+    height, width = int(a.shape[2]), int(a.shape[3])
+    for k, dy, dx in cv._shifts(d):
+        window = (slice(None), slice(None), slice(d + dy, d + dy + height), slice(d + dx, d + dx + width))
+        gk = grad[:, k : k + 1]  # (n, 1, H, W)
+        grad_a.addcmul_(gk, b[window])
+        grad_b[window].addcmul_(gk, a)
 
 
 def plain_forward(self: DisplacementHead, f0, f1=None, num_frames=None):
     """The displacement head as before: per pair, the cost volume, then the plain soft-argmax."""
     f0, f1 = consecutive_pairs(f0, num_frames) if f1 is None else (f0, f1)
-    return soft_argmax_displacement(cosine_cost_volume(f0, f1, self.max_disp), self.max_disp, self.temperature)
+    fast = cv._dots_chunk, cv._dots_backward_chunk
+    cv._dots_chunk, cv._dots_backward_chunk = _sliced_dots_chunk, _sliced_dots_backward_chunk
+    try:  # _ShiftedDots's backward runs later, in the step's backward: _with_head restores them
+        return cv.soft_argmax_displacement(cv.cosine_cost_volume(f0, f1, self.max_disp), self.max_disp,
+                                           self.temperature)
+    finally:
+        cv._dots_chunk = fast[0]
 
 
 def build(name: str, args: dict, ns: argparse.Namespace
@@ -81,12 +106,14 @@ def interleaved(fns: dict[str, Callable[[], None]], rounds: int) -> dict[str, li
 
 
 def _with_head(forward, step) -> Callable[[], None]:
+    """``step`` with the displacement head's ``forward`` (and, for ``before``, its backward's loop)."""
     def run() -> None:
         DisplacementHead.forward = forward
         try:
             step()
         finally:
             DisplacementHead.forward = FAST_FORWARD
+            cv._dots_chunk, cv._dots_backward_chunk = FAST_DOTS
     return run
 
 

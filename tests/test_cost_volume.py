@@ -396,3 +396,68 @@ def test_hand_written_backward_matches_autograd_through_the_plain_loop(monkeypat
         torch.testing.assert_close(fast, plain, rtol=0, atol=1e-12)
     assert torch.autograd.gradcheck(lambda x, y: cv._ShiftedDots.apply(x, y, d),
                                     (a[:, :, :3, :4].clone().requires_grad_(), b[:, :, :7, :8].clone().requires_grad_()))
+
+
+@pytest.mark.parametrize("mask_outside", [True, False])
+def test_fused_cost_volume_soft_argmax_matches_the_plain_composition(monkeypatch, mask_outside):
+    """The training path (:class:`_CostVolumeSoftArgmax`: volume and soft-argmax a chunk of pairs at a
+    time, its own backward) gives the numbers and gradients of :func:`cosine_cost_volume` followed by
+    :func:`soft_argmax_displacement` (plain ops for the soft-argmax), chunked or not."""
+    import repro.ops.cost_volume as cv
+
+    g = torch.Generator().manual_seed(7)
+    f0, f1 = (torch.randn(5, 3, 6, 7, generator=g, dtype=torch.float64) for _ in range(2))
+    upstream = torch.randn(5, 2, 6, 7, generator=g, dtype=torch.float64)
+    results = []
+    for chunk, fn in ((cv.CHUNK_ELEMENTS, cv.cost_volume_displacement),
+                      (2 * 3 * 6 * 7, cv.cost_volume_displacement),  # two pairs a chunk: 2 + 2 + 1
+                      (cv.CHUNK_ELEMENTS, lambda a, b, d, t, **kw: cv.soft_argmax_displacement(
+                          cv.cosine_cost_volume(a, b, d), d, t, **kw))):
+        monkeypatch.setattr(cv, "CHUNK_ELEMENTS", chunk)
+        a, b = f0.clone().requires_grad_(), f1.clone().requires_grad_()
+        out = fn(a, b, 2, 0.1, mask_outside=mask_outside)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), a.grad, b.grad))
+    for fused, chunked, plain in zip(*results):
+        torch.testing.assert_close(fused, plain, rtol=0, atol=1e-12)
+        torch.testing.assert_close(chunked, plain, rtol=0, atol=1e-12)
+
+
+def test_fused_path_leaves_a_learnt_temperature_to_autograd():
+    """A temperature that needs a gradient (``learn_temperature``) takes the plain ops: τ gets its
+    gradient, equal to the reference's."""
+    f0, f1 = _pair(n=2, c=4, h=5, w=6)
+    grads = []
+    for fn in (cost_volume_displacement,
+               lambda a, b, d, t: soft_argmax_displacement_reference(cosine_cost_volume_reference(a, b, d), d, t)):
+        log_tau = torch.tensor(math.log(0.2), dtype=torch.float64, requires_grad=True)
+        fn(f0, f1, 2, log_tau.exp()).square().sum().backward()
+        grads.append(log_tau.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_frames_api_matches_the_per_pair_call(channels_last):
+    """:func:`cost_volume_displacement_frames` (each frame normalised once, then the fused path)
+    gives :func:`cost_volume_displacement`'s numbers and gradients on the consecutive pairs of
+    each snippet, for a channels-last input too (the trainer's layout)."""
+    from repro.ops.cost_volume import cost_volume_displacement_frames
+
+    g = torch.Generator().manual_seed(11)
+    f = torch.randn(3 * 4, 5, 6, 7, generator=g, dtype=torch.float64)  # 3 snippets of 4 frames
+    if channels_last:
+        f = f.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(3 * 3, 2, 6, 7, generator=g, dtype=torch.float64)
+    results = []
+    for fn in (lambda x: cost_volume_displacement_frames(x, 4, 2, 0.1),
+               lambda x: soft_argmax_displacement(cosine_cost_volume(
+                   x.reshape(3, 4, 5, 6, 7)[:, :-1].flatten(0, 1),  # frames t
+                   x.reshape(3, 4, 5, 6, 7)[:, 1:].flatten(0, 1), 2), 2, 0.1)):  # frames t+1
+        x = f.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+        out = fn(x)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), x.grad))
+    for fast, plain in zip(*results):
+        torch.testing.assert_close(fast, plain, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="L=5"):
+        cost_volume_displacement_frames(f, 5, 2, 0.1)

@@ -417,3 +417,30 @@ def test_table9_profile_job_measures_every_column_in_one_run(tmp_path) -> None:
     static = out["static"]
     assert static["part_ms_per_frame:shared"] == 0.0 and static["part_gmacs:own"] == pytest.approx(static["gmacs"])
     assert static["part_time_ratio:displacement/full"] == 0.0  # not formed for a model without a displacement map
+
+
+@pytest.mark.parametrize("change_input", ["warped_feature_diff", "warped_rgb_diff"])
+def test_the_fast_displacement_path_trains_the_model_as_the_plain_ops(monkeypatch, change_input) -> None:
+    """The model's displacement maps (:func:`cost_volume_displacement_frames`: fused volume +
+    soft-argmax, each frame normalised once) give the logits and every gradient of the plain per-pair
+    composition (:func:`cosine_cost_volume` then :func:`soft_argmax_displacement`), in float64 and
+    channels-last as the trainer runs."""
+    from repro.engine.memory_format import channels_last, to_channels_last
+    from repro.ops.cost_volume import cosine_cost_volume, soft_argmax_displacement
+
+    def plain(self, f0, f1=None, num_frames=None):
+        f0, f1 = consecutive_pairs(f0, num_frames) if f1 is None else (f0, f1)
+        return soft_argmax_displacement(cosine_cost_volume(f0, f1, self.max_disp), self.max_disp, self.temperature)
+
+    model = to_channels_last(_model(branches=BRANCHES, conv1_stride=1, change_input=change_input).double())
+    video = channels_last(_video(size=32).double())
+    results = []
+    for forward in (DisplacementHead.forward, plain):
+        monkeypatch.setattr(DisplacementHead, "forward", forward)
+        model.zero_grad()
+        logits = model(video)
+        logits.square().sum().backward()
+        results.append([logits.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(results[0]) == len(results[1]) > 100
+    for fast, ref in zip(*results):
+        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-10)

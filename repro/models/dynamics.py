@@ -70,7 +70,8 @@ from repro.layers.temporal_pool import temporal_global_max, temporal_max_pool
 from repro.models.bninception import BNInception, tsn_key
 from repro.models._builder import load_checkpoint_state
 from repro.models.contract import FLOW_INPUTS, VideoModel, example_input
-from repro.ops.cost_volume import cost_volume_displacement, cosine_cost_volume, wta_displacement
+from repro.ops.cost_volume import (cost_volume_displacement, cost_volume_displacement_frames, cosine_cost_volume,
+                                   wta_displacement)
 from repro.ops.warp import bilinear_sample_reference, warp_backward
 from repro.registry import register_model
 
@@ -220,7 +221,14 @@ class DisplacementHead(nn.Module):
     def temperature(self) -> float | Tensor:
         return self.fixed_temperature if self.fixed_temperature is not None else self.log_temperature.exp()
 
-    def forward(self, f0: Tensor, f1: Tensor) -> Tensor:
+    def forward(self, f0: Tensor, f1: Tensor | None = None, num_frames: int | None = None) -> Tensor:
+        """The map of the pair ``(f0, f1)`` ``(B, C, h, w)`` each, or with ``f1=None`` of each pair of
+        consecutive frames of ``f0`` ``(B·L, C, h, w)``, ``L = num_frames`` (:func:`consecutive_pairs`'
+        order; each frame normalised once)."""
+        if f1 is None and self.matcher == "soft" and self.impl == "torch":
+            return cost_volume_displacement_frames(f0, num_frames, self.max_disp, self.temperature)
+        if f1 is None:
+            f0, f1 = consecutive_pairs(f0, num_frames)
         if self.matcher == "wta":
             # Table 3 "Cost volume + WTA": argmax displacement, detached (no gradient reaches conv1
             # through this branch, brief §D.6).
@@ -475,7 +483,7 @@ class DynamicsNet(VideoModel):
         if self.uses("features", wanted) or what in ("conv1", "displacement"):
             out["conv1"] = self.conv1(out["frames"])  # (B·L, 64w, H/s, W/s)
         if self.uses("displacement", wanted) or what == "displacement":
-            out["displacement"] = self.displacement(*consecutive_pairs(out["conv1"], self.num_frames))
+            out["displacement"] = self.displacement(out["conv1"], num_frames=self.num_frames)
         if self.uses("flow", wanted):
             out["flow"] = self._pair_flows(flow_fwd, video)
         return out

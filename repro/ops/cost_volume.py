@@ -47,8 +47,14 @@ Implementations
 * :func:`cosine_cost_volume_reference`: loops over displacements with explicit index ranges and
   the cosine formula from the raw features (no padding, no pre-normalisation).
 * :func:`soft_argmax_displacement_reference`: Eq. 2's marginals and Eq. 1's sums, loop by loop.
-* :func:`cost_volume_displacement`: cost volume + soft-argmax in one call; ``impl="triton"`` runs
-  the fused kernel of :mod:`repro.ops.triton_cost_volume` (forward only).
+* :func:`cost_volume_displacement`: cost volume + soft-argmax in one call.  With a fixed τ
+  (:class:`_CostVolumeSoftArgmax`): the volume and its soft-argmax a chunk of pairs at a time, the
+  expectation as a matmul, a hand-written backward (the volume of every pair, its softmax and the
+  1×1 conv over D channels took 0.5 s more of a mini motion-branch step); with a learnt τ or inside
+  a graph capture, the two functions above.  ``impl="triton"`` runs the fused kernel of
+  :mod:`repro.ops.triton_cost_volume` (forward only).
+* :func:`cost_volume_displacement_frames`: the same for each pair of consecutive frames of a
+  ``(B·L, C, H, W)`` stack (the model's call), each frame normalised once.
 
 MACs (fvcore with ``repro.profile``'s rules, per pair): normalisation ``2·(3·C·H·W + H·W)``
 (norm 2/element, clamp 1/pixel, divide 1/element), products ``C·D·H·W`` (``mul``) plus
@@ -81,6 +87,7 @@ __all__ = [
     "wta_displacement",
     "wta_displacement_reference",
     "cost_volume_displacement",
+    "cost_volume_displacement_frames",
 ]
 
 DEFAULT_EPS = 1e-6  # on each norm; MotionSqueeze's L2 normalisation uses the same value
@@ -161,6 +168,12 @@ def normalize_features(f: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tenso
     return f / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(eps)
 
 
+def _normalized_pair(f0: torch.Tensor, f1: torch.Tensor, d: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, b)``: ``f0`` normalised ``(N, C, H, W)`` and ``f1`` normalised, zero-padded by ``d``
+    ``(N, C, H+2d, W+2d)`` (zeros outside: cosine 0 there)."""
+    return normalize_features(f0, eps), F.pad(normalize_features(f1, eps), (d, d, d, d))
+
+
 def _shifts(d: int):
     """``(k, dy, dx)`` over the window, ``k = (dy+d)(2d+1) + (dx+d)``."""
     side = 2 * d + 1
@@ -186,6 +199,33 @@ def _shifted_dots_plain(a: torch.Tensor, b: torch.Tensor, d: int) -> torch.Tenso
     return torch.stack(planes, dim=1)
 
 
+def _windows(b: torch.Tensor, d: int, height: int, width: int) -> list[torch.Tensor]:
+    """The ``(2d+1)²`` shifted windows of ``b (n, C, H+2d, W+2d)``, views ``(n, C, H, W)`` in ``k``
+    order (:func:`_shifts`): window ``k`` is ``b[:, :, d+dy : d+dy+H, d+dx : d+dx+W]``.  One strided
+    view unbound, ~3x cheaper per window than slicing (81 windows a pair, forward and backward)."""
+    sn, sc, sh, sw = b.stride()
+    side = 2 * d + 1
+    grid = b.as_strided((side, side, *b.shape[:2], height, width), (sh, sw, sn, sc, sh, sw), b.storage_offset())
+    return [window for row in grid.unbind(0) for window in row.unbind(0)]  # unbind: no copy (flatten would)
+
+
+def _dots_chunk(a: torch.Tensor, b: torch.Tensor, d: int, out: torch.Tensor) -> None:
+    """:func:`_shifted_dots_plain` of one chunk of pairs into ``out`` ``(n, D, H, W)``: ``a (n, C, H, W)``,
+    ``b (n, C, H+2d, W+2d)``."""
+    for window, plane in zip(_windows(b, d, *_spatial_size(a)), out.unbind(1)):
+        torch.sum(a * window, dim=1, out=plane)  # (n, H, W)
+
+
+def _dots_backward_chunk(a: torch.Tensor, b: torch.Tensor, grad: torch.Tensor, grad_a: torch.Tensor,
+                         grad_b: torch.Tensor, d: int) -> None:
+    """:func:`_dots_chunk`'s backward for ``grad (n, D, H, W)``, accumulated in place into ``grad_a``
+    (``a``'s shape) and ``grad_b`` (``b``'s): ``∂a += Σ_k g_k · b_k``, ``∂b[k's window] += g_k · a``."""
+    size = _spatial_size(a)
+    for window, grad_window, gk in zip(_windows(b, d, *size), _windows(grad_b, d, *size), grad.split(1, dim=1)):
+        grad_a.addcmul_(gk, window)  # gk (n, 1, H, W), broadcast over C
+        grad_window.addcmul_(gk, a)
+
+
 class _ShiftedDots(torch.autograd.Function):
     """:func:`_shifted_dots_plain`'s numbers with a hand-written backward, a few pairs at a time
     (cache-sized chunks): ``∂a = Σ_k g_k · b_k``, ``∂b[k's window] += g_k · a``, accumulated in
@@ -194,12 +234,9 @@ class _ShiftedDots(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, d: int) -> torch.Tensor:
-        height, width = int(a.shape[2]), int(a.shape[3])
-        out = a.new_empty(a.shape[0], num_displacements(d), height, width)  # (N, D, H, W)
+        out = a.new_empty(a.shape[0], num_displacements(d), *_spatial_size(a))  # (N, D, H, W)
         for p in _pair_chunks(a):
-            ap, bp, op = a[p], b[p], out[p]
-            for k, dy, dx in _shifts(d):
-                torch.sum(ap * bp[:, :, d + dy : d + dy + height, d + dx : d + dx + width], dim=1, out=op[:, k])
+            _dots_chunk(a[p], b[p], d, out[p])
         ctx.save_for_backward(a, b)
         ctx.d = d
         return out
@@ -207,16 +244,9 @@ class _ShiftedDots(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         a, b = ctx.saved_tensors
-        d = ctx.d
-        height, width = int(a.shape[2]), int(a.shape[3])
         grad_a, grad_b = torch.zeros_like(a), torch.zeros_like(b)
         for p in _pair_chunks(a):
-            ap, bp, gap, gbp, gp = a[p], b[p], grad_a[p], grad_b[p], grad[p]
-            for k, dy, dx in _shifts(d):
-                window = (slice(None), slice(None), slice(d + dy, d + dy + height), slice(d + dx, d + dx + width))
-                gk = gp[:, k : k + 1]  # (n, 1, H, W), broadcast over C
-                gap.addcmul_(gk, bp[window])
-                gbp[window].addcmul_(gk, ap)
+            _dots_backward_chunk(a[p], b[p], grad[p], grad_a[p], grad_b[p], ctx.d)
         return grad_a, grad_b, None
 
 
@@ -231,8 +261,7 @@ def cosine_cost_volume(f0: torch.Tensor, f1: torch.Tensor, max_disp: int, eps: f
     """
     _check_pair(f0, f1)
     d = _check_max_disp(max_disp)
-    a = normalize_features(f0, eps)  # (N, C, H, W)
-    b = F.pad(normalize_features(f1, eps), (d, d, d, d))  # (N, C, H+2d, W+2d), zeros outside
+    a, b = _normalized_pair(f0, f1, d, eps)
     if capturing_graph():
         return torch.cat([_shifted_dots_plain(a[p], b[p], d) for p in _pair_chunks(a)])
     return _ShiftedDots.apply(a, b, d)
@@ -354,6 +383,63 @@ def wta_displacement_reference(cost: torch.Tensor, max_disp: int, *, mask_outsid
 # ----------------------------------------------------------------------------------------------
 # fused: cost volume + soft-argmax
 # ----------------------------------------------------------------------------------------------
+def _soft_argmax_chunk(cost: torch.Tensor, offsets: torch.Tensor, temperature: Temperature,
+                       outside: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 2 and Eq. 1 on one chunk of pairs, :func:`soft_argmax_displacement`'s numbers: ``cost
+    (n, D, H, W)`` -> ``(prob (n, D, H·W), disp (n, 2, H·W))``; ``outside (D, H·W)`` or None."""
+    logits = cost.flatten(2) / temperature  # (n, D, H·W)
+    if outside is not None:
+        logits.masked_fill_(outside, float("-inf"))  # as _masked: out-of-map displacements excluded
+    prob = torch.softmax(logits, dim=1)
+    return prob, torch.matmul(offsets, prob)  # (2, D) @ (n, D, H·W): Eq. 1's expectation (the 1×1 conv)
+
+
+def _soft_argmax_backward_chunk(prob: torch.Tensor, disp: torch.Tensor, grad: torch.Tensor,
+                                offsets: torch.Tensor, temperature: Temperature) -> torch.Tensor:
+    """``∂cost (n, D, H·W)`` from ``∂disp (n, 2, H·W)``: the softmax's Jacobian through the
+    expectation, ``∂logit_k = p_k·(<off_k, g> − <v, g>)``, ``∂cost = ∂logit / τ`` (0 where masked)."""
+    grad_prob = torch.matmul(offsets.t(), grad)  # (D, 2) @ (n, 2, H·W) -> (n, D, H·W): <off_k, g>
+    grad_prob -= (grad * disp).sum(dim=1, keepdim=True)  # Σ_j p_j <off_j, g> = <v, g>
+    return grad_prob.mul_(prob).div_(temperature)
+
+
+class _CostVolumeSoftArgmax(torch.autograd.Function):
+    """:func:`cosine_cost_volume` + :func:`soft_argmax_displacement` on the normalised pair ``(a, b)``
+    (as :class:`_ShiftedDots`), a cache-sized chunk of pairs at a time: the ``(N, D, H, W)`` volume is
+    never whole, and the expectation is a matmul (the 1×1 conv over D channels ran ~1 s forward and
+    backward at the mini motion branch).  Saves ``a``, ``b``, the per-chunk probabilities and the
+    map; backward: :func:`_soft_argmax_backward_chunk` then :func:`_dots_backward_chunk`.  A fixed
+    ``temperature`` only (no gradient for τ: :func:`cost_volume_displacement` takes the plain path
+    for a learnt one)."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, d: int, temperature: Temperature,
+                mask_outside: bool) -> torch.Tensor:
+        (n, _, h, w), count = a.shape, num_displacements(d)
+        offsets = displacement_offsets(d, device=a.device, dtype=a.dtype)  # (2, D)
+        outside = outside_mask(d, h, w, device=a.device).flatten(1) if mask_outside else None  # (D, H·W)
+        disp, probs = a.new_empty(n, 2, h * w), []
+        for p in _pair_chunks(a):
+            cost = a.new_empty(a[p].shape[0], count, h, w)  # (n, D, H, W), this chunk's volume
+            _dots_chunk(a[p], b[p], d, cost)
+            prob, disp[p] = _soft_argmax_chunk(cost, offsets, temperature, outside)
+            probs.append(prob)
+        ctx.save_for_backward(a, b, disp, offsets, *probs)
+        ctx.d, ctx.temperature = d, temperature
+        return disp.view(n, 2, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, b, disp, offsets, *probs = ctx.saved_tensors
+        (n, _, h, w), d = a.shape, ctx.d
+        grad = grad.reshape(n, 2, h * w)
+        grad_a, grad_b = torch.zeros_like(a), torch.zeros_like(b)
+        for p, prob in zip(_pair_chunks(a), probs):
+            grad_cost = _soft_argmax_backward_chunk(prob, disp[p], grad[p], offsets, ctx.temperature)
+            _dots_backward_chunk(a[p], b[p], grad_cost.view(-1, prob.shape[1], h, w), grad_a[p], grad_b[p], d)
+        return grad_a, grad_b, None, None, None
+
+
 def cost_volume_displacement(
     f0: torch.Tensor,
     f1: torch.Tensor,
@@ -377,5 +463,45 @@ def cost_volume_displacement(
         return cost_volume_displacement_triton(f0, f1, max_disp, temperature, mask_outside=mask_outside, eps=eps)
     if impl != "torch":
         raise ValueError(f"impl: expected 'torch' or 'triton', got {impl!r}")
-    cost = cosine_cost_volume(f0, f1, max_disp, eps)
-    return soft_argmax_displacement(cost, max_disp, temperature, mask_outside=mask_outside)
+    learnt = isinstance(temperature, torch.Tensor) and temperature.requires_grad
+    if capturing_graph() or learnt:  # plain ops: traced graphs, MAC counts and a learnt τ's gradient
+        cost = cosine_cost_volume(f0, f1, max_disp, eps)
+        return soft_argmax_displacement(cost, max_disp, temperature, mask_outside=mask_outside)
+    _check_pair(f0, f1)
+    d = _check_max_disp(max_disp)
+    _check_temperature(temperature)
+    # NCHW: the shifted products run ~15 % faster than on channels-last maps (the trainer's features)
+    return _CostVolumeSoftArgmax.apply(*_normalized_pair(f0.contiguous(), f1.contiguous(), d, eps), d, temperature,
+                                       mask_outside)
+
+
+def _consecutive(f: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B·L, C, H, W)`` -> frames ``t`` and ``t+1`` of each snippet, each ``(B·(L-1), C, H, W)``."""
+    v = f.reshape(int(f.shape[0]) // num_frames, num_frames, *f.shape[1:])
+    return v[:, :-1].flatten(0, 1), v[:, 1:].flatten(0, 1)
+
+
+def cost_volume_displacement_frames(
+    f: torch.Tensor,
+    num_frames: int,
+    max_disp: int,
+    temperature: Temperature,
+    *,
+    mask_outside: bool = True,
+    eps: float = DEFAULT_EPS,
+) -> torch.Tensor:
+    """:func:`cost_volume_displacement` of each pair of consecutive frames: ``f (B·L, C, H, W)``, ``L =
+    num_frames`` frames per snippet -> ``(B·(L-1), 2, H, W)``, pair ``j`` of snippet ``b`` at
+    ``b·(L-1) + j`` (frame j -> j+1).  Same numbers; each frame is normalised once, not once per
+    pair it is in (a mini motion step normalised 224 maps for 128 frames)."""
+    if int(f.shape[0]) % num_frames or num_frames < 2:
+        raise ValueError(f"f: expected (B·L, C, H, W) with L={num_frames} >= 2 dividing {int(f.shape[0])}")
+    learnt = isinstance(temperature, torch.Tensor) and temperature.requires_grad
+    if capturing_graph() or learnt:  # traced graphs and MAC counts: the per-pair ops
+        return cost_volume_displacement(*_consecutive(f, num_frames), max_disp, temperature,
+                                        mask_outside=mask_outside, eps=eps)
+    d = _check_max_disp(max_disp)
+    _check_temperature(temperature)
+    unit = normalize_features(f.contiguous(), eps)  # (B·L, C, H, W), NCHW as in cost_volume_displacement
+    a, b = _consecutive(unit, num_frames)  # (B·(L-1), C, H, W) each
+    return _CostVolumeSoftArgmax.apply(a.contiguous(), F.pad(b, (d, d, d, d)), d, temperature, mask_outside)

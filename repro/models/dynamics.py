@@ -70,8 +70,8 @@ from repro.layers.temporal_pool import temporal_global_max, temporal_max_pool
 from repro.models.bninception import BNInception, tsn_key
 from repro.models._builder import load_checkpoint_state
 from repro.models.contract import FLOW_INPUTS, VideoModel, example_input
-from repro.ops.cost_volume import (cost_volume_displacement, cost_volume_displacement_frames, cosine_cost_volume,
-                                   wta_displacement)
+from repro.ops.cost_volume import (consecutive_pairs, cost_volume_displacement, cost_volume_displacement_frames,
+                                   cosine_cost_volume, wta_displacement)
 from repro.ops.warp import bilinear_sample_reference, warp_backward
 from repro.registry import register_model
 
@@ -108,14 +108,6 @@ POOL_AFTER = ("pool2", "inception_3c", "inception_4e")
 # ----------------------------------------------------------------------------------------------
 # pure ops
 # ----------------------------------------------------------------------------------------------
-def consecutive_pairs(f: Tensor, num_frames: int) -> tuple[Tensor, Tensor]:
-    """``(B·L, C, H, W)`` frames -> ``(f0, f1)``, each ``(B·(L-1), C, H, W)``: frames ``t`` and
-    ``t+1`` of every snippet (pair ``j`` of snippet ``b`` at index ``b·(L-1) + j``)."""
-    b = int(f.shape[0]) // num_frames
-    v = f.reshape(b, num_frames, *f.shape[1:])
-    return v[:, :-1].flatten(0, 1), v[:, 1:].flatten(0, 1)
-
-
 def stack_pairs(v: Tensor, num_pairs: int) -> Tensor:
     """``(B·P, c, H, W)`` per-pair maps -> ``(B, P·c, H, W)``, pair-major channels (TSN's flow stack)."""
     return v.reshape(int(v.shape[0]) // num_pairs, num_pairs * int(v.shape[1]), *v.shape[2:])

@@ -88,6 +88,7 @@ __all__ = [
     "wta_displacement_reference",
     "cost_volume_displacement",
     "cost_volume_displacement_frames",
+    "consecutive_pairs",
 ]
 
 DEFAULT_EPS = 1e-6  # on each norm; MotionSqueeze's L2 normalisation uses the same value
@@ -475,8 +476,9 @@ def cost_volume_displacement(
                                        mask_outside)
 
 
-def _consecutive(f: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B·L, C, H, W)`` -> frames ``t`` and ``t+1`` of each snippet, each ``(B·(L-1), C, H, W)``."""
+def consecutive_pairs(f: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B·L, C, H, W)`` frames -> ``(f0, f1)``, each ``(B·(L-1), C, H, W)``: frames ``t`` and
+    ``t+1`` of every snippet (pair ``j`` of snippet ``b`` at index ``b·(L-1) + j``)."""
     v = f.reshape(int(f.shape[0]) // num_frames, num_frames, *f.shape[1:])
     return v[:, :-1].flatten(0, 1), v[:, 1:].flatten(0, 1)
 
@@ -498,10 +500,10 @@ def cost_volume_displacement_frames(
         raise ValueError(f"f: expected (B·L, C, H, W) with L={num_frames} >= 2 dividing {int(f.shape[0])}")
     learnt = isinstance(temperature, torch.Tensor) and temperature.requires_grad
     if capturing_graph() or learnt:  # traced graphs and MAC counts: the per-pair ops
-        return cost_volume_displacement(*_consecutive(f, num_frames), max_disp, temperature,
+        return cost_volume_displacement(*consecutive_pairs(f, num_frames), max_disp, temperature,
                                         mask_outside=mask_outside, eps=eps)
     d = _check_max_disp(max_disp)
     _check_temperature(temperature)
     unit = normalize_features(f.contiguous(), eps)  # (B·L, C, H, W), NCHW as in cost_volume_displacement
-    a, b = _consecutive(unit, num_frames)  # (B·(L-1), C, H, W) each
+    a, b = consecutive_pairs(unit, num_frames)  # (B·(L-1), C, H, W) each
     return _CostVolumeSoftArgmax.apply(a.contiguous(), F.pad(b, (d, d, d, d)), d, temperature, mask_outside)

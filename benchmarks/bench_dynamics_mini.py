@@ -53,13 +53,18 @@ def time_config(name: str, stride: int, args: argparse.Namespace) -> tuple[float
     return statistics.median(steps), evaluation
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_mini_arguments(parser: argparse.ArgumentParser) -> None:
+    """The mini protocol's shape options (threads, width, frames, size, batch size)."""
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_mini_arguments(parser)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()

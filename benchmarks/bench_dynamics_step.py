@@ -36,6 +36,8 @@ from repro.models.dynamics import DisplacementHead, DynamicsNet, consecutive_pai
 import repro.ops.cost_volume as cv
 from repro.registry import create_model
 
+from bench_dynamics_mini import add_mini_arguments  # this directory (benchmarks/) is on sys.path when run
+
 #: (label, model, args): the mini rows of Tables 4-6 that build displacement maps (+ one that does not).
 CONFIGS = (
     ("motion", "dynamics_motion_bninception", {}),
@@ -187,11 +189,7 @@ def parts_table(ns: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--width", type=float, default=0.25)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
+    add_mini_arguments(parser)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--parts", action="store_true", help="also time each part of the step")
     ns = parser.parse_args()

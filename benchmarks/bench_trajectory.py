@@ -10,8 +10,7 @@
    in rotated rounds and their ratio is taken per round: its median with a distribution-free 95 %
    interval (order statistics), "met" when the whole interval is within the target, "NOT met"
    when it is wholly above, "undecided" otherwise; single rounds' 10th-90th percentiles show the
-   spread;
-   the grid_sample path and the reference run in blocks of their own (see :func:`bench_op`).
+   spread; the grid_sample path and the reference run in blocks of their own (see :func:`bench_op`).
 2. model: TrajectoryNet-ResNet-18 with pre-computed flow (res3b1.conv1, avg pooling; the flow
    pooling and temporal chaining are inside the timed forward) vs S3D-ResNet-18 at
    1×3×16×size², through every backend asked (:mod:`repro.deploy.backends`), all timed in one
@@ -39,6 +38,7 @@ import sys
 import tempfile
 from typing import Callable
 
+import numpy as np
 import torch
 
 from repro.claims import median_interval
@@ -71,11 +71,6 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
                         rotate: bool = False) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in interleaved_times(fns, repeats, warmup, rotate).items()}
-
-
-def _quantile(values: list[float], q: float) -> float:
-    """The ``q`` quantile of sorted ``values`` (nearest rank)."""
-    return values[round(q * (len(values) - 1))]
 
 
 def _summary(prefix: str, times: dict[str, list[float]]) -> dict[str, float]:
@@ -132,8 +127,8 @@ def bench_op(repeats: int) -> list[dict]:
                 "speedup_vs_reference": med["reference"] / med["fast"],
                 "ratio_vs_conv3d": ratio,  # median over rounds of fast / Conv3d timed in the same round
                 "ratio_ci95": [lo, hi],  # of the median ratio (order statistics)
-                "ratio_p10": _quantile(ratios, 0.1),  # spread of single rounds
-                "ratio_p90": _quantile(ratios, 0.9),
+                "ratio_p10": float(np.percentile(ratios, 10)),  # spread of single rounds (as latency_stats)
+                "ratio_p90": float(np.percentile(ratios, 90)),
                 "rounds": len(ratios),
                 "target_ratio": OP_TARGET,
                 "meets_target": ratio <= OP_TARGET,

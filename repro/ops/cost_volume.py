@@ -441,6 +441,13 @@ class _CostVolumeSoftArgmax(torch.autograd.Function):
         return grad_a, grad_b, None, None, None
 
 
+def _plain_ops(temperature: Temperature) -> bool:
+    """Whether the displacement takes the plain ops instead of :class:`_CostVolumeSoftArgmax`: inside
+    a graph capture (traced graphs and MAC counts see the reference composition) or with a learnt τ
+    (the fused backward gives τ no gradient)."""
+    return capturing_graph() or (isinstance(temperature, torch.Tensor) and temperature.requires_grad)
+
+
 def cost_volume_displacement(
     f0: torch.Tensor,
     f1: torch.Tensor,
@@ -464,8 +471,7 @@ def cost_volume_displacement(
         return cost_volume_displacement_triton(f0, f1, max_disp, temperature, mask_outside=mask_outside, eps=eps)
     if impl != "torch":
         raise ValueError(f"impl: expected 'torch' or 'triton', got {impl!r}")
-    learnt = isinstance(temperature, torch.Tensor) and temperature.requires_grad
-    if capturing_graph() or learnt:  # plain ops: traced graphs, MAC counts and a learnt τ's gradient
+    if _plain_ops(temperature):
         cost = cosine_cost_volume(f0, f1, max_disp, eps)
         return soft_argmax_displacement(cost, max_disp, temperature, mask_outside=mask_outside)
     _check_pair(f0, f1)
@@ -498,8 +504,7 @@ def cost_volume_displacement_frames(
     pair it is in (a mini motion step normalised 224 maps for 128 frames)."""
     if int(f.shape[0]) % num_frames or num_frames < 2:
         raise ValueError(f"f: expected (B·L, C, H, W) with L={num_frames} >= 2 dividing {int(f.shape[0])}")
-    learnt = isinstance(temperature, torch.Tensor) and temperature.requires_grad
-    if capturing_graph() or learnt:  # traced graphs and MAC counts: the per-pair ops
+    if _plain_ops(temperature):  # the per-pair ops
         return cost_volume_displacement(*consecutive_pairs(f, num_frames), max_disp, temperature,
                                         mask_outside=mask_outside, eps=eps)
     d = _check_max_disp(max_disp)

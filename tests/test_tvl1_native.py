@@ -11,7 +11,7 @@ import torch
 
 from repro.flow.pairs import synthetic_benchmark_pairs
 from repro.models.tvnet import TVNet
-from repro.ops import tvl1_native
+from repro.ops import native, tvl1_native
 from repro.ops.tvl1 import DifferenceKernels, centred_gradient, default_difference_kernels, linearised_data_term
 from repro.ops.tvl1_native import native_unavailable, stack_taps, tvl1_solve_native, tvl1_solve_reference
 
@@ -120,7 +120,7 @@ def test_unavailable_says_why(monkeypatch):
         with pytest.raises(RuntimeError, match="native TV-L1 solver unavailable"):
             tvl1_solve_native(*_problem(1, 4, 5, 1, False)[0], _problem(1, 4, 5, 1, False)[1])
         monkeypatch.delenv("REPRO_TVL1_NATIVE")
-        monkeypatch.setattr(tvl1_native, "_compiler", lambda: None)
+        monkeypatch.setattr(native, "compiler", lambda: None)
         tvl1_native._load.cache_clear()
         assert "no C compiler" in native_unavailable()
     finally:

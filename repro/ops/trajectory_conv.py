@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from repro.ops.capture import capturing_graph
+from repro.ops.trajectory_native import native_unavailable, trajectory_gather_native
 from repro.ops.warp import bilinear_sample_reference, pixel_grid, sample_at
 
 __all__ = [
@@ -386,6 +387,11 @@ def _trajectory_conv_gather(x: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: t
     w_all = _cached_mixing_weight(weight)  # (K·C_out, C_in)
     pixels = x.reshape(n, c_in, -1).transpose(1, 2)  # (N, T·H·W, C_in), a view (channels-first or -last)
     table = torch.matmul(pixels, w_all.t()).reshape(-1, c_out)  # row pixel·K + j: y_{τ=j-Δt} at pixel
+    if _takes_native(x, flow_fwd, flow_bwd, weight, bias):
+        # inference: tap weights, gather, sum and channels-first store in one native pass
+        positions = _native_positions(flow_fwd, flow_bwd, dt, (n, length, height, width))
+        out = trajectory_gather_native(table, positions, bias, (n, length, height, width), dt)
+        return out.view(n, c_out, length, height, width)
     rows, weights = _tap_rows(flow_fwd, flow_bwd, dt, (n, length, height, width))  # (P, 1 + 8Δt)
     if torch.onnx.is_in_onnx_export():
         # ONNX has no weighted EmbeddingBag: one Gather of every tap's row, Mul, ReduceSum (same sum).
@@ -401,6 +407,26 @@ def _trajectory_conv_gather(x: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: t
         # channels-last input: the pixel-major result already is channels_last_3d (no copy)
         return out.view(n, length, height, width, c_out).permute(0, 4, 1, 2, 3)
     return _to_channels_first(out).view(n, c_out, length, height, width)
+
+
+def _takes_native(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
+    """Whether the gather runs natively (:mod:`repro.ops.trajectory_native`): inference on the CPU
+    in float32 with a channels-first input (a channels-last one needs no transposed store), outside
+    graph captures, where the kernel builds (``REPRO_TRAJECTORY_NATIVE=0`` keeps PyTorch's)."""
+    tensors = tuple(t for t in (x, *tensors) if t is not None)
+    return (not capturing_graph() and x.device.type == "cpu" and x.dtype == torch.float32
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            and not (x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous())
+            and native_unavailable() is None)
+
+
+def _native_positions(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, dt: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The side taps' positions ``(2, 2Δt, N·T, H·W)`` for the native gather (Eq. 2, as the tap rows')."""
+    n, length, height, width = shape
+    if dt == 0:
+        return flow_fwd.new_empty((2, 0, n * length, height * width))
+    base = _cached_tap_constants(shape, dt, flow_fwd.device, flow_fwd.dtype)["base"]
+    return _position_planes(flow_fwd, flow_bwd, dt, base)
 
 
 def _to_channels_first(rows: torch.Tensor) -> torch.Tensor:

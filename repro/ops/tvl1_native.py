@@ -16,27 +16,18 @@ iteration ``k`` by one row, so a block of iterations sweeps the image once with 
 working set in the L2 cache.  Measured: about 0.14 ms an iteration, bound by the square roots and
 divisions rather than memory (blocking gains only ~5 % over one sweep per iteration).
 
-The kernel is plain C, compiled on first use with the system C compiler (``$CC``, ``gcc``, ``cc``
-or ``clang``; ``-O3 -march=native``) into :func:`repro.layout.native_build_dir` and loaded with
-:mod:`ctypes`: no Python or torch headers, about a second to build.  Without a compiler, on a
-failed build, or with ``REPRO_TVL1_NATIVE=0``, :func:`native_unavailable` says why and callers
-keep the PyTorch path.
+The kernel is plain C, compiled on first use by :mod:`repro.ops.native` (the system C compiler,
+``-O3 -march=native``, loaded with :mod:`ctypes`).  Without a compiler, on a failed build, or with
+``REPRO_TVL1_NATIVE=0``, :func:`native_unavailable` says why and callers keep the PyTorch path.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-from pathlib import Path
 
 import torch
 
-from repro.fileio import atomic_write, lock_beside
-from repro.layout import native_build_dir
+from repro.ops import native
 from repro.ops.tvl1 import GRAD_IS_ZERO, DifferenceKernels, tvl1_iteration
 
 __all__ = ["native_unavailable", "stack_taps", "tvl1_solve_native", "tvl1_solve_reference"]
@@ -148,58 +139,19 @@ int tvl1_solve(float *u, float *px, float *py, const float *g, const float *gs, 
     return 0;
 }
 """
-_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-x", "c")
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "gcc", "cc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cpu_signature() -> str:
-    # -march=native code must not be reused on another CPU (a shared cache folder)
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "|".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
 @functools.lru_cache(maxsize=1)
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    if os.environ.get("REPRO_TVL1_NATIVE", "1") == "0":
-        return None, "disabled by REPRO_TVL1_NATIVE=0"
-    compiler = _compiler()
-    if compiler is None:
-        return None, "no C compiler found (set $CC or install gcc)"
-    key = hashlib.sha256("\n".join((_SOURCE, " ".join(_FLAGS), compiler, _cpu_signature())).encode()).hexdigest()[:16]
-    path = native_build_dir() / f"tvl1_{key}.so"
-    try:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with lock_beside(path):
-                if not path.exists():
-                    source = path.with_suffix(".c")
-                    with atomic_write(source) as tmp:
-                        tmp.write_text(_SOURCE)
-                    with atomic_write(path) as tmp:
-                        subprocess.run([compiler, *_FLAGS, str(source), "-o", str(tmp), "-lm"], check=True,
-                                       capture_output=True, text=True, timeout=120)
-        lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError) as err:
-        detail = getattr(err, "stderr", None) or str(err)
-        return None, f"building {path.name} failed: {detail.strip().splitlines()[-1] if detail.strip() else err}"
-    fn = lib.tvl1_solve
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_float] * 4
-    return lib, None
+    lib, why = native.load_library("tvl1", _SOURCE)
+    if lib is not None:
+        fn = lib.tvl1_solve
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_float] * 4
+    return lib, why
 
 
 def native_unavailable() -> str | None:
     """Why :func:`tvl1_solve_native` cannot run here (None: it can; builds the library if needed)."""
-    return _load()[1]
+    return native.disabled("REPRO_TVL1_NATIVE") or _load()[1]
 
 
 def stack_taps(kernels: DifferenceKernels) -> torch.Tensor:
@@ -229,9 +181,10 @@ def tvl1_solve_native(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, warpe
     ``(N, 1, H, W)`` (:func:`repro.ops.tvl1.linearised_data_term`); ``kernels``: ``Ni`` stacked
     filters (:func:`stack_taps`).  Returns new ``(u, px, py)``; the inputs are not modified.
     """
-    lib, why = _load()
-    if lib is None:
+    why = native_unavailable()
+    if why is not None:
         raise RuntimeError(f"native TV-L1 solver unavailable: {why}")
+    lib = _load()[0]
     n, _, height, width = u.shape
     for name, x, channels in (("px", px, 2), ("py", py, 2), ("warped_grad", warped_grad, 2),
                               ("grad_sq", grad_sq, 1), ("rho_c", rho_c, 1)):

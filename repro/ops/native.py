@@ -4,7 +4,7 @@ A kernel is a C source string; :func:`load_library` compiles it with ``$CC`` (el
 or ``clang``; ``-O3 -march=native``) into :func:`repro.layout.native_build_dir`, under a name that
 hashes the source, the flags, the compiler and the CPU (``-march=native`` code must not be reused
 on another CPU sharing the cache folder), once per machine: no Python or torch headers, about a
-second to build.  Without a compiler, on a failed build, or with the kernel's environment switch
+second to build (:func:`load_function`).  Without a compiler, on a failed build, or with the kernel's environment switch
 set to ``0``, it says why and the caller keeps its PyTorch path.  Foreign calls through
 :mod:`ctypes` release the GIL, so a kernel can be split over Python threads.
 """
@@ -18,11 +18,12 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from repro.fileio import atomic_write, lock_beside
 from repro.layout import native_build_dir
 
-__all__ = ["FLAGS", "compiler", "disabled", "load_library"]
+__all__ = ["FLAGS", "compiler", "disabled", "load_function"]
 
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-x", "c")
 
@@ -49,13 +50,19 @@ def disabled(switch: str) -> str | None:
     return f"disabled by {switch}=0" if os.environ.get(switch, "1") == "0" else None
 
 
-def load_library(name: str, source: str) -> tuple[ctypes.CDLL | None, str | None]:
-    """``(library, None)``, building it if needed, or ``(None, why not)``.  Callers cache the
-    result and set the argument types of the functions they call."""
+def load_function(name: str, source: str, function: str, argtypes: list) -> tuple[Any, str | None]:
+    """``(C function, None)`` -- ``function`` of the library built from ``source`` (built if
+    needed), returning ``int``, with ``argtypes`` -- or ``(None, why not)``.  Callers cache it."""
     cc = compiler()
     if cc is None:
         return None, "no C compiler found (set $CC or install gcc)"
-    return _build(name, source, cc)
+    lib, why = _build(name, source, cc)
+    if lib is None:
+        return None, why
+    fn = getattr(lib, function)
+    fn.restype = ctypes.c_int
+    fn.argtypes = argtypes
+    return fn, None
 
 
 @functools.lru_cache(maxsize=None)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 
@@ -98,13 +99,8 @@ int trajectory_gather(const float *restrict table, const float *restrict pos, co
 
 
 @functools.lru_cache(maxsize=1)
-def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    lib, why = native.load_library("trajectory", _SOURCE)
-    if lib is not None:
-        fn = lib.trajectory_gather
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 8
-    return lib, why
+def _load() -> tuple[Any, str | None]:
+    return native.load_function("trajectory", _SOURCE, "trajectory_gather", [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 8)
 
 
 def native_unavailable() -> str | None:
@@ -134,12 +130,12 @@ def trajectory_gather_native(table: torch.Tensor, positions: torch.Tensor, bias:
     positions = positions.detach().to(torch.float32).contiguous()
     bias = None if bias is None else bias.detach().to(torch.float32).contiguous()
     out = table.new_empty((n, c_out, length * height * width))
-    lib = _load()[0]
+    gather = _load()[0]
     args = (table.data_ptr(), positions.data_ptr(), 0 if bias is None else bias.data_ptr(), out.data_ptr(),
             n, length, height, width, c_out, dt)
 
     def run(f0: int, f1: int) -> None:
-        if lib.trajectory_gather(*args, f0, f1) != 0:
+        if gather(*args, f0, f1) != 0:
             raise MemoryError("trajectory_gather: out of memory for its accumulator")
 
     workers = min(torch.get_num_threads(), frames)

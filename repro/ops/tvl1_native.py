@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from typing import Any
 
 import torch
 
@@ -140,13 +141,9 @@ int tvl1_solve(float *u, float *px, float *py, const float *g, const float *gs, 
 }
 """
 @functools.lru_cache(maxsize=1)
-def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    lib, why = native.load_library("tvl1", _SOURCE)
-    if lib is not None:
-        fn = lib.tvl1_solve
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_float] * 4
-    return lib, why
+def _load() -> tuple[Any, str | None]:
+    argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_float] * 4
+    return native.load_function("tvl1", _SOURCE, "tvl1_solve", argtypes)
 
 
 def native_unavailable() -> str | None:
@@ -184,7 +181,7 @@ def tvl1_solve_native(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, warpe
     why = native_unavailable()
     if why is not None:
         raise RuntimeError(f"native TV-L1 solver unavailable: {why}")
-    lib = _load()[0]
+    solve = _load()[0]
     n, _, height, width = u.shape
     for name, x, channels in (("px", px, 2), ("py", py, 2), ("warped_grad", warped_grad, 2),
                               ("grad_sq", grad_sq, 1), ("rho_c", rho_c, 1)):
@@ -199,7 +196,7 @@ def tvl1_solve_native(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, warpe
 
     u, px, py = (prepared(x, True) for x in (u, px, py))
     data = [prepared(x, False) for x in (warped_grad, grad_sq, rho_c)]
-    lib.tvl1_solve(*(x.data_ptr() for x in (u, px, py, *data, taps)), n, height, width, taps.shape[0], BLOCK,
+    solve(*(x.data_ptr() for x in (u, px, py, *data, taps)), n, height, width, taps.shape[0], BLOCK,
                    lam, theta, tau, eps)
     return u, px, py
 

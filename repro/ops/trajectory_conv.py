@@ -33,7 +33,9 @@ Implementations
   ``(K·C_out, C_in) x (C_in, T·H·W)``, exactly the MACs of the ``Conv3d`` it replaces -- and the
   mixed taps are read bilinearly at the trajectory points with four row gathers per tap on a
   pixels-by-channels table (bilinear reading is linear and the same for every channel, so it
-  commutes with the channel mix).  Exports to ONNX as MatMul + Gather.
+  commutes with the channel mix).  Exports to ONNX as MatMul + Gather.  At inference on the CPU
+  the gather, the tap sum and the channels-first store are one native pass
+  (:mod:`repro.ops.trajectory_native`); with autograd, ``embedding_bag``.
 * ``sampler="grid_sample"``: one batched 4-D ``grid_sample`` on ``(N·T·2Δt, C, H, W)`` for the non-centre taps (the centre
   tap is read directly), then 1×1 convolutions (matmuls).  4-D only: 5-D GridSample does not
   export to TensorRT.  ``sampler="triton"`` replaces the sampling by the fused Triton kernel of

@@ -6,8 +6,9 @@ centre row and the four bilinear corners of each side tap τ at the trajectory p
 In PyTorch that sum is three steps with a round trip through memory each: the tap rows and
 weights as tensors ``(P, 1 + 8Δt)``, ``embedding_bag``, and a transposed copy of the
 ``(P, C_out)`` result into the channels-first output.  At res2 of S3D-ResNet-18 (64 channels,
-8 x 56²) those three took about 5 of the op's 13 ms, memory-bound, beside a GEMM at ~70 % of the
-core's fp32 rate.
+8 x 56²) those three took about 5 of the op's 12-14 ms (profiled, one thread), memory-bound,
+beside a GEMM at ~70 % of the core's fp32 rate; with this pass the op went from 1.23-1.32x to
+1.08-1.13x the ``Conv3d`` it replaces (``benchmarks/bench_trajectory.py``, paired rounds).
 
 :func:`trajectory_gather_native` does the three in one pass: for a block of 16 pixels it computes
 each side tap's corners and weights from the position planes, accumulates the weighted table

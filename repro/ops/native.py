@@ -1,17 +1,16 @@
 """Native kernels compiled on first use: plain C, the system C compiler, loaded with :mod:`ctypes`.
 
-A kernel is a C source string; :func:`load_library` compiles it with ``$CC`` (else ``gcc``, ``cc``
-or ``clang``; ``-O3 -march=native``) into :func:`repro.layout.native_build_dir`, under a name that
-hashes the source, the flags, the compiler and the CPU (``-march=native`` code must not be reused
-on another CPU sharing the cache folder), once per machine: no Python or torch headers, about a
-second to build (:func:`load_function`).  Without a compiler, on a failed build, or with the kernel's environment switch
-set to ``0``, it says why and the caller keeps its PyTorch path.  Foreign calls through
-:mod:`ctypes` release the GIL, so a kernel can be split over Python threads.
+A kernel is a C source string; :func:`load_function` compiles it with ``$CC`` (else ``gcc``,
+``cc`` or ``clang``; ``-O3 -march=native``) into :func:`repro.layout.native_build_dir`, under a
+name that hashes the source, the flags, the compiler and the CPU (``-march=native`` code must not
+be reused on another CPU sharing the cache folder), once per machine: no Python or torch headers,
+about a second to build.  Without a compiler, on a failed build, or with the kernel's environment
+switch set to ``0`` (:func:`disabled`), it says why and the caller keeps its PyTorch path.
+Foreign calls through :mod:`ctypes` release the GIL, so a kernel can be split over Python threads.
 """
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import os
 import platform
@@ -65,7 +64,6 @@ def load_function(name: str, source: str, function: str, argtypes: list) -> tupl
     return fn, None
 
 
-@functools.lru_cache(maxsize=None)
 def _build(name: str, source: str, cc: str) -> tuple[ctypes.CDLL | None, str | None]:
     key = hashlib.sha256("\n".join((source, " ".join(FLAGS), cc, _cpu_signature())).encode()).hexdigest()[:16]
     path = native_build_dir() / f"{name}_{key}.so"

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from repro.engine.memory_format import channels_last, to_channels_last
-from repro.models.dynamics import DisplacementHead, DynamicsNet, consecutive_pairs
+from repro.models.dynamics import DisplacementHead, DynamicsNet
 import repro.ops.cost_volume as cv
 from repro.registry import create_model
 
@@ -68,7 +68,7 @@ def _sliced_dots_backward_chunk(a, b, grad, grad_a, grad_b, d) -> None:
 
 def plain_forward(self: DisplacementHead, f0, f1=None, num_frames=None):
     """The displacement head as before: per pair, the cost volume, then the plain soft-argmax."""
-    f0, f1 = consecutive_pairs(f0, num_frames) if f1 is None else (f0, f1)
+    f0, f1 = cv.consecutive_pairs(f0, num_frames) if f1 is None else (f0, f1)
     fast = cv._dots_chunk, cv._dots_backward_chunk
     cv._dots_chunk, cv._dots_backward_chunk = _sliced_dots_chunk, _sliced_dots_backward_chunk
     try:  # _ShiftedDots's backward runs later, in the step's backward: _with_head restores them

@@ -287,6 +287,39 @@ def test_killed_flow_computation_resumes_from_its_last_save(dirs, monkeypatch):
     assert not list((root / "decoded").glob(".val-flow-resumable-partial*"))  # cleaned up once complete
 
 
+def test_flow_cache_over_worker_processes_equals_one_process(dirs, monkeypatch):
+    """A named method's cache computed by a pool of processes (``--workers``; a run's default:
+    every core) holds the very numbers one process computes, resuming after the saved videos."""
+    import json
+
+    from repro.data.datasets import build_dataset
+    from repro.engine import data as engine_data
+    from repro.flow import extract
+    from repro.flow.methods import create_flow_method
+
+    root = dirs["data"] / "synth" / "tiny"
+    ds = build_dataset("synth", root, "val", frames=4, size=24, train=False)
+    frames = np.asarray(engine_data.decoded_split(root, "val", ds, progress=False).frames)
+    lengths = np.full(frames.shape[0], frames.shape[1])
+    serial = engine_data._compute_flows(frames, lengths, ds.records, "tvl1-1-1-5", ds,
+                                        create_flow_method("tvl1-1-1-5"), "val", progress=False)
+    # a killed computation's save: the first two videos
+    folder = root / "decoded"
+    partial = folder / ".val-flow-tvl1-1-1-5-partial"
+    key = json.loads((folder / "val-index.json").read_text())["key"]
+    np.save(f"{partial}-fwd.npy", serial[0][:2])
+    np.save(f"{partial}-bwd.npy", serial[1][:2])
+    (folder / f"{partial.name}.json").write_text(json.dumps({"key": key, "flow": "tvl1-1-1-5", "done": 2}))
+    pools, real_pool = [], extract.method_pool
+    monkeypatch.setattr(extract, "method_pool", lambda *a, **k: pools.append(a) or real_pool(*a, **k))
+    pooled = engine_data.decoded_split(root, "val", ds, flow="tvl1-1-1-5", progress=False, workers=2)
+    assert pools == [("tvl1-1-1-5", 2)]
+    np.testing.assert_array_equal(np.asarray(pooled.flow_fwd), serial[0])
+    np.testing.assert_array_equal(np.asarray(pooled.flow_bwd), serial[1])
+    assert np.abs(serial[0]).max() > 0.1  # the tiny benchmark's objects move: not a zero flow
+    assert not list(folder.glob(partial.name + "*"))
+
+
 def test_flow_computation_does_not_block_other_readers_of_the_split(dirs):
     """While one run computes a flow into the cache (TV-L1: about an hour at mini), runs that read
     the frames only or another flow of the same split go on."""

@@ -49,7 +49,9 @@ def add_commands(subparsers: Any, common: Callable[[argparse.ArgumentParser], No
         s.add_argument("--scale", default="mini", choices=("mini", "small", "full"))
         s.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
                        help="only this seed (repeatable; default: the spec's seeds)")
-        s.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+        s.add_argument("--workers", type=int, default=None,
+                       help="DataLoader worker processes, and the processes that compute the built-in "
+                            "benchmark's flow cache once (train, TV-L1 rows; default: every core)")
         s.add_argument("--batch-size", type=int, default=None, help="override the spec's batch size")
         s.add_argument("--eval-chunk", type=int, default=None, metavar="N",
                        help="test views per forward (bounds evaluation memory; same scores; default: the spec's, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from repro.jobs.base import NotRunnable
 from repro.spec.schema import RunConfig, resolved_config, split_folds
 
 __all__ = ["RunData", "dataset_root", "build_run_data", "data_missing", "flow_missing", "run_fold", "SMOKE_CLIPS", "num_classes_of", "DecodedSplit", "decoded_split",
-           "CachedClipDataset", "CachedFlowSource", "resolve_pair_flow", "PairFlow"]
+           "CachedClipDataset", "CachedFlowSource", "resolve_pair_flow", "PairFlow", "flow_workers"]
 
 log = logging.getLogger("repro.engine")
 
@@ -118,6 +119,12 @@ def resolve_pair_flow(name: str) -> PairFlow:
         raise NotRunnable(f"flow: {e}") from None
 
 
+def flow_workers(num_workers: int | None) -> int:
+    """Processes for the built-in benchmark's one-time flow cache: ``--workers`` when given (0:
+    this process alone), else every core (nothing else runs while the cache is computed)."""
+    return (os.cpu_count() or 1) if num_workers is None else max(1, num_workers)
+
+
 #: What ``--smoke`` reads: this many training clips and test videos (one view each).
 SMOKE_CLIPS = 4
 
@@ -136,15 +143,16 @@ def run_fold(cfg: RunConfig) -> int | None:
 
 def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: int = 0, progress: bool = True,
                    cache: bool | None = None, pair_flow: PairFlow | None = None, wants_flow: bool = True,
-                   smoke: bool = False) -> RunData:
+                   smoke: bool = False, flow_workers: int = 1) -> RunData:
     """Train and validation datasets of a run (validation with the row's test views).
 
     ``seed`` seeds the datasets' random augmentation (item ``i`` of epoch ``e`` draws from a
     generator seeded by ``(seed, e, i)``).  ``cache`` (default: for the built-in benchmark)
     serves decoded frames from :func:`decoded_split`.  ``cfg.flow``: ``"gt"`` adds the dataset's
     exact flow; a flow method name adds that method's flow: for the built-in benchmark computed
-    once per video into the cache by ``pair_flow`` (default: :func:`resolve_pair_flow`), for a
-    real dataset read from its extraction (``<dataset>/flow/<method>/``, :mod:`repro.flow.extract`).
+    once per video into the cache by ``pair_flow`` (default: the named method over ``flow_workers``
+    processes), for a real dataset read from its extraction (``<dataset>/flow/<method>/``,
+    :mod:`repro.flow.extract`).
     ``wants_flow=False`` (the model takes no flow) reads no flow whatever ``cfg.flow`` says.
     ``smoke``: the first :data:`SMOKE_CLIPS` training clips and test videos, one test view.
     """
@@ -153,7 +161,7 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
     root = dataset_root(cfg, data_dir, progress=progress)
     if flow not in (None, "gt"):
         if use_cache:
-            pair_flow = pair_flow or resolve_pair_flow(flow)
+            resolve_pair_flow(flow)  # an unknown method fails here, before any work
         elif (reason := flow_missing(cfg, root, flow)) is not None:
             raise NotRunnable(reason)
     resolved = resolved_config(cfg)
@@ -186,10 +194,9 @@ def build_run_data(cfg: RunConfig, data_dir: Path | str, scale: str, *, seed: in
         _keep_first(train, SMOKE_CLIPS)
         _keep_first(val, SMOKE_CLIPS)
     if use_cache:
-        train = CachedClipDataset.wrap(train, decoded_split(root, "train", train, flow=flow, pair_flow=pair_flow,
-                                                            progress=progress))
-        val = CachedClipDataset.wrap(val, decoded_split(root, "val", val, flow=flow, pair_flow=pair_flow,
-                                                        progress=progress))
+        cached = dict(flow=flow, pair_flow=pair_flow, progress=progress, workers=flow_workers)
+        train = CachedClipDataset.wrap(train, decoded_split(root, "train", train, **cached))
+        val = CachedClipDataset.wrap(val, decoded_split(root, "val", val, **cached))
     n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
     if not n_train or not n_val:
         raise NotRunnable(f"dataset '{cfg.dataset}' at {root}: {n_train} training / {n_val} test videos found "
@@ -343,14 +350,38 @@ def _decode_frames(root: Path, folder: Path, split: str, records: list, key: str
 FLOW_CHECKPOINT_SECONDS = 120.0
 
 
+def _video_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow: str, dataset: Any,
+                 pair_flow: PairFlow | None, start: int, workers: int, frames_path: Path | None):
+    """``(i, fwd_i, bwd_i)`` for videos ``start, start + 1, ...`` in order: the dataset's exact
+    flow (``"gt"``), ``pair_flow``, or the registered method ``flow`` over ``workers`` processes."""
+    from repro.flow.extract import video_flows_from_file, method_pool, video_pair_flows
+
+    todo = range(start, len(records))
+    if flow == "gt":
+        for i in todo:
+            n = int(lengths[i])
+            f, b, _, _ = dataset.flow_source(records[i], list(range(n - 1)), n) if n >= 2 else (None,) * 4
+            yield i, f, b
+    elif pair_flow is not None or workers <= 1 or frames_path is None:
+        pair_flow = pair_flow or resolve_pair_flow(flow)
+        for i in todo:
+            yield (i, *video_pair_flows(frames[i], int(lengths[i]), pair_flow))
+    else:
+        with method_pool(flow, workers) as pool:  # leaving the block (done, killed) ends the workers
+            yield from pool.imap(video_flows_from_file, ((str(frames_path), i, int(lengths[i])) for i in todo))
+
+
 def _compute_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow: str, dataset: Any,
                    pair_flow: PairFlow | None, split: str, progress: bool, *, partial: Path | None = None,
-                   key: str = "") -> tuple[np.ndarray, np.ndarray]:
+                   key: str = "", workers: int = 1, frames_path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flow of every neighbouring pair of every video, both directions.
 
+    ``pair_flow`` ``None``: the registered method ``flow`` (:mod:`repro.flow.methods`), computed
+    over ``workers`` processes that each map ``frames_path`` (the same numbers as one process).
     With ``partial`` (a path prefix) the videos done so far are saved there every
     :data:`FLOW_CHECKPOINT_SECONDS` (atomically), and a computation that was killed resumes from
-    them when the cache ``key`` still matches: TV-L1 of the mini train split is about an hour.
+    them when the cache ``key`` still matches: TV-L1 of the mini train split is about an hour on
+    one core.
     """
     from tqdm.auto import tqdm
 
@@ -372,15 +403,10 @@ def _compute_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow:
     last_save = time.monotonic()
     bar = tqdm(total=len(records), initial=done, desc=f"{flow} flow of {split} once", unit="video", leave=False,
                disable=not progress, file=sys.stderr)
-    for i in range(done, len(records)):
+    for i, f, b in _video_flows(frames, lengths, records, flow, dataset, pair_flow, done, workers, frames_path):
         n = int(lengths[i])
-        if n >= 2 and flow == "gt":
-            f, b, _, _ = dataset.flow_source(records[i], list(range(n - 1)), n)
+        if n >= 2:
             fwd[i, :n - 1], bwd[i, :n - 1] = f, b
-        elif n >= 2:
-            for t in range(n - 1):
-                fwd[i, t] = pair_flow(frames[i, t], frames[i, t + 1])
-                bwd[i, t] = pair_flow(frames[i, t + 1], frames[i, t])
         bar.update()
         if partial is not None and time.monotonic() - last_save > FLOW_CHECKPOINT_SECONDS and i + 1 < N:
             atomic_save_npy(saved_fwd, fwd[:i + 1])
@@ -392,21 +418,20 @@ def _compute_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow:
 
 
 def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | None = None,
-                  pair_flow: PairFlow | None = None, progress: bool = True) -> DecodedSplit:
+                  pair_flow: PairFlow | None = None, progress: bool = True, workers: int = 1) -> DecodedSplit:
     """Decode every video of ``dataset`` (a :class:`repro.data.datasets.VideoClipDataset`) once
     into ``<root>/decoded/`` and memory-map it; later calls (and other processes) only map it.
 
     ``flow``: ``None``, ``"gt"`` (the dataset's own ``flow_source``, i.e. the benchmark's exact
-    flow) or the name of a flow method computed by ``pair_flow`` on every pair of neighbouring
-    frames, both directions, once per video (e.g. OpenCV TV-L1).
+    flow) or the name of a flow method computed on every pair of neighbouring frames, both
+    directions, once per video (e.g. OpenCV TV-L1): by ``pair_flow`` when given, else by the
+    registered method of that name over ``workers`` processes.
     """
     root = Path(root)
     folder = layout.decoded_dir(root)
     records = dataset.records
     key = _cache_key(root, records)
     ids = [r.video_id for r in records]
-    if flow not in (None, "gt") and pair_flow is None:
-        raise ValueError(f"flow {flow!r}: a pair_flow function is needed to compute it")
 
     def fresh(index_path: Path, *files: Path) -> dict[str, Any] | None:
         if not index_path.is_file() or not all(f.is_file() for f in files):
@@ -429,7 +454,8 @@ def decoded_split(root: Path | str, split: str, dataset: Any, *, flow: str | Non
             if fresh(flow_index, fwd_path, bwd_path) is None:
                 partial = folder / f".{split}-flow-{tag}-partial"
                 fwd, bwd = _compute_flows(frames, np.asarray(index["lengths"]), records, flow, dataset, pair_flow,
-                                          split, progress, partial=partial, key=key)
+                                          split, progress, partial=partial, key=key, workers=workers,
+                                          frames_path=frames_path)
                 atomic_save_npy(fwd_path, fwd)
                 atomic_save_npy(bwd_path, bwd)
                 from repro.results import atomic_write_text

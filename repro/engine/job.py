@@ -28,7 +28,7 @@ import torch
 from repro import layout
 from repro.engine import checkpoint as ckpt_io
 from repro.engine.aggregate import SeedRun, aggregate_seeds
-from repro.engine.data import RunData, build_run_data
+from repro.engine.data import RunData, build_run_data, flow_workers
 from repro.engine.distributed import barrier, dist_info
 from repro.engine.trainer import evaluate, fit, resolve_settings, same_settings
 from repro.identity import code_fingerprint, data_fingerprint, run_key
@@ -286,7 +286,8 @@ def train_row(spec: TableSpec, row: Row, scale: str, *, work_root: Path | str, d
         # a smoke run checks the set-up, not the chain: another row's weights are not needed for it
         init = None if smoke and (cfg.init or "").startswith("row:") else _init_path(cfg, work_root, scale, seed, where)
         # the datasets' own augmentation streams are seeded by the run's seed too
-        data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress, wants_flow=wants_flow, smoke=smoke)
+        data = build_run_data(cfg, data_dir, scale, seed=seed, progress=progress, wants_flow=wants_flow, smoke=smoke,
+                              flow_workers=flow_workers(overrides.get("num_workers")))
         if smoke:  # one step of a batch that fits: the set-up check, not a measurement
             overrides.update(epochs=1, batch_size=min(2, len(data.train)), eval_batch_size=1)
         elif len(data.train) < resolved_config(cfg)["batch_size"] and overrides.get("batch_size") is None:

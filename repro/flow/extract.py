@@ -40,7 +40,8 @@ import numpy as np
 from repro.data import readers
 from repro.data.readers import VideoRecord
 
-__all__ = ["ExtractReport", "dataset_videos", "extract_video", "extract_dataset", "video_done", "missing_videos"]
+__all__ = ["ExtractReport", "dataset_videos", "extract_video", "extract_dataset", "video_done", "missing_videos",
+           "method_pool", "video_pair_flows", "video_flows_from_file"]
 
 log = logging.getLogger("repro.flow")
 
@@ -156,6 +157,43 @@ def _work(job: tuple[VideoRecord, Path, float]) -> tuple[str, str | None]:
     return rec.video_id, None
 
 
+def video_pair_flows(frames: np.ndarray, n: int, pair_flow) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward flow of every neighbouring pair of a video's first ``n`` frames:
+    ``(n - 1, H, W, 2)`` each, ``fwd[t]`` = frame t -> t+1 and ``bwd[t]`` = frame t+1 -> t."""
+    H, W = frames.shape[1:3]
+    fwd = np.zeros((max(n - 1, 0), H, W, 2), np.float32)
+    bwd = np.zeros_like(fwd)
+    for t in range(n - 1):
+        fwd[t] = pair_flow(frames[t], frames[t + 1])
+        bwd[t] = pair_flow(frames[t + 1], frames[t])
+    return fwd, bwd
+
+
+def video_flows_from_file(job: tuple[str, int, int]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Pool job of the built-in benchmark's flow cache: video ``index`` (``n`` frames) of the
+    decoded ``(N, F, H, W, 3)`` frames file at ``path`` (mapped once per worker)."""
+    path, index, n = job
+    if path not in _WORKER:
+        _WORKER[path] = np.load(path, mmap_mode="r")
+    return (index, *video_pair_flows(_WORKER[path][index], n, _WORKER["method"]))
+
+
+def method_pool(method: str, workers: int, threads: int = 1):
+    """``workers`` processes, each holding its own ``method`` (for :func:`_work`,
+    :func:`video_flows_from_file`); ``threads``: OpenCV / torch threads per worker."""
+    import multiprocessing as mp
+
+    # Not fork: a child forked from a process whose OpenCV thread pool has run hangs in
+    # cv2 (seen).  forkserver imports torch and OpenCV once, in a fresh server, and forks the
+    # workers from it (spawn would import them once per worker, ~10 s each).
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["repro.flow.extract", "repro.flow.methods"])
+    else:
+        ctx = mp.get_context("spawn")
+    return ctx.Pool(workers, initializer=_init_worker, initargs=(method, threads))
+
+
 def _rank() -> tuple[int, int]:
     """This process's (rank, world size) under torchrun, else (0, 1)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -189,22 +227,11 @@ def extract_dataset(dataset: str, data_dir: Path | str, method: str, *, workers:
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"{method} flow of {dataset}"
                + (f" (rank {rank}/{world_size})" if world_size > 1 else ""), unit="video",
                disable=not progress, file=sys.stderr)
-    if workers <= 1:
+    pool = method_pool(method, workers, threads) if workers > 1 else None
+    if pool is None:
         _init_worker(method, threads)
         results = map(_work, jobs)
-        pool = None
     else:
-        import multiprocessing as mp
-
-        # Not fork: a child forked from a process whose OpenCV thread pool has run hangs in
-        # cv2 (seen).  forkserver imports torch and OpenCV once, in a fresh server, and forks the
-        # workers from it (spawn would import them once per worker, ~10 s each).
-        if "forkserver" in mp.get_all_start_methods():
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["repro.flow.extract", "repro.flow.methods"])
-        else:
-            ctx = mp.get_context("spawn")
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(method, threads))
         results = pool.imap_unordered(_work, jobs)
     try:
         for video_id, error in results:

@@ -380,8 +380,8 @@ def _compute_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow:
     over ``workers`` processes that each map ``frames_path`` (the same numbers as one process).
     With ``partial`` (a path prefix) the videos done so far are saved there every
     :data:`FLOW_CHECKPOINT_SECONDS` (atomically), and a computation that was killed resumes from
-    them when the cache ``key`` still matches: TV-L1 of the mini train split is about an hour on
-    one core.
+    them when the cache ``key`` still matches: TV-L1 of the mini train split is ~30 min on a free
+    core, about an hour beside a training run (docs/builtin_benchmark.md).
     """
     from tqdm.auto import tqdm
 

@@ -21,8 +21,8 @@ interval of ``diff`` clears the margin, ``failed`` when the whole interval is on
 * trained rows (one number per seed): a Student t-interval with n - 1 degrees of freedom over the
   seeds' paired differences -- seed k of row a against seed k of row b (same initialisation and
   data order wherever the two architectures allow).  Fewer than :data:`MIN_SEEDS` paired seeds
-  read ``inconclusive`` ("2 seeds; need >= 3").  For ``within`` the interval of ``a - b`` must lie
-  inside ``[-tolerance, tolerance]`` (held) or wholly outside it (failed) -- an equivalence test;
+  read ``inconclusive`` ("2 paired seeds; need >= 3").  For ``within`` the interval of ``a - b``
+  must lie inside ``[-tolerance, tolerance]`` (held) or wholly outside it (failed) -- an equivalence test;
 * seed-independent measurements (the ``profile`` job: parameter and MAC counts, exact; latency,
   whose spread over repeats is its 10th-90th percentile range; per-part times and time ratios of
   one interleaved run, whose spread is the 10th-90th percentile over the rounds -- of the
@@ -290,9 +290,10 @@ def _seeded_verdict(claim: Claim, a: Side, b: Side, detail: dict) -> ClaimResult
         detail["diff"] = statistics.fmean(orient(claim, x, y) for x, y in pairs)
     bound = (-claim.tolerance, claim.tolerance) if claim.form == "within" else detail["margin"]
     if len(raw) < MIN_SEEDS:
-        detail["reason"] = f"{len(raw)} seed{'s' if len(raw) != 1 else ''}; need >= {MIN_SEEDS}"
-        needed = seeds_needed(raw, bound)
-        detail["seeds_needed"] = max(needed, MIN_SEEDS) if needed else None
+        detail["reason"] = f"need >= {MIN_SEEDS}"
+        if len(raw) >= 2:  # one seed shows no spread to plan from
+            needed = seeds_needed(raw, bound)
+            detail["seeds_needed"] = max(needed, MIN_SEEDS) if needed else None
         return ClaimResult(claim, "inconclusive", a.value, b.value, detail)
     _, lo, hi = t_interval(raw)
     if claim.form == "within":

@@ -270,8 +270,8 @@ def _verdict_text(r: ClaimResult) -> str:
         half = (ci[1] - ci[0]) / 2
         what += f" ± {_fmt(half)} [{_signed(ci[0])}, {_signed(ci[1])}]"
     what += f" vs margin {_signed(margin)}"
-    if d.get("seeds"):
-        what += f"; {d['seeds']} paired seeds"
+    if "seeds" in d:
+        what += f"; {d['seeds']} paired seed{'' if d['seeds'] == 1 else 's'}"
     if d.get("reason"):
         what += f"; {d['reason']}"
     elif d.get("method", "").startswith("exact"):

@@ -105,7 +105,7 @@ def test_fewer_than_three_seeds_or_other_code_is_never_decided():
     from repro.claims import verdict
 
     two = verdict(_c(">", "y"), _seeded([90.0, 91.0]), _seeded([10.0, 11.0]))
-    assert two.status == "inconclusive" and two.detail["reason"] == "2 seeds; need >= 3"
+    assert two.status == "inconclusive" and two.detail["reason"] == "need >= 3" and two.detail["seeds"] == 2
     shared = verdict(_c(">", "y"), _seeded([90.0, 91.0, 92.0]), _seeded([10.0, 11.0]))  # seed 2 has no pair
     assert shared.status == "inconclusive" and shared.detail["seeds"] == 2
     stale = verdict(_c(">", "y"), _seeded([90.0, 91.0, 92.0]), _seeded([10.0, 11.0, 12.0], code="c2"))

@@ -270,7 +270,7 @@ def _verdict_text(r: ClaimResult) -> str:
         half = (ci[1] - ci[0]) / 2
         what += f" ± {_fmt(half)} [{_signed(ci[0])}, {_signed(ci[1])}]"
     what += f" vs margin {_signed(margin)}"
-    if "seeds" in d:
+    if "t-interval" in d.get("method", ""):  # a seeded verdict (also on 0 or 1 paired seeds)
         what += f"; {d['seeds']} paired seed{'' if d['seeds'] == 1 else 's'}"
     if d.get("reason"):
         what += f"; {d['reason']}"

@@ -51,7 +51,7 @@ from typing import Literal, Mapping
 
 from repro.spec.schema import Claim, TableSpec
 
-__all__ = ["ClaimResult", "Side", "Verdict", "MIN_SEEDS", "CONFIDENCE", "UNPAIRED_RUNS", "RUN_DRIFT", "check_claim", "check_claims", "orient",
+__all__ = ["ClaimResult", "Side", "Verdict", "MIN_SEEDS", "CONFIDENCE", "PAIRED_SEEDS", "UNPAIRED_RUNS", "RUN_DRIFT", "check_claim", "check_claims", "orient",
            "t_interval", "median_interval", "seeds_needed", "verdict", "reported_values"]
 
 #: Paired seeds a trained-row verdict needs; fewer read "inconclusive".
@@ -68,6 +68,9 @@ UNPAIRED_RUNS = ("unpaired: each row timed in its own profile run (minutes apart
                  "is not cancelled); interval: the range of the difference over each run's 10th-90th "
                  "percentile over its repeats, not a confidence interval; decided only if it still clears "
                  f"the margin with each side widened by ±{RUN_DRIFT:.0%} run-to-run drift (drift_ci)")
+
+#: ``reproduced_detail.method`` of a claim between two trained rows (one number per seed).
+PAIRED_SEEDS = f"{int(CONFIDENCE * 100)} % Student t-interval over paired seed differences (n - 1 df)"
 
 Status = Literal["held", "failed", "inconclusive", "stale", "not run", "n/a"]
 
@@ -284,8 +287,7 @@ def _seeded_verdict(claim: Claim, a: Side, b: Side, detail: dict) -> ClaimResult
         sorted(a.per_seed if a.seeded else b.per_seed)
     pairs = [(a.per_seed[s] if a.seeded else a.value, b.per_seed[s] if b.seeded else b.value) for s in seeds]
     raw = [_raw(claim, x, y) for x, y in pairs]
-    detail.update(seeds=len(seeds), paired=bool(seeds),
-                  method=f"{int(CONFIDENCE * 100)} % Student t-interval over paired seed differences (n - 1 df)")
+    detail.update(seeds=len(seeds), paired=bool(seeds), method=PAIRED_SEEDS)
     if raw:
         detail["diff"] = statistics.fmean(orient(claim, x, y) for x, y in pairs)
     bound = (-claim.tolerance, claim.tolerance) if claim.form == "within" else detail["margin"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from repro.claims import RUN_DRIFT, UNPAIRED_RUNS, ClaimResult, Side, check_claims, reported_values, verdicts
+from repro.claims import PAIRED_SEEDS, RUN_DRIFT, UNPAIRED_RUNS, ClaimResult, Side, check_claims, reported_values, verdicts
 from repro.jobs import JOBS
 from repro.results import Result, ResultKey, atomic_write_text
 from repro.identity import result_key
@@ -270,7 +270,7 @@ def _verdict_text(r: ClaimResult) -> str:
         half = (ci[1] - ci[0]) / 2
         what += f" ± {_fmt(half)} [{_signed(ci[0])}, {_signed(ci[1])}]"
     what += f" vs margin {_signed(margin)}"
-    if "t-interval" in d.get("method", ""):  # a seeded verdict (also on 0 or 1 paired seeds)
+    if d.get("method") == PAIRED_SEEDS:  # a seeded verdict (also on 0 or 1 paired seeds)
         what += f"; {d['seeds']} paired seed{'' if d['seeds'] == 1 else 's'}"
     if d.get("reason"):
         what += f"; {d['reason']}"

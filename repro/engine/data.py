@@ -354,7 +354,7 @@ def _video_flows(frames: np.ndarray, lengths: np.ndarray, records: list, flow: s
                  pair_flow: PairFlow | None, start: int, workers: int, frames_path: Path | None):
     """``(i, fwd_i, bwd_i)`` for videos ``start, start + 1, ...`` in order: the dataset's exact
     flow (``"gt"``), ``pair_flow``, or the registered method ``flow`` over ``workers`` processes."""
-    from repro.flow.extract import video_flows_from_file, method_pool, video_pair_flows
+    from repro.flow.extract import method_pool, video_flows_from_file, video_pair_flows
 
     todo = range(start, len(records))
     if flow == "gt":
